@@ -1,0 +1,1 @@
+"""Tandem edge gateway: device access -> pipeline -> rules/inference -> outbox -> uplink."""

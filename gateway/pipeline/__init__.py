@@ -1,0 +1,1 @@
+"""Stream processing: authenticated reports in, window summaries out."""

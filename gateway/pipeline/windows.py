@@ -1,0 +1,108 @@
+"""Tumbling windows per (device, channel), summarised when they close.
+
+Windows are aligned to multiples of the window length in the node's time, so
+two gateways summarise the same readings into the same windows. A window
+closes when a reading for a later window arrives, or when no reading reached
+it for one window length of gateway time (a quiet or departed node). A
+reading older than its channel's last closed window (rare: nodes send in
+order) becomes a summary of its own starting at its timestamp, so nothing is
+dropped and no summary key repeats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from wire.batch import Summary
+
+
+@dataclass(slots=True)
+class _Window:
+    t0_ms: int
+    t1_ms: int
+    count: int
+    total: float
+    minimum: float
+    maximum: float
+    last: float
+    touched_ms: int
+
+    def add(self, value: float, now_ms: int) -> None:
+        self.count += 1
+        self.total += value
+        self.minimum = min(self.minimum, value)
+        self.maximum = max(self.maximum, value)
+        self.last = value
+        self.touched_ms = now_ms
+
+
+class TumblingWindows:
+    """Accumulates readings; returns summaries of the windows that close."""
+
+    def __init__(self, window_ms: int, max_open: int = 100_000) -> None:
+        if window_ms <= 0:
+            raise ValueError("window length must be positive")
+        self.window_ms = window_ms
+        self.max_open = max_open
+        self._open: dict[tuple[str, str], _Window] = {}
+        self._closed_until: dict[tuple[str, str], int] = {}
+        self.late = 0
+
+    def add(self, device: str, channel: str, t_ms: int, value: float,
+            now_ms: int) -> list[Summary]:
+        """Add one reading; return the summaries this closes (usually none)."""
+        key = (device, channel)
+        if t_ms < self._closed_until.get(key, -1):
+            self.late += 1
+            return [_summary(key, _Window(t_ms, t_ms + 1, 1, value, value, value, value, now_ms))]
+        start = t_ms - t_ms % self.window_ms
+        window = self._open.get(key)
+        closed: list[Summary] = []
+        if window is not None and window.t0_ms != start:
+            closed.append(self._close(key))
+            window = None
+        if window is None:
+            if len(self._open) >= self.max_open:
+                closed.extend(self.flush_oldest())
+            window = _Window(start, start + self.window_ms, 0, 0.0, math.inf, -math.inf, 0.0, now_ms)
+            self._open[key] = window
+        window.add(value, now_ms)
+        return closed
+
+    def expire(self, now_ms: int) -> list[Summary]:
+        """Close windows nobody has added to for one window length."""
+        idle = [k for k, w in self._open.items() if now_ms - w.touched_ms >= self.window_ms]
+        return [self._close(k) for k in idle]
+
+    def flush(self) -> list[Summary]:
+        """Close every open window (shutdown)."""
+        return [self._close(k) for k in list(self._open)]
+
+    def flush_oldest(self) -> list[Summary]:
+        """Close the least recently touched window, keeping memory bounded."""
+        key = min(self._open, key=lambda k: self._open[k].touched_ms)
+        return [self._close(key)]
+
+    @property
+    def open_count(self) -> int:
+        """How many windows are accumulating now."""
+        return len(self._open)
+
+    def _close(self, key: tuple[str, str]) -> Summary:
+        window = self._open.pop(key)
+        self._closed_until[key] = max(self._closed_until.get(key, -1), window.t1_ms)
+        if len(self._closed_until) > 4 * self.max_open:
+            self._closed_until.pop(next(iter(self._closed_until)))
+        return _summary(key, window)
+
+
+def _summary(key: tuple[str, str], w: _Window) -> Summary:
+    return Summary(device=key[0], channel=key[1], t0_ms=w.t0_ms, t1_ms=w.t1_ms, count=w.count,
+                   minimum=w.minimum, maximum=w.maximum, mean=_clamped_mean(w), last=w.last)
+
+
+def _clamped_mean(w: _Window) -> float:
+    # Float rounding can push total/count a hair outside [min, max]; the wire
+    # format rejects that, so clamp.
+    return min(max(w.total / w.count, w.minimum), w.maximum)

@@ -1,0 +1,118 @@
+"""Wires the gateway's layers together: access -> pipeline -> outbox -> uplink.
+
+`Gateway.start()` brings the layers up from the outbox outwards (so nothing is
+accepted before it can be stored), `stop()` takes them down from the edge
+inwards and stores every open window before the outbox closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+from prometheus_client import start_http_server
+
+from gateway.access.config import AccessConfig
+from gateway.access.server import CoapDtlsServer
+from gateway.config import GatewayConfig
+from gateway.keystore import KeyStore, SoftwareKeyStore
+from gateway.metrics import GatewayMetrics
+from gateway.outbox import Outbox
+from gateway.pipeline.ingress import Ingress
+from gateway.pipeline.summarise import SummaryPipeline
+from gateway.pipeline.windows import TumblingWindows
+from gateway.uplink import Uplink
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """One running gateway instance."""
+
+    def __init__(self, config: GatewayConfig, keystore: KeyStore | None = None) -> None:
+        self.config = config
+        self.metrics = GatewayMetrics()
+        self.keystore = keystore or SoftwareKeyStore(config.identity.key)
+        self.outbox = Outbox(config.gateway.data_dir / "outbox.sqlite3", config.outbox.max_records)
+        self.ingress = Ingress(config.pipeline.max_pending)
+        self.pipeline = SummaryPipeline(
+            self.ingress.queue, TumblingWindows(int(config.pipeline.window_s * 1000)),
+            self.outbox, self.metrics)
+        self.uplink = Uplink(config.uplink, config.gateway.id, self.outbox, self.keystore,
+                             self.metrics) if config.uplink.url else None
+        self.access = CoapDtlsServer(_access_config(config), self.ingress)
+        self.metrics.export_counts("tandem_gw_access_events",
+                                   "Device-access events and refusals by cause",
+                                   self.access.stats.snapshot)
+        self.metrics.export_counts("tandem_gw_ingress_reports", "Reports at the pipeline entry",
+                                   self.ingress.snapshot)
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._metrics_server: Any = None
+
+    async def start(self) -> None:
+        """Start every layer; returns once devices can connect."""
+        self._spawn(self.pipeline.run(self._stop), "pipeline")
+        if self.uplink is not None:
+            self._spawn(self.uplink.run(self._stop), "uplink")
+        else:
+            log.warning("no uplink.url configured: data stays in the outbox")
+        self._spawn(self._watch_outbox(), "outbox-gauges")
+        await self.access.start()
+        if self.config.metrics.port:
+            self._metrics_server, _ = start_http_server(
+                self.config.metrics.port, self.config.metrics.host, registry=self.metrics.registry)
+
+    @property
+    def coap_port(self) -> int:
+        """The UDP port devices connect to (useful when configured as 0)."""
+        return self.access.port
+
+    @property
+    def metrics_port(self) -> int:
+        """The bound Prometheus port, 0 when disabled."""
+        return int(self._metrics_server.server_port) if self._metrics_server else 0
+
+    async def stop(self) -> None:
+        """Stop taking data, store what is in flight, close everything."""
+        await self.access.stop()
+        self._stop.set()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.uplink is not None:
+            await self.uplink.close()
+        await self.outbox.close()
+        if self._metrics_server is not None:
+            self._metrics_server.shutdown()
+            self._metrics_server.server_close()
+
+    async def _watch_outbox(self) -> None:
+        while not self._stop.is_set():
+            records, batches = await self.outbox.depth()
+            self.metrics.outbox_records.set(records)
+            self.metrics.outbox_batches.set(batches)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), 1.0)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(_report_crash)
+        self._tasks.append(task)
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("gateway task %s crashed", task.get_name(), exc_info=task.exception())
+
+
+def _access_config(config: GatewayConfig) -> AccessConfig:
+    coap = config.coap
+    return AccessConfig(
+        host=coap.host, port=coap.port, cert_pem=config.identity.cert,
+        key_pem=config.identity.key, ca_pem=config.identity.ca, max_peers=coap.max_peers, idle_timeout_s=coap.idle_timeout_s,
+        allowed_devices=frozenset(coap.allowed_devices) or None,
+        insecure_plain_coap=coap.insecure_plain_coap)

@@ -1,0 +1,61 @@
+"""Specification of gateway configuration loading: readable errors with file, line, field."""
+
+from pathlib import Path
+
+import pytest
+
+from gateway.config import ConfigError, load_config
+
+GOOD = """\
+version = 1
+[gateway]
+id = "gw-01"
+data_dir = "data"
+[identity]
+cert = "pki/cert.pem"
+key = "pki/key.pem"
+ca = "pki/ca.pem"
+[coap]
+port = 5684
+allowed_devices = ["node-01"]
+"""
+
+
+def test_a_good_file_loads_with_paths_relative_to_it(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(GOOD)
+    config = load_config(path, environ={})
+    assert config.gateway.id == "gw-01"
+    assert config.gateway.data_dir == tmp_path / "data"
+    assert config.coap.allowed_devices == ("node-01",)
+    assert config.pipeline.window_s == 10.0
+
+
+def test_environment_overrides_file_values(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(GOOD)
+    config = load_config(path, environ={"TANDEM_GW_COAP_PORT": "6000",
+                                        "TANDEM_GW_UPLINK_URL": "https://cloud:8443"})
+    assert config.coap.port == 6000
+    assert config.uplink.url == "https://cloud:8443"
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (("port = 5684", 'port = "x"'), r"gw.toml:10: coap.port: expected int, got 'x'"),
+    (("port = 5684", "port = 70000"), r"gw.toml:10: coap.port: 70000 outside 0..65535"),
+    (("port = 5684", "prot = 5684"), r"gw.toml:10: coap.prot: unknown field"),
+    (('id = "gw-01"', ""), r"gateway.id: required field missing"),
+    (("version = 1", "version = 2"), r"version: expected 1, got 2"),
+    (("[coap]", "[coap"), r"gw.toml: .*line 9"),
+])
+def test_errors_name_file_line_and_field(tmp_path: Path, edit: tuple[str, str],
+                                          message: str) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(GOOD.replace(*edit))
+    with pytest.raises(ConfigError, match=message):
+        load_config(path, environ={})
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml", environ={})

@@ -1,0 +1,111 @@
+"""Specification of the durable outbox: order, sealing, confirmation, crash safety."""
+
+import asyncio
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from gateway.outbox import Outbox, OutboxFull, Priority
+from wire.batch import Event, Record, Summary
+
+
+def _summary(i: int) -> Summary:
+    return Summary("n1", "temp", i * 1000, i * 1000 + 1000, 1, float(i), float(i), float(i),
+                   float(i))
+
+
+ALARM = Event("n1", "overheat", 5, 3, {"temp": 99.0})
+
+
+def _build(log: list[tuple[int, int]]):  # type: ignore[no-untyped-def]
+    def build(seq: int, records: Sequence[Record]) -> bytes:
+        log.append((seq, len(records)))
+        return f"envelope-{seq}-{len(records)}".encode()
+    return build
+
+
+def test_alarms_overtake_summaries_and_batches_are_numbered(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        outbox = Outbox(tmp_path / "o.db")
+        await outbox.put([_summary(i) for i in range(3)], Priority.SUMMARY)
+        await outbox.put([ALARM], Priority.ALARM)
+        sealed: list[tuple[int, int]] = []
+        first = await outbox.seal_or_pending(2, _build(sealed), now_ms=0)
+        assert first is not None and first.seq == 1 and first.records == 2
+        again = await outbox.seal_or_pending(2, _build(sealed), now_ms=0)
+        assert again == first and sealed == [(1, 2)]  # resent as is, not rebuilt
+        await outbox.confirm(1)
+        second = await outbox.seal_or_pending(10, _build(sealed), now_ms=0)
+        assert second is not None and (second.seq, second.records) == (2, 2)
+        await outbox.confirm(2)
+        assert await outbox.seal_or_pending(10, _build(sealed), now_ms=0) is None
+        assert await outbox.depth() == (0, 0)
+        await outbox.close()
+
+    asyncio.run(scenario())
+
+
+def test_first_batch_holds_the_alarm(tmp_path: Path) -> None:
+    captured: list[Sequence[Record]] = []
+
+    def build(seq: int, records: Sequence[Record]) -> bytes:
+        captured.append(records)
+        return b"x"
+
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.put_sync([_summary(1)], Priority.SUMMARY)
+    outbox.put_sync([ALARM], Priority.ALARM)
+    outbox.seal_or_pending_sync(1, build, 0)
+    assert captured == [[ALARM]]
+    asyncio.run(outbox.close())
+
+
+def test_sealed_batch_and_sequence_survive_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    outbox = Outbox(path)
+    outbox.put_sync([_summary(1), _summary(2)], Priority.SUMMARY)
+    sealed = outbox.seal_or_pending_sync(10, lambda s, r: b"env", 0)
+    asyncio.run(outbox.close())  # as after a crash: nothing confirmed
+
+    reopened = Outbox(path)
+    assert reopened.seal_or_pending_sync(10, lambda s, r: b"other", 0) == sealed
+    reopened.confirm_sync(1)
+    reopened.put_sync([_summary(3)], Priority.SUMMARY)
+    third = reopened.seal_or_pending_sync(10, lambda s, r: b"env2", 0)
+    assert third is not None and third.seq == 2  # numbers are never reused
+    asyncio.run(reopened.close())
+
+
+def test_refused_batch_is_set_aside_not_resent(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.db")
+    outbox.put_sync([_summary(1)], Priority.SUMMARY)
+    outbox.seal_or_pending_sync(10, lambda s, r: b"env", 0)
+    outbox.set_aside_sync(1, "422 invalid_batch")
+    assert outbox.seal_or_pending_sync(10, lambda s, r: b"env", 0) is None
+    assert outbox.depth_sync() == (0, 0)
+    asyncio.run(outbox.close())
+
+
+def test_a_corrupt_row_is_moved_aside_and_the_rest_flows(tmp_path: Path) -> None:
+    path = tmp_path / "o.db"
+    outbox = Outbox(path)
+    outbox.put_sync([_summary(1), _summary(2)], Priority.SUMMARY)
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE records SET body = x'ff00' WHERE id = 1")
+    captured: list[Sequence[Record]] = []
+    outbox.seal_or_pending_sync(10, lambda s, r: captured.append(r) or b"e", 0)  # type: ignore[func-returns-value]
+    assert captured == [[_summary(2)]]
+    assert outbox.corrupt_rows == 1
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT COUNT(*) FROM corrupt_records").fetchone() == (1,)
+    asyncio.run(outbox.close())
+
+
+def test_full_outbox_refuses_new_records(tmp_path: Path) -> None:
+    outbox = Outbox(tmp_path / "o.db", max_records=100)
+    outbox.put_sync([_summary(i) for i in range(100)], Priority.SUMMARY)
+    with pytest.raises(OutboxFull):
+        outbox.put_sync([_summary(101)], Priority.SUMMARY)
+    asyncio.run(outbox.close())

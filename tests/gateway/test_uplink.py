@@ -1,0 +1,133 @@
+"""Specification of the uplink: a batch is deleted only after the cloud confirmed it."""
+
+import asyncio
+import json
+import ssl
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.config import UplinkSection
+from gateway.metrics import GatewayMetrics
+from gateway.outbox import Outbox, Priority
+from gateway.uplink import Outcome, Uplink
+from tools.pki import Role, SiteCA
+from wire.batch import Summary, decode_batch
+from wire.cose import SoftwareSigner, verify1
+
+KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+class ScriptedCloud:
+    """An HTTPS server answering ingest posts from a script of status codes."""
+
+    def __init__(self, tmp: Path, script: list[int]) -> None:
+        ca = SiteCA.create(tmp / "pki", "test")
+        server = ca.issue("cloud", Role.SERVER, ("127.0.0.1",))
+        self.ca_path = ca.cert_pem_path
+        self.script = script
+        self.received: list[bytes] = []
+        cloud = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                cloud.received.append(body)
+                status = cloud.script.pop(0) if cloud.script else 200
+                payload = json.dumps({"status": "stored"} if status == 200 else
+                                     {"error": "x", "detail": "scripted"}).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(server.cert_pem, server.key_pem)
+        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+def cloud(tmp_path: Path) -> Iterator[ScriptedCloud]:
+    server = ScriptedCloud(tmp_path, [])
+    yield server
+    server.close()
+
+
+def _summary(i: int) -> Summary:
+    return Summary("n1", "temp", i * 1000, i * 1000 + 1000, 1, 1.0, 1.0, 1.0, 1.0)
+
+
+def _run(cloud: ScriptedCloud, tmp: Path, steps: int) -> tuple[list[Outcome], Outbox]:
+    async def scenario() -> list[Outcome]:
+        config = UplinkSection(url=cloud.url, ca=cloud.ca_path, batch_max_records=2)
+        uplink = Uplink(config, "gw-01", outbox, SoftwareSigner(KEY), GatewayMetrics())
+        await outbox.put([_summary(i) for i in range(3)], Priority.SUMMARY)
+        outcomes = [await uplink.deliver_one() for _ in range(steps)]
+        await uplink.close()
+        return outcomes
+
+    outbox = Outbox(tmp / "outbox.db")
+    return asyncio.run(scenario()), outbox
+
+
+def test_batches_are_signed_numbered_and_deleted_after_200(cloud: ScriptedCloud,
+                                                           tmp_path: Path) -> None:
+    outcomes, outbox = _run(cloud, tmp_path, 3)
+    assert outcomes == [Outcome.DELIVERED, Outcome.DELIVERED, Outcome.EMPTY]
+    batches = [decode_batch(verify1(b, lambda kid: KEY.public_key()).payload)
+               for b in cloud.received]
+    assert [(b.gateway, b.seq, len(b.records)) for b in batches] == [("gw-01", 1, 2),
+                                                                      ("gw-01", 2, 1)]
+    assert outbox.depth_sync() == (0, 0)
+
+
+def test_a_failing_cloud_gets_the_same_bytes_again(cloud: ScriptedCloud, tmp_path: Path) -> None:
+    cloud.script[:] = [500, 503]
+    outcomes, outbox = _run(cloud, tmp_path, 3)
+    assert outcomes == [Outcome.RETRY, Outcome.RETRY, Outcome.DELIVERED]
+    assert cloud.received[0] == cloud.received[1] == cloud.received[2]
+    assert outbox.depth_sync() == (1, 0)
+
+
+def test_a_batch_refused_for_good_is_set_aside(cloud: ScriptedCloud, tmp_path: Path) -> None:
+    cloud.script[:] = [422]
+    outcomes, outbox = _run(cloud, tmp_path, 2)
+    assert outcomes == [Outcome.SET_ASIDE, Outcome.DELIVERED]
+    assert outbox.depth_sync() == (0, 0)
+
+
+def test_an_unreachable_cloud_is_a_retry_and_loses_nothing(tmp_path: Path) -> None:
+    dead = ScriptedCloud(tmp_path, [])
+    dead.close()  # nothing listens on that port any more
+    outcomes, outbox = _run(dead, tmp_path, 2)
+    assert outcomes == [Outcome.RETRY, Outcome.RETRY]
+    assert outbox.depth_sync() == (1, 1)
+
+
+def test_a_server_with_a_foreign_certificate_is_not_trusted(cloud: ScriptedCloud,
+                                                            tmp_path: Path) -> None:
+    foreign = SiteCA.create(tmp_path / "foreign", "evil")
+    cloud.ca_path = foreign.cert_pem_path
+    outcomes, _ = _run(cloud, tmp_path, 1)
+    assert outcomes == [Outcome.RETRY]
+    assert cloud.received == []

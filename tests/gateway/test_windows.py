@@ -1,0 +1,85 @@
+"""Specification of tumbling windows and the de-duplicating ingress."""
+
+import asyncio
+
+from gateway.model import DeviceReport
+from gateway.pipeline.ingress import Ingress
+from gateway.pipeline.windows import TumblingWindows
+from wire.report import Report
+
+
+def test_a_window_closes_when_the_next_one_starts() -> None:
+    windows = TumblingWindows(window_ms=1000)
+    assert windows.add("n1", "temp", 1000, 20.0, now_ms=0) == []
+    assert windows.add("n1", "temp", 1500, 22.0, now_ms=0) == []
+    assert windows.add("n1", "temp", 1999, 21.0, now_ms=0) == []
+    (summary,) = windows.add("n1", "temp", 2000, 30.0, now_ms=0)
+    assert (summary.t0_ms, summary.t1_ms, summary.count) == (1000, 2000, 3)
+    assert (summary.minimum, summary.maximum, summary.mean, summary.last) == (20.0, 22.0, 21.0, 21.0)
+
+
+def test_channels_and_devices_have_separate_windows() -> None:
+    windows = TumblingWindows(window_ms=1000)
+    windows.add("n1", "temp", 1000, 1.0, now_ms=0)
+    windows.add("n1", "vib", 1000, 2.0, now_ms=0)
+    windows.add("n2", "temp", 1000, 3.0, now_ms=0)
+    summaries = sorted(windows.flush(), key=lambda s: (s.device, s.channel))
+    assert [(s.device, s.channel, s.mean) for s in summaries] == [
+        ("n1", "temp", 1.0), ("n1", "vib", 2.0), ("n2", "temp", 3.0)]
+
+
+def test_idle_windows_expire_after_one_window_of_gateway_time() -> None:
+    windows = TumblingWindows(window_ms=1000)
+    windows.add("n1", "temp", 1000, 1.0, now_ms=50_000)
+    assert windows.expire(now_ms=50_999) == []
+    assert len(windows.expire(now_ms=51_000)) == 1
+    assert windows.open_count == 0
+
+
+def test_a_late_reading_is_kept_as_its_own_summary_under_a_distinct_key() -> None:
+    windows = TumblingWindows(window_ms=1000)
+    windows.add("n1", "temp", 1000, 1.0, now_ms=0)
+    (closed,) = windows.add("n1", "temp", 2000, 2.0, now_ms=0)
+    (late,) = windows.add("n1", "temp", 1500, 9.0, now_ms=0)
+    assert late.t0_ms == 1500 and late.count == 1 and late.mean == 9.0
+    assert late.t0_ms != closed.t0_ms
+    assert windows.late == 1
+
+
+def test_open_windows_are_bounded() -> None:
+    windows = TumblingWindows(window_ms=1000, max_open=10)
+    closed = []
+    for i in range(100):
+        closed += windows.add(f"n{i}", "temp", 1000, float(i), now_ms=i)
+    assert windows.open_count == 10
+    assert len(closed) == 90
+
+
+def _report(device: str, boot: int, seq: int) -> DeviceReport:
+    return DeviceReport(device, Report(seq, boot, 1000, {"t": 1.0}), received_ms=0)
+
+
+def test_ingress_drops_repeats_of_boot_and_seq_but_accepts_a_new_boot() -> None:
+    async def scenario() -> None:
+        ingress = Ingress(max_pending=10)
+        assert ingress.submit(_report("n1", 7, 1))
+        assert ingress.submit(_report("n1", 7, 2))
+        assert ingress.submit(_report("n1", 7, 2))  # resent after a lost ACK
+        assert ingress.submit(_report("n1", 8, 1))  # rebooted
+        assert ingress.queue.qsize() == 3
+        assert ingress.duplicates == 1
+
+    asyncio.run(scenario())
+
+
+def test_ingress_is_bounded_and_says_so() -> None:
+    async def scenario() -> None:
+        ingress = Ingress(max_pending=2)
+        assert ingress.submit(_report("n1", 1, 1))
+        assert ingress.submit(_report("n1", 1, 2))
+        assert not ingress.submit(_report("n1", 1, 3))
+        assert ingress.rejected_full == 1
+        ingress.queue.get_nowait()
+        assert ingress.submit(_report("n1", 1, 3))  # not remembered while refused
+
+    asyncio.run(scenario())

@@ -1,0 +1,92 @@
+"""Specification of the uplink batch and its COSE_Sign1 envelope."""
+
+import contextlib
+
+import cbor2
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wire.batch import Batch, Event, Summary, decode_batch, encode_batch
+from wire.cose import SoftwareSigner, sign1, verify1
+from wire.errors import WireError
+
+KEY = ec.generate_private_key(ec.SECP256R1())
+OTHER = ec.generate_private_key(ec.SECP256R1())
+SUMMARY = Summary("node-01", "temp", 1764230400000, 1764230410000, 10, 23.1, 23.9, 23.5, 23.4)
+EVENT = Event("node-02", "bearing_fault", 1764230405000, 3, {"vib_rms": 2.5})
+
+
+def test_batch_round_trip_and_example_bytes() -> None:
+    batch = Batch("gw-01", 42, 1764230411000, (SUMMARY,))
+    data = encode_batch(batch)
+    assert len(data) == 139  # the example in docs/protocol.md
+    assert data[:4].hex() == "a5617601"
+    assert decode_batch(data) == batch
+    with_event = Batch("gw-01", 43, 1764230411000, (SUMMARY, EVENT))
+    assert decode_batch(encode_batch(with_event)) == with_event
+
+
+def test_signed_batch_verifies_with_the_registered_key_only() -> None:
+    envelope = sign1(encode_batch(Batch("gw-01", 1, 0, (SUMMARY,))), "gw-01", SoftwareSigner(KEY))
+    verified = verify1(envelope, lambda kid: KEY.public_key() if kid == "gw-01" else None)
+    assert verified.kid == "gw-01"
+    assert decode_batch(verified.payload).records == (SUMMARY,)
+    with pytest.raises(WireError) as info:
+        verify1(envelope, lambda kid: OTHER.public_key())
+    assert info.value.reason == "signature"
+    with pytest.raises(WireError) as info:
+        verify1(envelope, lambda kid: None)
+    assert info.value.reason == "unknown_key"
+
+
+def test_a_flipped_payload_byte_breaks_the_signature() -> None:
+    envelope = bytearray(sign1(b"payload-bytes", "gw-01", SoftwareSigner(KEY)))
+    index = bytes(envelope).index(b"payload-bytes")
+    envelope[index] ^= 0x01
+    with pytest.raises(WireError) as info:
+        verify1(bytes(envelope), lambda kid: KEY.public_key())
+    assert info.value.reason == "signature"
+
+
+@pytest.mark.parametrize(("envelope", "reason"), [
+    (b"\x00garbage", "cbor"),
+    (cbor2.dumps([1, 2, 3, 4]), "cose"),
+    (cbor2.dumps(cbor2.CBORTag(18, [b"", {}, b"", b""])), "cose"),
+    (cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps({1: -35, 4: b"gw"}), {}, b"x", b"s" * 64])),
+     "cose"),
+    (cbor2.dumps(cbor2.CBORTag(18, [cbor2.dumps({1: -7}), {}, b"x", b"s" * 64])), "cose"),
+])
+def test_malformed_envelopes(envelope: bytes, reason: str) -> None:
+    with pytest.raises(WireError) as info:
+        verify1(envelope, lambda kid: KEY.public_key())
+    assert info.value.reason == reason
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda b: b.update(v=2),
+    lambda b: b.update(seq=0),
+    lambda b: b.update(gw=""),
+    lambda b: b.update(recs="nope"),
+    lambda b: b["recs"][0].update(k="x"),
+    lambda b: b["recs"][0].update(n=0),
+    lambda b: b["recs"][0].update(mean=99.0),
+    lambda b: b["recs"][0].update(t1=0),
+    lambda b: b["recs"][0].update(min=float("inf")),
+])
+def test_schema_violations_are_named(mutate: object) -> None:
+    raw = cbor2.loads(encode_batch(Batch("gw-01", 1, 0, (SUMMARY,))))
+    raw["recs"] = [dict(r) for r in raw["recs"]]
+    mutate(raw)  # type: ignore[operator]
+    with pytest.raises(WireError) as info:
+        decode_batch(cbor2.dumps(raw))
+    assert info.value.reason == "schema"
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=400))
+def test_arbitrary_bytes_only_raise_wire_error(data: bytes) -> None:
+    for decode in (decode_batch, lambda d: verify1(d, lambda kid: KEY.public_key())):
+        with contextlib.suppress(WireError):
+            decode(data)

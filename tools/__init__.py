@@ -1,0 +1,1 @@
+"""Engineer and operator tools: PKI, provisioning, flashing, benchmarks, demo."""

@@ -1,0 +1,90 @@
+"""`tandem`: the engineer's and operator's tools (PKI, demo; flashing and bench to come)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from tools.pki import PKIError, Role, SiteCA
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the tandem command."""
+    args = _parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except PKIError as exc:
+        print(f"tandem: {exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tandem", description="Tandem engineering tools.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_pki(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _add_pki(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    pki = sub.add_parser("pki", help="site CA and certificates",
+                         description="Create a site CA and issue gateway, device and server "
+                         "certificates (DER copies for devices).")
+    pki_sub = pki.add_subparsers(dest="pki_command", required=True)
+    init = pki_sub.add_parser("init", help="create the site CA", description="create the site CA")
+    init.add_argument("--dir", type=Path, required=True, help="PKI directory")
+    init.add_argument("--site", required=True, help="site name (certificate organisation)")
+    init.set_defaults(handler=_pki_init)
+    issue = pki_sub.add_parser("issue", help="issue a certificate",
+                               description="issue a certificate signed by the site CA")
+    issue.add_argument("--dir", type=Path, required=True, help="PKI directory")
+    issue.add_argument("--role", choices=[r.value for r in Role], required=True)
+    issue.add_argument("--name", required=True, help="identity (certificate CN)")
+    issue.add_argument("--host", action="append", default=[],
+                       help="extra DNS name or IP address (repeatable)")
+    issue.add_argument("--days", type=int, default=825, help="validity in days")
+    issue.set_defaults(handler=_pki_issue)
+
+
+def _pki_init(args: argparse.Namespace) -> int:
+    ca = SiteCA.create(args.dir, args.site)
+    print(f"site CA created: {ca.cert_pem_path} (key {args.dir / 'ca.key.pem'}, mode 600)")
+    return 0
+
+
+def _pki_issue(args: argparse.Namespace) -> int:
+    ca = SiteCA.load(args.dir)
+    identity = ca.issue(args.name, Role(args.role), tuple(args.host), args.days)
+    print(f"{identity.role.value} {identity.name}: {identity.directory}")
+    return 0
+
+
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = sub.add_parser("demo", help="run cloud + gateway + three nodes locally",
+                          description="Run the whole system on embedded defaults: a cloud, one "
+                          "gateway and three virtual sensor nodes (real MicroPython). Ctrl-C "
+                          "stops everything.")
+    demo.add_argument("--workdir", type=Path, default=Path(".demo"),
+                      help="where PKI, configs and data go (recreated each run)")
+    demo.add_argument("--nodes", type=int, default=3, help="number of virtual nodes")
+    demo.add_argument("--cloud-port", type=int, default=8443)
+    demo.add_argument("--coap-port", type=int, default=5684)
+    demo.add_argument("--metrics-port", type=int, default=9464)
+    demo.add_argument("--window", type=float, default=5.0, help="summary window in seconds")
+    demo.add_argument("--duration", type=float, default=0,
+                      help="stop after this many seconds (0: run until Ctrl-C)")
+    demo.set_defaults(handler=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from tools.demo import DemoOptions, run_demo
+
+    return run_demo(DemoOptions(workdir=args.workdir, nodes=args.nodes,
+                                cloud_port=args.cloud_port, coap_port=args.coap_port,
+                                metrics_port=args.metrics_port, window_s=args.window,
+                                duration_s=args.duration))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

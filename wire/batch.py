@@ -1,0 +1,158 @@
+"""Gateway -> cloud uplink batch: the payload inside the COSE_Sign1 envelope.
+
+    {"v": 1, "gw": gateway_id, "seq": n, "sent": unix_ms, "recs": [record, ...]}
+
+`seq` numbers batches per gateway from 1 upwards; the cloud applies each
+(gw, seq) once, so a retried or replayed batch has no second effect.
+Records are window summaries (`"k": "s"`) or events (`"k": "e"`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import cbor2
+
+from wire import strictcbor
+from wire.errors import WireError
+
+BATCH_VERSION = 1
+MAX_RECORDS = 10_000
+MAX_NAME = 64
+_UINT63 = (1 << 63) - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Summary:
+    """Statistics of one channel of one device over the window [t0_ms, t1_ms)."""
+
+    device: str
+    channel: str
+    t0_ms: int
+    t1_ms: int
+    count: int
+    minimum: float
+    maximum: float
+    mean: float
+    last: float
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something the edge decided or noticed (a rule firing, an alarm), with context values."""
+
+    device: str
+    name: str
+    t_ms: int
+    severity: int
+    values: dict[str, float] = field(default_factory=dict)
+
+
+Record = Summary | Event
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A numbered group of records from one gateway."""
+
+    gateway: str
+    seq: int
+    sent_ms: int
+    records: tuple[Record, ...]
+
+
+def encode_batch(batch: Batch) -> bytes:
+    """Encode a batch as canonical CBOR (deterministic bytes, so signatures are stable)."""
+    return cbor2.dumps(
+        {"v": BATCH_VERSION, "gw": batch.gateway, "seq": batch.seq, "sent": batch.sent_ms,
+         "recs": [encode_record(r) for r in batch.records]},
+        canonical=True,
+    )
+
+
+def encode_record(record: Record) -> dict[str, Any]:
+    """The CBOR map of one record."""
+    if isinstance(record, Summary):
+        return {"k": "s", "dev": record.device, "ch": record.channel, "t0": record.t0_ms,
+                "t1": record.t1_ms, "n": record.count, "min": record.minimum,
+                "max": record.maximum, "mean": record.mean, "last": record.last}
+    return {"k": "e", "dev": record.device, "name": record.name, "t": record.t_ms,
+            "sev": record.severity, "vals": dict(record.values)}
+
+
+def decode_batch(data: bytes) -> Batch:
+    """Decode and validate a batch payload; raise WireError naming the first fault."""
+    obj = strictcbor.loads(data)
+    if not isinstance(obj, dict):
+        raise WireError("schema", "batch is not a CBOR map")
+    if obj.get("v") != BATCH_VERSION:
+        raise WireError("schema", f"unsupported batch version {obj.get('v')!r}")
+    recs = obj.get("recs")
+    if not isinstance(recs, list | tuple) or len(recs) > MAX_RECORDS:
+        raise WireError("schema", f"recs must be a list of at most {MAX_RECORDS} records")
+    return Batch(
+        gateway=_name(obj, "gw"),
+        seq=_uint(obj, "seq", minimum=1),
+        sent_ms=_uint(obj, "sent"),
+        records=tuple(decode_record(r, i) for i, r in enumerate(recs)),
+    )
+
+
+def decode_record(obj: Any, index: int = 0) -> Record:
+    """Decode one record map (index only names the record in errors)."""
+    if not isinstance(obj, dict):
+        raise WireError("schema", f"record {index} is not a map")
+    kind = obj.get("k")
+    try:
+        if kind == "s":
+            return _summary(obj)
+        if kind == "e":
+            return _event(obj)
+    except WireError as exc:
+        raise WireError(exc.reason, f"record {index}: {exc.detail}") from None
+    raise WireError("schema", f"record {index}: unknown kind {kind!r}")
+
+
+def _summary(obj: dict[str, Any]) -> Summary:
+    summary = Summary(
+        device=_name(obj, "dev"), channel=_name(obj, "ch"), t0_ms=_uint(obj, "t0"),
+        t1_ms=_uint(obj, "t1"), count=_uint(obj, "n", minimum=1), minimum=_num(obj, "min"),
+        maximum=_num(obj, "max"), mean=_num(obj, "mean"), last=_num(obj, "last"),
+    )
+    if summary.t1_ms < summary.t0_ms:
+        raise WireError("schema", "t1 before t0")
+    if not summary.minimum <= summary.mean <= summary.maximum:
+        raise WireError("schema", "mean outside [min, max]")
+    return summary
+
+
+def _event(obj: dict[str, Any]) -> Event:
+    vals = obj.get("vals", {})
+    if not isinstance(vals, dict) or len(vals) > 64:
+        raise WireError("schema", "vals must be a map of at most 64 entries")
+    values = {_name({"k": k}, "k"): _num({"v": v}, "v") for k, v in vals.items()}
+    return Event(device=_name(obj, "dev"), name=_name(obj, "name"), t_ms=_uint(obj, "t"),
+                 severity=_uint(obj, "sev"), values=values)
+
+
+def _name(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_NAME or not value.isprintable():
+        raise WireError("schema", f"{key} must be printable text of 1..{MAX_NAME} chars")
+    return value
+
+
+def _uint(obj: dict[str, Any], key: str, minimum: int = 0) -> int:
+    value = obj.get(key)
+    if type(value) is not int or not minimum <= value <= _UINT63:
+        raise WireError("schema", f"{key} must be an integer >= {minimum}")
+    return value
+
+
+def _num(obj: dict[str, Any], key: str) -> float:
+    value = obj.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise WireError("schema", f"{key} must be a finite number")
+    return float(value)
