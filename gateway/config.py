@@ -39,11 +39,22 @@ class GatewaySection:
 
 @dataclass(frozen=True)
 class IdentitySection:
-    """The gateway's certificate, key store and the site CA."""
+    """The gateway's certificate, key store and the site CA.
+
+    keystore "file": `key` is the identity key (PEM, optionally encrypted with
+    the passphrase from `passphrase_env` or `passphrase_file`). keystore "tpm":
+    the identity key lives in the TPM at `tcti`, its blob in `state_dir`
+    (default <data_dir>/keystore); `key` then serves only the DTLS endpoint.
+    """
 
     cert: Path
     key: Path
     ca: Path
+    keystore: str = "file"
+    tcti: str = "device:/dev/tpmrm0"
+    state_dir: Path | None = None
+    passphrase_env: str = ""
+    passphrase_file: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,24 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class RulesSection:
+    """The local rules file (features, rules, actions), reloaded when it changes."""
+
+    file: Path | None = None
+    poll_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class InferenceSection:
+    """The optional .tflite model scoring `channel`'s band energies every `hop` samples."""
+
+    model: Path | None = None
+    channel: str = "vib"
+    hop: int = 16
+    poll_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole gateway configuration."""
 
@@ -105,6 +134,8 @@ class GatewayConfig:
     outbox: OutboxSection = field(default_factory=OutboxSection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    rules: RulesSection = field(default_factory=RulesSection)
+    inference: InferenceSection = field(default_factory=InferenceSection)
 
 
 _LIMITS: dict[str, tuple[float, float]] = {
@@ -113,6 +144,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "pipeline.max_pending": (1, 10_000_000), "uplink.batch_max_records": (1, 10_000),
     "uplink.interval_s": (0.01, 3600), "uplink.timeout_s": (0.1, 600),
     "uplink.backoff_max_s": (0.1, 86_400), "outbox.max_records": (100, 1_000_000_000),
+    "rules.poll_s": (0.05, 3600), "inference.hop": (1, 65_536), "inference.poll_s": (0.05, 3600),
 }
 
 
@@ -153,7 +185,8 @@ def parse_config(data: dict[str, Any], source: str = "<config>",
                  base: Path = Path(".")) -> GatewayConfig:
     """Validate an already-parsed TOML document."""
     if data.get("version") != CONFIG_VERSION:
-        raise ConfigError(f"{source}: version: expected {CONFIG_VERSION}, got {data.get('version')!r}")
+        raise ConfigError(f"{source}: version: expected {CONFIG_VERSION}, "
+                          f"got {data.get('version')!r}", "version")
     config = _build(GatewayConfig, data, "", source, base)
     assert isinstance(config, GatewayConfig)
     return config

@@ -44,6 +44,33 @@ class GatewayMetrics:
         self.device_last_seen = Gauge("tandem_gw_device_last_seen_seconds",
                                       "Unix time of a device's last report", ["device"],
                                       registry=r)
+        self._reflex_metrics(r)
+
+    # -- local reflex: features, rules, actions, inference ---------------------
+
+    def _reflex_metrics(self, r: CollectorRegistry) -> None:
+        fast = (2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2)
+        self.rule_transitions = Counter("tandem_gw_rule_transitions",
+                                        "Rules fired or cleared, by rule",
+                                        ["rule", "transition"], registry=r)
+        self.rule_eval_latency = Histogram("tandem_gw_rule_eval_seconds",
+                                           "Features + inference + rule evaluation per report",
+                                           buckets=fast, registry=r)
+        self.action_latency = Histogram("tandem_gw_action_seconds",
+                                        "Action run time (a stop: write + read-back)",
+                                        ["action", "result"], buckets=fast, registry=r)
+        self.rules_reloads = Counter("tandem_gw_rules_reloads", "Rules file reloads by result",
+                                     ["result"], registry=r)
+        self.rules_loaded = Gauge("tandem_gw_rules_loaded", "Rules in force", registry=r)
+        self.events_unstored = Counter("tandem_gw_events_unstored",
+                                       "Rule events the outbox refused", registry=r)
+        self.inference_latency = Histogram("tandem_gw_inference_seconds",
+                                           "One model invocation", buckets=fast, registry=r)
+        self.model_info = Gauge("tandem_gw_model_info",
+                                "1 for the model version loaded (sha-256 prefix)", ["version"],
+                                registry=r)
+        self.feature_series = Gauge("tandem_gw_feature_series",
+                                    "Feature windows held (device x channel)", registry=r)
 
     def export_counts(self, name: str, documentation: str,
                       snapshot: Callable[[], Mapping[str, int]]) -> None:

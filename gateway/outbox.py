@@ -168,7 +168,7 @@ class Outbox:
         for row_id, body in rows:
             try:
                 records.append(decode_record(cbor2.loads(body), row_id))
-            except Exception:  # noqa: BLE001 - any undecodable row is set aside, never fatal
+            except Exception:
                 corrupt.append((row_id,))
         if corrupt:
             # A torn or corrupt row must not block the queue forever: move it aside.

@@ -22,6 +22,7 @@ from gateway.keystore import KeyStore, SoftwareKeyStore
 from gateway.metrics import GatewayMetrics
 from gateway.outbox import Outbox
 from gateway.pipeline.ingress import Ingress
+from gateway.pipeline.local_control import LocalControl
 from gateway.pipeline.summarise import SummaryPipeline
 from gateway.pipeline.windows import TumblingWindows
 from gateway.uplink import Uplink
@@ -38,9 +39,10 @@ class Gateway:
         self.keystore = keystore or SoftwareKeyStore(config.identity.key)
         self.outbox = Outbox(config.gateway.data_dir / "outbox.sqlite3", config.outbox.max_records)
         self.ingress = Ingress(config.pipeline.max_pending)
+        self.local = LocalControl.from_config(config, self.outbox, self.metrics)
         self.pipeline = SummaryPipeline(
             self.ingress.queue, TumblingWindows(int(config.pipeline.window_s * 1000)),
-            self.outbox, self.metrics)
+            self.outbox, self.metrics, stage=self.local.reflex if self.local else None)
         self.uplink = Uplink(config.uplink, config.gateway.id, self.outbox, self.keystore,
                              self.metrics) if config.uplink.url else None
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
@@ -56,6 +58,8 @@ class Gateway:
     async def start(self) -> None:
         """Start every layer; returns once devices can connect."""
         self._spawn(self.pipeline.run(self._stop), "pipeline")
+        for name, watcher in self.local.tasks(self._stop) if self.local else ():
+            self._spawn(watcher, name)
         if self.uplink is not None:
             self._spawn(self.uplink.run(self._stop), "uplink")
         else:
@@ -83,6 +87,8 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.local is not None:
+            await self.local.close()
         if self.uplink is not None:
             await self.uplink.close()
         await self.outbox.close()
@@ -113,6 +119,7 @@ def _access_config(config: GatewayConfig) -> AccessConfig:
     coap = config.coap
     return AccessConfig(
         host=coap.host, port=coap.port, cert_pem=config.identity.cert,
-        key_pem=config.identity.key, ca_pem=config.identity.ca, max_peers=coap.max_peers, idle_timeout_s=coap.idle_timeout_s,
+        key_pem=config.identity.key, ca_pem=config.identity.ca, max_peers=coap.max_peers,
+        idle_timeout_s=coap.idle_timeout_s,
         allowed_devices=frozenset(coap.allowed_devices) or None,
         insecure_plain_coap=coap.insecure_plain_coap)

@@ -17,7 +17,7 @@ import datetime as dt
 import ipaddress
 import os
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from cryptography import x509
@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     """What a certificate may be used for."""
 
     GATEWAY = "gateway"
@@ -146,6 +146,29 @@ class SiteCA:
             _write(identity.ca_der, self.cert.public_bytes(serialization.Encoding.DER))
         return identity
 
+    def sign_csr(self, csr_pem: bytes, role: Role, hosts: tuple[str, ...] = (),
+                 valid_days: int = 825) -> x509.Certificate:
+        """Certify the key of a CSR (e.g. from a TPM) whose private key never came here.
+
+        Only the CSR's proof of possession, public key and CN are used; the
+        name, role, usages and SANs are the CA's, as for issue().
+        """
+        try:
+            csr = x509.load_pem_x509_csr(csr_pem)
+        except ValueError as exc:
+            raise PKIError(f"not a PEM CSR: {exc}") from None
+        if not csr.is_signature_valid:
+            raise PKIError("CSR signature does not verify (no proof of key possession)")
+        key = csr.public_key()
+        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+            raise PKIError("CSR key must be EC P-256")
+        names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        if len(names) != 1:
+            raise PKIError("CSR subject must have exactly one CN")
+        name = str(names[0].value)
+        _check_name(name)
+        return self._build(name, role, key, hosts, valid_days)
+
     def _build(self, name: str, role: Role, public_key: ec.EllipticCurvePublicKey,
                hosts: tuple[str, ...], valid_days: int) -> x509.Certificate:
         site = self.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
@@ -199,4 +222,4 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)

@@ -8,6 +8,7 @@ process says ("listening on ...") instead of sleeping.
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import signal
@@ -109,7 +110,5 @@ class Child:
 
 
 def _signal_group(proc: subprocess.Popen[str], sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass

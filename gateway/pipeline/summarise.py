@@ -30,12 +30,22 @@ class RecordStore(Protocol):
         ...
 
 
+class ReportStage(Protocol):
+    """A synchronous step that sees every report first (the local reflex)."""
+
+    def take(self, item: DeviceReport) -> None:
+        """Judge one report without awaiting anything."""
+        ...
+
+
 class SummaryPipeline:
     """Consumes reports, files summaries of closed windows."""
 
     def __init__(self, queue: asyncio.Queue[DeviceReport], windows: TumblingWindows,
-                 store: RecordStore, metrics: GatewayMetrics, flush_interval_s: float = 0.5) -> None:
+                 store: RecordStore, metrics: GatewayMetrics,
+                 flush_interval_s: float = 0.5, stage: ReportStage | None = None) -> None:
         self._queue = queue
+        self._stage = stage
         self._windows = windows
         self._store = store
         self._metrics = metrics
@@ -66,6 +76,8 @@ class SummaryPipeline:
         await self._flush()
 
     def _take(self, item: DeviceReport) -> None:
+        if self._stage is not None:
+            self._stage.take(item)
         now = _now_ms()
         t_ms = item.t_ms
         for channel, value in item.report.values.items():

@@ -65,7 +65,8 @@ class TumblingWindows:
         if window is None:
             if len(self._open) >= self.max_open:
                 closed.extend(self.flush_oldest())
-            window = _Window(start, start + self.window_ms, 0, 0.0, math.inf, -math.inf, 0.0, now_ms)
+            window = _Window(start, start + self.window_ms, 0, 0.0, math.inf, -math.inf, 0.0,
+                             now_ms)
             self._open[key] = window
         window.add(value, now_ms)
         return closed

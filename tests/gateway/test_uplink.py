@@ -34,7 +34,7 @@ class ScriptedCloud:
         cloud = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 cloud.received.append(body)
                 status = cloud.script.pop(0) if cloud.script else 200

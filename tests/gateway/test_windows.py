@@ -15,7 +15,8 @@ def test_a_window_closes_when_the_next_one_starts() -> None:
     assert windows.add("n1", "temp", 1999, 21.0, now_ms=0) == []
     (summary,) = windows.add("n1", "temp", 2000, 30.0, now_ms=0)
     assert (summary.t0_ms, summary.t1_ms, summary.count) == (1000, 2000, 3)
-    assert (summary.minimum, summary.maximum, summary.mean, summary.last) == (20.0, 22.0, 21.0, 21.0)
+    assert (summary.minimum, summary.maximum, summary.mean, summary.last) == \
+        (20.0, 22.0, 21.0, 21.0)
 
 
 def test_channels_and_devices_have_separate_windows() -> None:

@@ -1,0 +1,113 @@
+# Node configuration: a JSON file (MicroPython has no TOML), checked once at
+# boot. Every problem raises ConfigError naming the file and the field, so the
+# node stops with one clear message instead of failing later in a loop.
+import json
+
+VERSION = 1
+BOARDS = ("host", "esp32")
+LOG_LEVELS = ("debug", "info", "warn", "error")
+SCENARIOS = ("normal", "bearing_fault", "over_temp")
+_REQUIRED = object()
+
+
+class ConfigError(Exception):
+    pass
+
+
+class Config:
+    pass
+
+
+def dirname(path):
+    i = path.rfind("/")
+    if i < 0:
+        return "."
+    return path[:i] or "/"
+
+
+def _resolve(base, rel):
+    # TLS files are named relative to the config file's directory.
+    return rel if rel.startswith("/") else base + "/" + rel
+
+
+class _Section:
+    def __init__(self, path, name, obj):
+        if not isinstance(obj, dict):
+            raise ConfigError("%s: %s must be an object" % (path, name or "top level"))
+        self.path = path
+        self.name = name
+        self.obj = obj
+
+    def field(self, key):
+        return (self.name + "." + key) if self.name else key
+
+    def get(self, key, kind, default=_REQUIRED):
+        value = self.obj.get(key, default)
+        if value is _REQUIRED:
+            raise ConfigError("%s: missing field %s" % (self.path, self.field(key)))
+        # bool is an int subclass; a flag is never a valid number here.
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise ConfigError("%s: field %s must be %s" % (self.path, self.field(key), kind.__name__))
+        return value
+
+    def number(self, key, low, high, default=_REQUIRED):
+        value = self.get(key, int, default)
+        if not low <= value <= high:
+            raise ConfigError("%s: field %s must be in %d..%d" % (self.path, self.field(key), low, high))
+        return value
+
+    def choice(self, key, choices, default=_REQUIRED):
+        value = self.get(key, str, default)
+        if value not in choices:
+            raise ConfigError("%s: field %s must be one of %s" % (self.path, self.field(key), ", ".join(choices)))
+        return value
+
+    def text(self, key, default=_REQUIRED):
+        value = self.get(key, str, default)
+        if not 0 < len(value) <= 64:
+            raise ConfigError("%s: field %s must be 1..64 characters" % (self.path, self.field(key)))
+        return value
+
+    def section(self, key, required=True):
+        return _Section(self.path, self.field(key), self.get(key, dict, _REQUIRED if required else {}))
+
+
+def load(path, default_board="host"):
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+    except OSError as e:
+        raise ConfigError("%s: cannot read (errno %s)" % (path, e.args[0] if e.args else "?"))
+    except ValueError:
+        raise ConfigError("%s: not valid JSON" % path)
+    top = _Section(path, "", raw)
+    c = Config()
+    if top.get("version", int) != VERSION:
+        raise ConfigError("%s: field version must be %d" % (path, VERSION))
+    c.device_id = top.text("device_id")
+    c.board = top.choice("board", BOARDS, default_board)
+    gw = top.section("gateway")
+    c.gateway_host = gw.text("host")
+    c.gateway_port = gw.number("port", 1, 65535, 5684)
+    c.gateway_name = gw.text("name", c.gateway_host)
+    tls = top.section("tls")
+    base = dirname(path)
+    c.cert = _resolve(base, tls.text("cert"))
+    c.key = _resolve(base, tls.text("key"))
+    c.ca = _resolve(base, tls.text("ca"))
+    c.period_ms = top.number("period_ms", 10, 86400000, 1000)
+    sensor = top.section("sensor", False)
+    c.scenario = sensor.choice("scenario", SCENARIOS, "normal")
+    c.seed = sensor.number("seed", 0, 0x7FFFFFFF, 1)
+    c.max_reports = top.number("max_reports", 0, 0x7FFFFFFF, 0)
+    c.log = top.choice("log", LOG_LEVELS, "info")
+    coap = top.section("coap", False)
+    c.ack_timeout_ms = coap.number("ack_timeout_ms", 50, 60000, 2000)
+    c.max_retransmit = coap.number("max_retransmit", 0, 8, 4)
+    link = top.section("link", False)
+    c.handshake_timeout_ms = link.number("handshake_timeout_ms", 100, 600000, 10000)
+    c.backoff_min_ms = link.number("backoff_min_ms", 10, 3600000, 500)
+    c.backoff_max_ms = link.number("backoff_max_ms", c.backoff_min_ms, 3600000, 30000)
+    c.outbox = top.number("outbox", 1, 256, 32)
+    c.board_options = top.get("board_options", dict, {})
+    return c

@@ -1,0 +1,71 @@
+# DTLS 1.2 client link to the gateway with mutual X.509 (mbedtls via `ssl`).
+# Traps handled here (see FIELD-NOTES): the UDP socket is connect()ed and
+# made non-blocking before wrap_socket, or a lost handshake datagram hangs the
+# node; records are read with recv(n), one per call; cipher() must not be
+# called before the handshake completes (it crashes the unix port).
+import socket
+import ssl
+
+from micropython import const
+
+_MAX_DATAGRAM = const(1280)
+
+
+def _read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def make_context(cert_path, key_path, ca_path):
+    # Raises OSError for a missing file, ValueError for unusable DER.
+    ctx = ssl.SSLContext(ssl.PROTOCOL_DTLS_CLIENT)
+    ctx.verify_mode = ssl.CERT_REQUIRED  # the default here is CERT_NONE
+    ctx.load_cert_chain(_read(cert_path), _read(key_path))
+    ctx.load_verify_locations(cadata=_read(ca_path))
+    return ctx
+
+
+class DtlsLink:
+    def __init__(self, ctx, host, port, server_name):
+        self._ctx = ctx
+        self._host = host
+        self._port = port
+        self._name = server_name
+        self.sock = None
+        self.up = False
+
+    def open(self):
+        # Starts a handshake; it progresses on each send() attempt.
+        self.close()
+        ai = socket.getaddrinfo(self._host, self._port, 0, socket.SOCK_DGRAM)[0]
+        raw = socket.socket(ai[0], socket.SOCK_DGRAM)
+        try:
+            raw.connect(ai[-1])
+            raw.setblocking(False)
+            self.sock = self._ctx.wrap_socket(
+                raw, server_side=False, do_handshake_on_connect=False,
+                server_hostname=self._name)
+        except Exception:
+            raw.close()
+            raise
+
+    def send(self, buf):
+        # True once buf went out; False while the handshake is still running
+        # (the write drives it). OSError/ValueError: the link failed.
+        if self.sock.write(buf) is None:
+            return False
+        self.up = True
+        return True
+
+    def recv(self):
+        # One decrypted datagram, or None when nothing is waiting.
+        return self.sock.recv(_MAX_DATAGRAM)
+
+    def close(self):
+        if self.sock is not None:
+            try:
+                self.sock.close()
+            except OSError:
+                pass  # already broken; nothing left to release
+        self.sock = None
+        self.up = False

@@ -1,0 +1,89 @@
+"""The gateway's device-access server: CoAP over DTLS on one UDP port, reports to a sink."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from types import TracebackType
+
+from aiocoap import Context, interfaces, resource
+
+from gateway.access.coap_transport import SessionMessageInterface
+from gateway.access.config import AccessConfig
+from gateway.access.device_policy import DevicePolicy
+from gateway.access.dtls import DtlsEndpoint
+from gateway.access.dtls_context import CookieJar, server_context
+from gateway.access.plain import PlainEndpoint
+from gateway.access.readings import ReadingsResource, wall_clock_ms
+from gateway.access.session import Endpoint, SessionHandler
+from gateway.access.stats import AccessStats
+from gateway.model import ReportSink
+from wire.report import READINGS_PATH
+
+
+class CoapDtlsServer:
+    """Serves POST /r to devices holding a site certificate; start() binds, stop() releases."""
+
+    def __init__(self, config: AccessConfig, sink: ReportSink, *,
+                 stats: AccessStats | None = None,
+                 clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+        self.config = config
+        self.stats = stats or AccessStats()
+        self.policy = DevicePolicy(config.allowed_devices, config.revoked_devices)
+        self._sink = sink
+        self._clock_ms = clock_ms
+        self._context: Context | None = None
+        self._interface: SessionMessageInterface | None = None
+
+    async def start(self) -> None:
+        """Bind the socket and begin serving."""
+        if self._context is not None:
+            raise RuntimeError("server already started")
+        site = resource.Site()
+        site.add_resource([READINGS_PATH],
+                          ReadingsResource(self._sink, self.policy, self.stats, self._clock_ms))
+        context = Context(serversite=site, loggername="tandem.gateway.access.coap")
+        # aiocoap (pinned 0.4.17) has no public hook for a custom transport; tests cover this one.
+        await context._append_tokenmanaged_messagemanaged_transport(self._make_interface)
+        self._context = context
+
+    async def stop(self) -> None:
+        """Close the socket and drop every session; safe to call twice."""
+        context, self._context, self._interface = self._context, None, None
+        if context is not None:
+            await context.shutdown()
+
+    @property
+    def port(self) -> int:
+        """The bound UDP port (useful when configured as 0)."""
+        port: int = self.endpoint.local_address[1]
+        return port
+
+    @property
+    def endpoint(self) -> Endpoint:
+        """The serving endpoint (a DtlsEndpoint unless plain CoAP is enabled)."""
+        if self._interface is None:
+            raise RuntimeError("server not started")
+        return self._interface.endpoint
+
+    async def __aenter__(self) -> CoapDtlsServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.stop()
+
+    async def _make_interface(self, mman: interfaces.MessageManager) -> SessionMessageInterface:
+        self._interface = await SessionMessageInterface.create(mman, self._open_endpoint,
+                                                               self.stats)
+        return self._interface
+
+    async def _open_endpoint(self, handler: SessionHandler) -> Endpoint:
+        config = self.config
+        if config.insecure_plain_coap:
+            return await PlainEndpoint.open(config.host, config.port, handler, self.stats,
+                                            config.max_peers)
+        assert config.cert_pem and config.key_pem and config.ca_pem  # checked by AccessConfig
+        context = server_context(config.cert_pem, config.key_pem, config.ca_pem, CookieJar())
+        return await DtlsEndpoint.open(config.host, config.port, context, handler, self.stats,
+                                       config.limits)
