@@ -2,34 +2,44 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-EXTRAS := gateway,cloud,tools,dev
-# Debian packages the system needs to run (demo) and to be tested (test).
+# Debian packages: to run the system (demo), and to test it against real peers.
 DEB_RUN  := python3-venv
-DEB_TEST := python3-venv socat libcoap3-bin
+DEB_TEST := python3-venv gcc pkg-config socat libcoap3-bin \
+            swtpm swtpm-tools tpm2-tools libtss2-dev
+EXTRAS_RUN  := gateway,cloud,tools
+EXTRAS_TEST := gateway,cloud,tools,tpm,dev
 
-.PHONY: demo test lint venv clean help
+.PHONY: demo test lint venv venv-test clean help
 help:
 	@echo "make demo   - install into $(VENV) and run cloud + gateway + 3 nodes"
 	@echo "make test   - install test dependencies and run the whole suite"
 	@echo "make lint   - ruff + mypy"
 
-$(BIN)/.installed: setup.cfg pyproject.toml
+# One stamp per set of extras, so `make test` after `make demo` adds what tests need.
+$(BIN)/.installed-run: setup.cfg pyproject.toml
 	@tools/sh/ensure-debian-packages $(DEB_RUN)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS)]'
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS_RUN)]'
 	@touch $@
 
-venv: $(BIN)/.installed
+$(BIN)/.installed-test: setup.cfg pyproject.toml
+	@tools/sh/ensure-debian-packages $(DEB_TEST)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[$(EXTRAS_TEST)]'
+	@touch $@
+
+venv: $(BIN)/.installed-run
+venv-test: $(BIN)/.installed-test
 
 demo: venv
 	$(BIN)/tandem demo
 
-test: venv
-	@tools/sh/ensure-debian-packages $(DEB_TEST)
+test: venv-test
 	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
 
-lint: venv
+lint: venv-test
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

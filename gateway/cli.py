@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from gateway.config import ConfigError, GatewayConfig, load_config
+from gateway.database import GatewayDatabase
 from gateway.outbox import Outbox
 from gateway.runtime import Gateway
 
@@ -70,13 +71,13 @@ async def _run(config: GatewayConfig) -> int:
 
 
 def _outbox_status(data_dir: Path) -> int:
-    path = data_dir / "outbox.sqlite3"
+    path = data_dir / "gateway.sqlite3"
     if not path.exists():
         print(f"no outbox at {path}")
         return 1
-    outbox = Outbox(path)
-    records, batches = outbox.depth_sync()
-    asyncio.run(outbox.close())
+    database = GatewayDatabase(path)
+    records, batches = database.call_sync(Outbox(database).depth_sync)
+    database.close()
     print(f"outbox {path}: {records} records waiting, {batches} batches awaiting confirmation")
     return 0
 

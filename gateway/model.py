@@ -25,6 +25,10 @@ class DeviceReport:
 class ReportSink(Protocol):
     """Where device access hands authenticated reports (the pipeline's entry)."""
 
-    def submit(self, item: DeviceReport) -> bool:
-        """Take one report; return False when full, so access can answer 5.03."""
+    async def submit(self, item: DeviceReport) -> bool:
+        """Take one report durably; False when full or failing, so access answers 5.03.
+
+        Returns only once the report is safe on disk: the 2.04 a node gets is
+        a promise that the reading will reach the cloud.
+        """
         ...

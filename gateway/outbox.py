@@ -1,33 +1,34 @@
-"""Durable store-and-forward queue: SQLite in WAL mode.
+"""Durable store-and-forward queue of records and sealed batches (SQLite, WAL).
 
 Records wait in `records` by priority. The uplink seals a batch in one
 transaction: the records move out of `records` and the signed envelope, with
 the next batch number, goes into `batches`. A sealed batch is resent byte for
 byte until the cloud confirms it, and only then deleted, so a crash at any
 moment neither loses records nor gives the cloud two different batches under
-one number. All SQLite work runs on one dedicated thread, never on the event
-loop.
+one number.
+
+The outbox is bounded: past `max_records` waiting summaries it degrades
+gracefully, merging the oldest summaries pairwise into coarser windows before
+refusing any. Alarms and events are never merged, refused or dropped.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import IntEnum
-from pathlib import Path
-from typing import Any, TypeVar
 
 import cbor2
 
-from wire.batch import Record, decode_record, encode_record
+from gateway.database import GatewayDatabase
+from wire.batch import Record, Summary, decode_record, encode_record
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
-_SCHEMA = """
+SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     priority INTEGER NOT NULL,
@@ -42,6 +43,9 @@ CREATE TABLE IF NOT EXISTS batches (
     envelope BLOB NOT NULL,
     dead_reason TEXT
 );
+CREATE TABLE IF NOT EXISTS corrupt_records (
+    id INTEGER, priority INTEGER, created_ms INTEGER, body BLOB
+);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
@@ -55,6 +59,9 @@ class Priority(IntEnum):
     BULK = 3
 
 
+_NEVER_REFUSED = (Priority.ALARM, Priority.EVENT)
+
+
 @dataclass(frozen=True, slots=True)
 class SealedBatch:
     """A numbered, signed batch waiting for the cloud's confirmation."""
@@ -65,7 +72,7 @@ class SealedBatch:
 
 
 class OutboxFull(Exception):
-    """The outbox holds its configured maximum of records."""
+    """Even after merging, the outbox holds its configured maximum of summaries."""
 
 
 BuildEnvelope = Callable[[int, Sequence[Record]], bytes]
@@ -74,65 +81,66 @@ BuildEnvelope = Callable[[int, Sequence[Record]], bytes]
 class Outbox:
     """The gateway's durable queue of records and sealed batches."""
 
-    def __init__(self, path: Path, max_records: int = 1_000_000) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, database: GatewayDatabase, max_records: int = 1_000_000) -> None:
+        self.database = database
         self.max_records = max_records
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="outbox")
-        self._db: sqlite3.Connection | None = None
-        self._run_sync(self._open)
+        database.add_schema(SCHEMA)
         self.corrupt_rows = 0
+        self.merged = 0
+        self.degraded = False
 
-    # -- async facade (what the runtime uses) --------------------------------
+    # -- async facade ----------------------------------------------------------
 
     async def put(self, records: Sequence[Record], priority: Priority) -> None:
         """Store records durably (returns after the commit reached the disk)."""
-        await self._run(self.put_sync, records, priority)
+        await self.database.call(self.put_sync, records, priority)
 
-    async def seal_or_pending(self, max_records: int, build: BuildEnvelope,
-                              now_ms: int) -> SealedBatch | None:
-        """The oldest unconfirmed batch, or a newly sealed one, or None when empty."""
-        return await self._run(self.seal_or_pending_sync, max_records, build, now_ms)
+    async def seal_or_pending(self, max_records: int, build: BuildEnvelope, now_ms: int,
+                              max_priority: Priority = Priority.BULK) -> SealedBatch | None:
+        """The oldest unconfirmed batch, or a newly sealed one, or None when nothing waits."""
+        return await self.database.call(self.seal_or_pending_sync, max_records, build, now_ms,
+                                        max_priority)
 
     async def confirm(self, seq: int) -> None:
         """The cloud has committed batch seq: forget it."""
-        await self._run(self.confirm_sync, seq)
+        await self.database.call(self.confirm_sync, seq)
 
     async def set_aside(self, seq: int, reason: str) -> None:
         """The cloud refused batch seq for good: keep it for an operator, stop sending it."""
-        await self._run(self.set_aside_sync, seq, reason)
+        await self.database.call(self.set_aside_sync, seq, reason)
 
     async def depth(self) -> tuple[int, int]:
         """(records waiting, batches sealed and unconfirmed)."""
-        return await self._run(self.depth_sync)
+        return await self.database.call(self.depth_sync)
 
-    async def close(self) -> None:
-        """Close the database and the outbox thread."""
-        await self._run(self._close)
-        self._executor.shutdown(wait=True)
-
-    # -- synchronous core (runs on the outbox thread) ------------------------
+    # -- synchronous core: these run on the database thread -------------------
 
     def put_sync(self, records: Sequence[Record], priority: Priority) -> None:
-        db = self._conn()
-        (waiting,) = db.execute("SELECT COUNT(*) FROM records").fetchone()
-        if waiting + len(records) > self.max_records:
-            raise OutboxFull(f"{waiting} records waiting, limit {self.max_records}")
-        now = _now_ms()
+        """Insert records in a transaction of their own."""
+        db = self.database.connection
         with db:
-            db.executemany(
-                "INSERT INTO records (priority, created_ms, body) VALUES (?, ?, ?)",
-                [(int(priority), now, cbor2.dumps(encode_record(r))) for r in records])
+            self.insert(db, records, priority)
 
-    def seal_or_pending_sync(self, max_records: int, build: BuildEnvelope,
-                             now_ms: int) -> SealedBatch | None:
-        db = self._conn()
+    def insert(self, db: sqlite3.Connection, records: Sequence[Record],
+               priority: Priority) -> None:
+        """Insert inside the caller's transaction (so a caller can combine writes)."""
+        if priority not in _NEVER_REFUSED:
+            self._make_room(db, len(records))
+        now = _now_ms()
+        db.executemany(
+            "INSERT INTO records (priority, created_ms, body) VALUES (?, ?, ?)",
+            [(int(priority), now, cbor2.dumps(encode_record(r))) for r in records])
+
+    def seal_or_pending_sync(self, max_records: int, build: BuildEnvelope, now_ms: int,
+                             max_priority: Priority = Priority.BULK) -> SealedBatch | None:
+        db = self.database.connection
         row = db.execute("SELECT seq, records, envelope FROM batches WHERE dead_reason IS NULL "
                          "ORDER BY seq LIMIT 1").fetchone()
         if row is not None:
             return SealedBatch(*row)
-        rows = db.execute("SELECT id, body FROM records ORDER BY priority, id LIMIT ?",
-                          (max_records,)).fetchall()
+        rows = db.execute("SELECT id, body FROM records WHERE priority <= ? "
+                          "ORDER BY priority, id LIMIT ?",
+                          (int(max_priority), max_records)).fetchall()
         records = self._decode_rows(db, rows)
         if not records:
             return None
@@ -145,20 +153,71 @@ class Outbox:
         return SealedBatch(seq, len(records), envelope)
 
     def confirm_sync(self, seq: int) -> None:
-        db = self._conn()
+        db = self.database.connection
         with db:
             db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
 
     def set_aside_sync(self, seq: int, reason: str) -> None:
-        db = self._conn()
+        db = self.database.connection
         with db:
             db.execute("UPDATE batches SET dead_reason = ? WHERE seq = ?", (reason, seq))
 
     def depth_sync(self) -> tuple[int, int]:
-        db = self._conn()
+        db = self.database.connection
         (records,) = db.execute("SELECT COUNT(*) FROM records").fetchone()
         (batches,) = db.execute("SELECT COUNT(*) FROM batches WHERE dead_reason IS NULL").fetchone()
         return records, batches
+
+    # -- bounds ----------------------------------------------------------------
+
+    def _make_room(self, db: sqlite3.Connection, incoming: int) -> None:
+        waiting = self._refusable_count(db)
+        if waiting + incoming <= self.max_records:
+            self._set_degraded(False, waiting)
+            return
+        self._set_degraded(True, waiting)
+        while waiting + incoming > self.max_records:
+            merged = self._merge_oldest_summaries(db, max(2, waiting // 2))
+            if merged == 0:
+                raise OutboxFull(f"{waiting} summaries waiting, limit {self.max_records}; "
+                                 "nothing left to merge")
+            waiting -= merged
+
+    def _refusable_count(self, db: sqlite3.Connection) -> int:
+        (count,) = db.execute("SELECT COUNT(*) FROM records WHERE priority >= ?",
+                              (int(Priority.SUMMARY),)).fetchone()
+        return int(count)
+
+    def _merge_oldest_summaries(self, db: sqlite3.Connection, how_many: int) -> int:
+        """Merge neighbouring windows of one channel pairwise; return rows saved."""
+        rows = db.execute("SELECT id, body FROM records WHERE priority = ? ORDER BY id LIMIT ?",
+                          (int(Priority.SUMMARY), how_many)).fetchall()
+        series: dict[tuple[str, str], list[tuple[int, Summary]]] = {}
+        for row_id, record in zip((r[0] for r in rows), self._decode_rows(db, rows),
+                                  strict=False):
+            if isinstance(record, Summary):
+                series.setdefault((record.device, record.channel), []).append((row_id, record))
+        saved = 0
+        for items in series.values():
+            items.sort(key=lambda item: item[1].t0_ms)
+            for (keep_id, first), (drop_id, second) in zip(items[::2], items[1::2],
+                                                             strict=False):
+                merged = merge_summaries(first, second)
+                db.execute("UPDATE records SET body = ? WHERE id = ?",
+                           (cbor2.dumps(encode_record(merged)), keep_id))
+                db.execute("DELETE FROM records WHERE id = ?", (drop_id,))
+                saved += 1
+        self.merged += saved
+        return saved
+
+    def _set_degraded(self, degraded: bool, waiting: int) -> None:
+        if degraded != self.degraded:
+            self.degraded = degraded
+            if degraded:
+                log.warning("outbox DEGRADED: %d summaries waiting (limit %d); merging old "
+                            "windows, alarms and events still kept", waiting, self.max_records)
+            else:
+                log.info("outbox back to normal: %d summaries waiting", waiting)
 
     # -- internals -----------------------------------------------------------
 
@@ -168,17 +227,16 @@ class Outbox:
         for row_id, body in rows:
             try:
                 records.append(decode_record(cbor2.loads(body), row_id))
-            except Exception:
+            except Exception:  # noqa: BLE001 - any undecodable row is set aside, never fatal
                 corrupt.append((row_id,))
         if corrupt:
             # A torn or corrupt row must not block the queue forever: move it aside.
             with db:
-                db.execute("CREATE TABLE IF NOT EXISTS corrupt_records AS SELECT * FROM records "
-                           "WHERE 0")
                 db.executemany("INSERT INTO corrupt_records SELECT * FROM records WHERE id = ?",
                                corrupt)
                 db.executemany("DELETE FROM records WHERE id = ?", corrupt)
             self.corrupt_rows += len(corrupt)
+            log.error("outbox: %d corrupt record rows moved to corrupt_records", len(corrupt))
         return records
 
     def _next_seq(self, db: sqlite3.Connection) -> int:
@@ -187,30 +245,15 @@ class Outbox:
         db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', ?)", (seq + 1,))
         return int(seq)
 
-    def _open(self) -> None:
-        # Only the outbox thread touches the connection; tests may call the
-        # *_sync methods from their own thread while that one is idle.
-        db = sqlite3.connect(self.path, isolation_level="DEFERRED", check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")
-        db.executescript(_SCHEMA)
-        self._db = db
 
-    def _close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise RuntimeError("outbox is closed")
-        return self._db
-
-    def _run_sync(self, fn: Callable[..., T], *args: Any) -> T:
-        return self._executor.submit(fn, *args).result()
-
-    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+def merge_summaries(first: Summary, second: Summary) -> Summary:
+    """One summary covering both windows (first must start earlier)."""
+    count = first.count + second.count
+    minimum, maximum = min(first.minimum, second.minimum), max(first.maximum, second.maximum)
+    mean = (first.mean * first.count + second.mean * second.count) / count
+    return Summary(device=first.device, channel=first.channel, t0_ms=first.t0_ms,
+                   t1_ms=max(first.t1_ms, second.t1_ms), count=count, minimum=minimum,
+                   maximum=maximum, mean=min(max(mean, minimum), maximum), last=second.last)
 
 
 def _now_ms() -> int:

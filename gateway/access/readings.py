@@ -57,7 +57,7 @@ class ReadingsResource(resource.Resource):  # type: ignore[misc]
         except WireError as exc:
             return self._refuse(Code.BAD_REQUEST, f"bad_report_{exc.reason}", exc.detail,
                                 str(exc)[:_DIAGNOSTIC_MAX])
-        if not self._sink.submit(DeviceReport(device, report, self._clock_ms())):
+        if not await self._sink.submit(DeviceReport(device, report, self._clock_ms())):
             self._stats.count("sink_full", device)
             return Message(code=Code.SERVICE_UNAVAILABLE, max_age=_RETRY_AFTER_S)
         return Message(code=Code.CHANGED)

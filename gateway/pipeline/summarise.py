@@ -1,7 +1,8 @@
-"""The pipeline task: reports from the ingress queue -> window summaries -> outbox.
+"""The pipeline task: journaled reports -> window summaries -> outbox.
 
-Summaries are written in groups (one commit per flush interval) to spare the
-flash from a commit per window.
+Summaries are filed in groups, one transaction per flush interval, which
+also removes the journal rows they cover: a crash at any moment leaves each
+reading either in the journal or in a summary, never in both or neither.
 """
 
 from __future__ import annotations
@@ -12,14 +13,15 @@ import time
 from typing import Protocol
 
 from gateway.metrics import GatewayMetrics
-from gateway.model import DeviceReport
 from gateway.outbox import OutboxFull, Priority
+from gateway.pipeline.journal import Journal, Journaled, Recovery, Watermark
 from gateway.pipeline.windows import TumblingWindows
 from wire.batch import Record, Summary
 
 log = logging.getLogger(__name__)
 
 MAX_UNSTORED = 100_000
+_END_OF_TIME = (1 << 63) - 1
 
 
 class RecordStore(Protocol):
@@ -30,27 +32,29 @@ class RecordStore(Protocol):
         ...
 
 
-class ReportStage(Protocol):
-    """A synchronous step that sees every report first (the local reflex)."""
-
-    def take(self, item: DeviceReport) -> None:
-        """Judge one report without awaiting anything."""
-        ...
-
-
 class SummaryPipeline:
-    """Consumes reports, files summaries of closed windows."""
+    """Consumes journaled reports, files summaries of closed windows."""
 
-    def __init__(self, queue: asyncio.Queue[DeviceReport], windows: TumblingWindows,
-                 store: RecordStore, metrics: GatewayMetrics,
-                 flush_interval_s: float = 0.5, stage: ReportStage | None = None) -> None:
+    def __init__(self, queue: asyncio.Queue[Journaled], windows: TumblingWindows,
+                 journal: Journal, metrics: GatewayMetrics,
+                 flush_interval_s: float = 0.5) -> None:
         self._queue = queue
-        self._stage = stage
         self._windows = windows
-        self._store = store
+        self._journal = journal
         self._metrics = metrics
         self._flush_interval_s = flush_interval_s
         self._closed: list[Summary] = []
+        self._last_row = 0
+
+    def recover(self, recovery: Recovery) -> None:
+        """Rebuild the open windows from the journal before serving (start-up)."""
+        self._windows.restore_closed(recovery.closed)
+        for row in recovery.rows:
+            self._take(row, skip_filed=row.row_id <= recovery.filed_through)
+        self._last_row = max([recovery.filed_through, *(r.row_id for r in recovery.rows)])
+        if recovery.rows:
+            log.info("recovered %d journaled reports into %d open windows", len(recovery.rows),
+                     self._windows.open_count)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Process until stop is set, then drain the queue and close every window."""
@@ -58,8 +62,7 @@ class SummaryPipeline:
         while not stop.is_set():
             timeout = max(0.0, next_flush - time.monotonic())
             try:
-                item = await asyncio.wait_for(self._queue.get(), timeout)
-                self._take(item)
+                self._take(await asyncio.wait_for(self._queue.get(), timeout))
             except TimeoutError:
                 pass
             if time.monotonic() >= next_flush:
@@ -75,13 +78,14 @@ class SummaryPipeline:
         self._closed.extend(self._windows.flush())
         await self._flush()
 
-    def _take(self, item: DeviceReport) -> None:
-        if self._stage is not None:
-            self._stage.take(item)
-        now = _now_ms()
+    def _take(self, row: Journaled, skip_filed: bool = False) -> None:
+        item, now = row.item, _now_ms()
         t_ms = item.t_ms
         for channel, value in item.report.values.items():
+            if skip_filed and self._windows.is_filed(item.device, channel, t_ms):
+                continue
             self._closed.extend(self._windows.add(item.device, channel, t_ms, value, now))
+        self._last_row = row.row_id
         self._metrics.reports.inc()
         self._metrics.readings.inc(len(item.report.values))
         self._metrics.device_last_seen.labels(device=item.device).set(item.received_ms / 1000)
@@ -89,20 +93,32 @@ class SummaryPipeline:
     async def _flush(self) -> None:
         if not self._closed:
             return
+        devices = {s.device for s in self._closed}
+        watermarks = [Watermark(d, self._open_start(d), self._last_row) for d in devices]
+        changes = self._windows.take_closed_changes()
         try:
-            await self._store.put(list(self._closed), Priority.SUMMARY)
+            await self._journal.file(self._closed, watermarks, changes, self._last_row)
         except OutboxFull as exc:
-            # Keep them in memory and retry next flush; past the bound, the
-            # oldest go (counted), so a full disk cannot exhaust memory too.
-            overflow = len(self._closed) - MAX_UNSTORED
-            if overflow > 0:
-                del self._closed[:overflow]
-                self._metrics.summaries_dropped.inc(overflow)
-            log.error("outbox full (%s): %d summaries held in memory", exc, len(self._closed))
+            self._windows.keep_closed_changes(changes)
+            self._hold_back(exc)
             return
         self._metrics.summaries.inc(len(self._closed))
         log.debug("filed %d summaries", len(self._closed))
         self._closed = []
+
+    def _open_start(self, device: str) -> int:
+        start = self._windows.open_start(device)
+        return _END_OF_TIME if start is None else start
+
+    def _hold_back(self, exc: OutboxFull) -> None:
+        # The readings stay in the journal, so nothing acknowledged is lost;
+        # memory stays bounded by dropping the oldest summaries held here
+        # (they are rebuilt from the journal after a restart).
+        overflow = len(self._closed) - MAX_UNSTORED
+        if overflow > 0:
+            del self._closed[:overflow]
+            self._metrics.summaries_dropped.inc(overflow)
+        log.error("outbox full (%s): %d summaries held in memory", exc, len(self._closed))
 
 
 def _now_ms() -> int:

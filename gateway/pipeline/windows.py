@@ -47,7 +47,31 @@ class TumblingWindows:
         self.max_open = max_open
         self._open: dict[tuple[str, str], _Window] = {}
         self._closed_until: dict[tuple[str, str], int] = {}
+        self._closed_changed: dict[tuple[str, str], int] = {}
         self.late = 0
+
+    def restore_closed(self, closed: dict[tuple[str, str], int]) -> None:
+        """Window ends already filed in an earlier run (from the journal)."""
+        self._closed_until.update(closed)
+
+    def is_filed(self, device: str, channel: str, t_ms: int) -> bool:
+        """Whether a reading at t_ms falls before its channel's last closed window end."""
+        return t_ms < self._closed_until.get((device, channel), -1)
+
+    def take_closed_changes(self) -> dict[tuple[str, str], int]:
+        """Window ends that moved since the last call (to persist with the summaries)."""
+        changes, self._closed_changed = self._closed_changed, {}
+        return changes
+
+    def keep_closed_changes(self, changes: dict[tuple[str, str], int]) -> None:
+        """Put back changes whose persisting failed, to retry with the next flush."""
+        for key, until in changes.items():
+            self._closed_changed[key] = max(until, self._closed_changed.get(key, until))
+
+    def open_start(self, device: str) -> int | None:
+        """Earliest start of the device's open windows, None when none is open."""
+        starts = [w.t0_ms for (d, _), w in self._open.items() if d == device]
+        return min(starts) if starts else None
 
     def add(self, device: str, channel: str, t_ms: int, value: float,
             now_ms: int) -> list[Summary]:
@@ -92,7 +116,8 @@ class TumblingWindows:
 
     def _close(self, key: tuple[str, str]) -> Summary:
         window = self._open.pop(key)
-        self._closed_until[key] = max(self._closed_until.get(key, -1), window.t1_ms)
+        until = max(self._closed_until.get(key, -1), window.t1_ms)
+        self._closed_until[key] = self._closed_changed[key] = until
         if len(self._closed_until) > 4 * self.max_open:
             self._closed_until.pop(next(iter(self._closed_until)))
         return _summary(key, window)

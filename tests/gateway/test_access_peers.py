@@ -79,7 +79,7 @@ class RecordingSink:
         self.accepting = True
         self._lock = threading.Lock()
 
-    def submit(self, item: DeviceReport) -> bool:
+    async def submit(self, item: DeviceReport) -> bool:
         with self._lock:
             if not self.accepting:
                 return False

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.config import UplinkSection
 from gateway.metrics import GatewayMetrics
+from gateway.database import GatewayDatabase
 from gateway.outbox import Outbox, Priority
 from gateway.uplink import Outcome, Uplink
 from tools.pki import Role, SiteCA
@@ -86,7 +87,7 @@ def _run(cloud: ScriptedCloud, tmp: Path, steps: int) -> tuple[list[Outcome], Ou
         await uplink.close()
         return outcomes
 
-    outbox = Outbox(tmp / "outbox.db")
+    outbox = Outbox(GatewayDatabase(tmp / "gateway.db"))
     return asyncio.run(scenario()), outbox
 
 

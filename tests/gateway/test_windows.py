@@ -1,11 +1,6 @@
 """Specification of tumbling windows and the de-duplicating ingress."""
 
-import asyncio
-
-from gateway.model import DeviceReport
-from gateway.pipeline.ingress import Ingress
 from gateway.pipeline.windows import TumblingWindows
-from wire.report import Report
 
 
 def test_a_window_closes_when_the_next_one_starts() -> None:
@@ -54,33 +49,3 @@ def test_open_windows_are_bounded() -> None:
         closed += windows.add(f"n{i}", "temp", 1000, float(i), now_ms=i)
     assert windows.open_count == 10
     assert len(closed) == 90
-
-
-def _report(device: str, boot: int, seq: int) -> DeviceReport:
-    return DeviceReport(device, Report(seq, boot, 1000, {"t": 1.0}), received_ms=0)
-
-
-def test_ingress_drops_repeats_of_boot_and_seq_but_accepts_a_new_boot() -> None:
-    async def scenario() -> None:
-        ingress = Ingress(max_pending=10)
-        assert ingress.submit(_report("n1", 7, 1))
-        assert ingress.submit(_report("n1", 7, 2))
-        assert ingress.submit(_report("n1", 7, 2))  # resent after a lost ACK
-        assert ingress.submit(_report("n1", 8, 1))  # rebooted
-        assert ingress.queue.qsize() == 3
-        assert ingress.duplicates == 1
-
-    asyncio.run(scenario())
-
-
-def test_ingress_is_bounded_and_says_so() -> None:
-    async def scenario() -> None:
-        ingress = Ingress(max_pending=2)
-        assert ingress.submit(_report("n1", 1, 1))
-        assert ingress.submit(_report("n1", 1, 2))
-        assert not ingress.submit(_report("n1", 1, 3))
-        assert ingress.rejected_full == 1
-        ingress.queue.get_nowait()
-        assert ingress.submit(_report("n1", 1, 3))  # not remembered while refused
-
-    asyncio.run(scenario())

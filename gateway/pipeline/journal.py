@@ -1,0 +1,149 @@
+"""The report journal: every accepted report is on disk before the node gets its 2.04.
+
+Reports stay in the journal until the windows they fed are summarised; the
+summaries enter the outbox and the journal rows leave it in one transaction.
+After a crash the journal is replayed into fresh windows, and the last
+(boot, seq) per device is restored, so a node resending an acknowledged
+report is recognised. Window boundaries already filed are kept too, so a late
+reading never reopens (and so overwrites) a window the cloud already has.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import cbor2
+
+from gateway.database import GatewayDatabase
+from gateway.model import DeviceReport
+from gateway.outbox import Outbox, Priority
+from wire.batch import Summary
+from wire.report import Report
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS journal (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT NOT NULL,
+    boot INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    t_ms INTEGER NOT NULL,
+    received_ms INTEGER NOT NULL,
+    vals BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS journal_by_device ON journal (device, t_ms);
+CREATE TABLE IF NOT EXISTS last_report (
+    device TEXT PRIMARY KEY, boot INTEGER NOT NULL, seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS closed_windows (
+    device TEXT NOT NULL, channel TEXT NOT NULL, until_ms INTEGER NOT NULL,
+    PRIMARY KEY (device, channel)
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Journaled:
+    """A report and its journal row id (ids grow in commit order)."""
+
+    row_id: int
+    item: DeviceReport
+
+
+@dataclass(frozen=True, slots=True)
+class Watermark:
+    """Journal rows of `device` up to `max_row_id` with t < `before_ms` are summarised."""
+
+    device: str
+    before_ms: int
+    max_row_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """The journal's state at start-up.
+
+    Rows up to `filed_through` were seen by windows whose closed parts are
+    filed: a value of such a row older than its channel's `closed` end is
+    already in a summary and must not be counted again; its other values
+    were in open windows and are replayed. Later rows are replayed in full.
+    """
+
+    rows: list[Journaled]
+    last: dict[str, tuple[int, int]]
+    closed: dict[tuple[str, str], int]
+    filed_through: int
+
+
+class Journal:
+    """Durable record of acknowledged reports not yet summarised."""
+
+    def __init__(self, database: GatewayDatabase, outbox: Outbox) -> None:
+        self.database = database
+        self.outbox = outbox
+        database.add_schema(SCHEMA)
+
+    async def append(self, items: Sequence[DeviceReport]) -> list[int]:
+        """Write reports (one transaction, one fsync); return their row ids."""
+        return await self.database.call(self._append, items)
+
+    async def file(self, summaries: Sequence[Summary], watermarks: Iterable[Watermark],
+                   closed: dict[tuple[str, str], int], filed_through: int) -> None:
+        """Summaries into the outbox, their journal rows out, window ends kept: atomically.
+
+        `filed_through` is the last journal row the windows had taken in when
+        they produced these summaries; recovery relies on it.
+        """
+        await self.database.call(self._file, list(summaries), list(watermarks), dict(closed),
+                                 filed_through)
+
+    def recover(self) -> Recovery:
+        """What start-up needs to continue exactly where the last run stopped."""
+        return self.database.call_sync(self._recover)
+
+    def _append(self, items: Sequence[DeviceReport]) -> list[int]:
+        db = self.database.connection
+        ids: list[int] = []
+        with db:
+            for item in items:
+                r = item.report
+                cursor = db.execute(
+                    "INSERT INTO journal (device, boot, seq, t_ms, received_ms, vals) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    (item.device, r.boot, r.seq, item.t_ms, item.received_ms,
+                     cbor2.dumps(r.values)))
+                ids.append(int(cursor.lastrowid or 0))
+                db.execute("INSERT OR REPLACE INTO last_report (device, boot, seq) VALUES (?,?,?)",
+                           (item.device, r.boot, r.seq))
+        return ids
+
+    def _file(self, summaries: list[Summary], watermarks: list[Watermark],
+              closed: dict[tuple[str, str], int], filed_through: int) -> None:
+        db = self.database.connection
+        with db:
+            db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('filed_through', ?)",
+                       (filed_through,))
+            if summaries:
+                self.outbox.insert(db, summaries, Priority.SUMMARY)
+            db.executemany("DELETE FROM journal WHERE device = ? AND t_ms < ? AND id <= ?",
+                           [(w.device, w.before_ms, w.max_row_id) for w in watermarks])
+            db.executemany("INSERT OR REPLACE INTO closed_windows (device, channel, until_ms) "
+                           "VALUES (?, ?, ?)", [(d, c, u) for (d, c), u in closed.items()])
+
+    def _recover(self) -> Recovery:
+        db = self.database.connection
+        rows = db.execute("SELECT id, device, boot, seq, t_ms, received_ms, vals FROM journal "
+                          "ORDER BY id").fetchall()
+        replay = [_row_to_journaled(row) for row in rows]
+        last = {d: (b, s) for d, b, s in db.execute("SELECT device, boot, seq FROM last_report")}
+        closed = {(d, c): u for d, c, u in
+                  db.execute("SELECT device, channel, until_ms FROM closed_windows")}
+        row = db.execute("SELECT value FROM meta WHERE key = 'filed_through'").fetchone()
+        return Recovery(replay, last, closed, int(row[0]) if row else 0)
+
+
+def _row_to_journaled(row: sqlite3.Row | tuple[int, str, int, int, int, int, bytes]) -> Journaled:
+    row_id, device, boot, seq, t_ms, received_ms, vals = row
+    report = Report(seq=seq, boot=boot, t_ms=t_ms, values=cbor2.loads(vals))
+    return Journaled(row_id, DeviceReport(device, report, received_ms))
