@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.modbus.config import ModbusConfigError, ModbusSection
+
 CONFIG_VERSION = 1
 ENV_PREFIX = "TANDEM_GW_"
 
@@ -87,6 +89,8 @@ class UplinkSection:
     interval_s: float = 2.0
     timeout_s: float = 10.0
     backoff_max_s: float = 60.0
+    compress: bool = True
+    daily_budget_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class GatewayConfig:
     metrics: MetricsSection = field(default_factory=MetricsSection)
     rules: RulesSection = field(default_factory=RulesSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
+    modbus: ModbusSection = field(default_factory=ModbusSection)
 
 
 _LIMITS: dict[str, tuple[float, float]] = {
@@ -143,7 +148,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "coap.idle_timeout_s": (1, 86_400), "pipeline.window_s": (0.1, 86_400),
     "pipeline.max_pending": (1, 10_000_000), "uplink.batch_max_records": (1, 10_000),
     "uplink.interval_s": (0.01, 3600), "uplink.timeout_s": (0.1, 600),
-    "uplink.backoff_max_s": (0.1, 86_400), "outbox.max_records": (100, 1_000_000_000),
+    "uplink.backoff_max_s": (0.1, 86_400), "uplink.daily_budget_bytes": (0, 1 << 50), "outbox.max_records": (100, 1_000_000_000),
     "rules.poll_s": (0.05, 3600), "inference.hop": (1, 65_536), "inference.poll_s": (0.05, 3600),
 }
 
@@ -189,6 +194,10 @@ def parse_config(data: dict[str, Any], source: str = "<config>",
                           f"got {data.get('version')!r}", "version")
     config = _build(GatewayConfig, data, "", source, base)
     assert isinstance(config, GatewayConfig)
+    try:
+        config.modbus.validate(source)
+    except ModbusConfigError as exc:
+        raise ConfigError(str(exc), "modbus") from None
     return config
 
 
@@ -222,6 +231,11 @@ def _value(hint: Any, raw: Any, where: str, source: str, base: Path) -> Any:
         if not isinstance(raw, str) or not raw:
             raise ConfigError(f"{source}: {where}: expected a path string, got {raw!r}", where)
         return (base / raw).resolve()
+    if typing.get_origin(hint) is tuple and dataclasses.is_dataclass(typing.get_args(hint)[0]):
+        if not isinstance(raw, list):  # [[array.of.tables]]
+            raise ConfigError(f"{source}: {where}: expected an array of tables", where)
+        item = typing.get_args(hint)[0]
+        return tuple(_build(item, x, f"{where}[{i}].", source, base) for i, x in enumerate(raw))
     if typing.get_origin(hint) is tuple:
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
             raise ConfigError(f"{source}: {where}: expected a list of strings, got {raw!r}", where)

@@ -37,8 +37,15 @@ class GatewayMetrics:
                                       ["result"], registry=r)
         self.uplink_records = Counter("tandem_gw_uplink_records",
                                       "Records confirmed by the cloud", registry=r)
-        self.uplink_bytes = Counter("tandem_gw_uplink_bytes", "Envelope bytes sent uplink",
-                                    registry=r)
+        self.uplink_bytes = Counter("tandem_gw_uplink_bytes",
+                                    "Bytes sent uplink (on the wire), by urgent/routine",
+                                    ["kind"], registry=r)
+        self.uplink_budget_exhausted = Gauge("tandem_gw_uplink_budget_exhausted",
+                                             "1 while the daily routine budget is used up",
+                                             registry=r)
+        self.outbox_degraded = Gauge("tandem_gw_outbox_degraded",
+                                     "1 while the outbox merges windows to stay in bounds",
+                                     registry=r)
         self.uplink_latency = Histogram("tandem_gw_uplink_seconds",
                                         "Round trip of one batch upload", registry=r)
         self.device_last_seen = Gauge("tandem_gw_device_last_seen_seconds",
@@ -69,6 +76,8 @@ class GatewayMetrics:
         self.model_info = Gauge("tandem_gw_model_info",
                                 "1 for the model version loaded (sha-256 prefix)", ["version"],
                                 registry=r)
+        self.reflex_faults = Counter("tandem_gw_reflex_faults",
+                                     "Reports the reflex failed on (a bug; logged)", registry=r)
         self.feature_series = Gauge("tandem_gw_feature_series",
                                     "Feature windows held (device x channel)", registry=r)
 

@@ -38,6 +38,7 @@ CREATE TABLE IF NOT EXISTS records (
 CREATE INDEX IF NOT EXISTS records_by_priority ON records (priority, id);
 CREATE TABLE IF NOT EXISTS batches (
     seq INTEGER PRIMARY KEY,
+    priority INTEGER NOT NULL,
     created_ms INTEGER NOT NULL,
     records INTEGER NOT NULL,
     envelope BLOB NOT NULL,
@@ -69,6 +70,7 @@ class SealedBatch:
     seq: int
     records: int
     envelope: bytes
+    priority: int = Priority.SUMMARY
 
 
 class OutboxFull(Exception):
@@ -133,24 +135,32 @@ class Outbox:
 
     def seal_or_pending_sync(self, max_records: int, build: BuildEnvelope, now_ms: int,
                              max_priority: Priority = Priority.BULK) -> SealedBatch | None:
+        """Most urgent unconfirmed batch; alarms waiting behind a summary batch get their own."""
         db = self.database.connection
-        row = db.execute("SELECT seq, records, envelope FROM batches WHERE dead_reason IS NULL "
-                         "ORDER BY seq LIMIT 1").fetchone()
-        if row is not None:
+        row = db.execute("SELECT seq, records, envelope, priority FROM batches "
+                         "WHERE dead_reason IS NULL ORDER BY priority, seq LIMIT 1").fetchone()
+        if row is not None and (row[3] <= Priority.EVENT or not self._urgent_waiting(db)):
             return SealedBatch(*row)
-        rows = db.execute("SELECT id, body FROM records WHERE priority <= ? "
+        if row is not None:
+            max_priority = Priority.EVENT  # jump the queue: seal only the urgent records
+        rows = db.execute("SELECT id, body, priority FROM records WHERE priority <= ? "
                           "ORDER BY priority, id LIMIT ?",
                           (int(max_priority), max_records)).fetchall()
-        records = self._decode_rows(db, rows)
+        records = self._decode_rows(db, [(r[0], r[1]) for r in rows])
         if not records:
             return None
+        top = rows[0][2]
         with db:
             seq = self._next_seq(db)
             envelope = build(seq, records)
-            db.execute("INSERT INTO batches (seq, created_ms, records, envelope) VALUES (?,?,?,?)",
-                       (seq, now_ms, len(records), envelope))
+            db.execute("INSERT INTO batches (seq, priority, created_ms, records, envelope) "
+                       "VALUES (?,?,?,?,?)", (seq, top, now_ms, len(records), envelope))
             db.executemany("DELETE FROM records WHERE id = ?", [(r[0],) for r in rows])
-        return SealedBatch(seq, len(records), envelope)
+        return SealedBatch(seq, len(records), envelope, top)
+
+    def _urgent_waiting(self, db: sqlite3.Connection) -> bool:
+        return db.execute("SELECT 1 FROM records WHERE priority <= ? LIMIT 1",
+                          (int(Priority.EVENT),)).fetchone() is not None
 
     def confirm_sync(self, seq: int) -> None:
         db = self.database.connection

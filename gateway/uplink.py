@@ -9,6 +9,7 @@ gateways does not hammer a recovering cloud in step.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import random
 import ssl
@@ -21,7 +22,8 @@ import httpx
 
 from gateway.config import UplinkSection
 from gateway.metrics import GatewayMetrics
-from gateway.outbox import Outbox, SealedBatch
+from gateway.budget import DailyBudget
+from gateway.outbox import Outbox, Priority, SealedBatch
 from wire.batch import Batch, Record, encode_batch
 from wire.cose import MEDIA_TYPE, Signer, sign1
 
@@ -64,8 +66,9 @@ class Uplink:
     """Drains the outbox to the cloud's ingest endpoint."""
 
     def __init__(self, config: UplinkSection, gateway_id: str, outbox: Outbox, signer: Signer,
-                 metrics: GatewayMetrics) -> None:
+                 metrics: GatewayMetrics, budget: DailyBudget | None = None) -> None:
         self._config = config
+        self._budget = budget or DailyBudget(outbox.database, config.daily_budget_bytes)
         self._gateway_id = gateway_id
         self._outbox = outbox
         self._signer = signer
@@ -89,8 +92,11 @@ class Uplink:
 
     async def deliver_one(self) -> Outcome:
         """Seal or pick the oldest batch and try to deliver it once."""
+        routine = self._budget.allows_routine()
+        self._metrics.uplink_budget_exhausted.set(0 if routine else 1)
         batch = await self._outbox.seal_or_pending(
-            self._config.batch_max_records, self._build_envelope, _now_ms())
+            self._config.batch_max_records, self._build_envelope, _now_ms(),
+            Priority.BULK if routine else Priority.EVENT)
         if batch is None:
             return Outcome.EMPTY
         return await self._send(batch)
@@ -104,13 +110,17 @@ class Uplink:
         return sign1(payload, self._gateway_id, self._signer)
 
     async def _send(self, batch: SealedBatch) -> Outcome:
+        body, headers = self._encode(batch.envelope)
         started = time.perf_counter()
         try:
-            response = await self._client.post(INGEST_PATH, content=batch.envelope)
+            response = await self._client.post(INGEST_PATH, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return self._failed(batch, f"{type(exc).__name__}: {exc}")
         self._metrics.uplink_latency.observe(time.perf_counter() - started)
-        self._metrics.uplink_bytes.inc(len(batch.envelope))
+        kind = "urgent" if batch.priority <= Priority.EVENT else "routine"
+        self._metrics.uplink_bytes.labels(kind=kind).inc(len(body))
+        if kind == "routine":
+            await self._budget.spend(len(body))
         if response.status_code == 200:
             await self._outbox.confirm(batch.seq)
             self._metrics.uplink_batches.labels(result="delivered").inc()
@@ -126,6 +136,13 @@ class Uplink:
                       batch.seq, response.status_code, response.text[:200])
             return Outcome.SET_ASIDE
         return self._failed(batch, f"HTTP {response.status_code} {response.text[:200]}")
+
+    def _encode(self, envelope: bytes) -> tuple[bytes, dict[str, str]]:
+        # gzip on the HTTP layer: the signature covers the envelope itself, and
+        # any HTTP stack or proxy understands Content-Encoding.
+        if not self._config.compress:
+            return envelope, {}
+        return gzip.compress(envelope, compresslevel=6), {"Content-Encoding": "gzip"}
 
     def _failed(self, batch: SealedBatch, reason: str) -> Outcome:
         self._metrics.uplink_batches.labels(result="retry").inc()

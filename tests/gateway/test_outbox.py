@@ -138,3 +138,17 @@ def test_alarms_are_kept_even_when_summaries_are_refused(tmp_path: Path) -> None
     outbox.put_sync([ALARM] * 50, Priority.ALARM)
     assert outbox.depth_sync() == (150, 0)
     outbox.database.close()
+
+
+def test_an_alarm_jumps_a_summary_batch_that_is_stuck_retrying(tmp_path: Path) -> None:
+    outbox = _outbox(tmp_path / "o.db")
+    outbox.put_sync([_summary(1)], Priority.SUMMARY)
+    stuck = outbox.seal_or_pending_sync(10, lambda s, r: b"summaries", 0)
+    outbox.put_sync([ALARM], Priority.ALARM)
+    urgent = outbox.seal_or_pending_sync(10, lambda s, r: b"alarm", 0)
+    assert urgent is not None and stuck is not None
+    assert (urgent.seq, urgent.envelope) == (2, b"alarm")
+    assert outbox.seal_or_pending_sync(10, lambda s, r: b"x", 0) == urgent  # until confirmed
+    outbox.confirm_sync(urgent.seq)
+    assert outbox.seal_or_pending_sync(10, lambda s, r: b"x", 0) == stuck
+    outbox.database.close()

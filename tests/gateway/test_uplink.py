@@ -1,6 +1,7 @@
 """Specification of the uplink: a batch is deleted only after the cloud confirmed it."""
 
 import asyncio
+import gzip
 import json
 import ssl
 import threading
@@ -17,7 +18,7 @@ from gateway.database import GatewayDatabase
 from gateway.outbox import Outbox, Priority
 from gateway.uplink import Outcome, Uplink
 from tools.pki import Role, SiteCA
-from wire.batch import Summary, decode_batch
+from wire.batch import Event, Summary, decode_batch
 from wire.cose import SoftwareSigner, verify1
 
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -32,11 +33,17 @@ class ScriptedCloud:
         self.ca_path = ca.cert_pem_path
         self.script = script
         self.received: list[bytes] = []
+        self.wire_bytes: list[int] = []
+        self.encodings: list[str] = []
         cloud = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
+                cloud.wire_bytes.append(len(body))
+                cloud.encodings.append(self.headers.get("Content-Encoding", "identity"))
+                if self.headers.get("Content-Encoding") == "gzip":
+                    body = gzip.decompress(body)
                 cloud.received.append(body)
                 status = cloud.script.pop(0) if cloud.script else 200
                 payload = json.dumps({"status": "stored"} if status == 200 else
@@ -132,3 +139,29 @@ def test_a_server_with_a_foreign_certificate_is_not_trusted(cloud: ScriptedCloud
     outcomes, _ = _run(cloud, tmp_path, 1)
     assert outcomes == [Outcome.RETRY]
     assert cloud.received == []
+
+
+def test_over_the_daily_budget_only_alarms_and_events_go(cloud: ScriptedCloud,
+                                                         tmp_path: Path) -> None:
+    async def scenario() -> list[Outcome]:
+        config = UplinkSection(url=cloud.url, ca=cloud.ca_path, batch_max_records=2,
+                               daily_budget_bytes=1)
+        uplink = Uplink(config, "gw-01", outbox, SoftwareSigner(KEY), GatewayMetrics())
+        await outbox.put([_summary(i) for i in range(3)], Priority.SUMMARY)
+        outcomes = [await uplink.deliver_one(), await uplink.deliver_one()]
+        await outbox.put([Event("n1", "overheat", 5, 3, {"temp": 99.0})], Priority.ALARM)
+        outcomes.append(await uplink.deliver_one())
+        await uplink.close()
+        return outcomes
+
+    outbox = Outbox(GatewayDatabase(tmp_path / "gateway.db"))
+    assert asyncio.run(scenario()) == [Outcome.DELIVERED, Outcome.EMPTY, Outcome.DELIVERED]
+    last = decode_batch(verify1(cloud.received[-1], lambda kid: KEY.public_key()).payload)
+    assert [type(r).__name__ for r in last.records] == ["Event"]
+    assert outbox.depth_sync() == (1, 0)  # the third summary waits for tomorrow's budget
+
+
+def test_batches_travel_gzip_compressed(cloud: ScriptedCloud, tmp_path: Path) -> None:
+    _run(cloud, tmp_path, 1)
+    assert cloud.encodings == ["gzip"]
+    assert cloud.wire_bytes[0] < len(cloud.received[0])
