@@ -18,9 +18,13 @@ from prometheus_client import start_http_server
 from gateway.access.config import AccessConfig
 from gateway.access.server import CoapDtlsServer
 from gateway.config import GatewayConfig
-from gateway.keystore import KeyStore, SoftwareKeyStore
+from gateway.keystore import GatewayKeyStore
+from gateway.keystores import open_keystore
 from gateway.metrics import GatewayMetrics
+from gateway.modbus.service import ModbusService
+from gateway.database import GatewayDatabase
 from gateway.outbox import Outbox
+from gateway.pipeline.journal import Journal
 from gateway.pipeline.ingress import Ingress
 from gateway.pipeline.local_control import LocalControl
 from gateway.pipeline.summarise import SummaryPipeline
@@ -33,30 +37,42 @@ log = logging.getLogger(__name__)
 class Gateway:
     """One running gateway instance."""
 
-    def __init__(self, config: GatewayConfig, keystore: KeyStore | None = None) -> None:
+    def __init__(self, config: GatewayConfig, keystore: GatewayKeyStore | None = None) -> None:
         self.config = config
         self.metrics = GatewayMetrics()
-        self.keystore = keystore or SoftwareKeyStore(config.identity.key)
-        self.outbox = Outbox(config.gateway.data_dir / "outbox.sqlite3", config.outbox.max_records)
-        self.ingress = Ingress(config.pipeline.max_pending)
+        self.keystore = keystore or open_keystore(config.identity, config.gateway.data_dir)
+        self.database = GatewayDatabase(config.gateway.data_dir / "gateway.sqlite3")
+        self.outbox = Outbox(self.database, config.outbox.max_records)
+        self.journal = Journal(self.database, self.outbox)
+        recovery = self.journal.recover()
+        self.ingress = Ingress(self.journal, config.pipeline.max_pending, recovery.last)
         self.local = LocalControl.from_config(config, self.outbox, self.metrics)
+        if self.local is not None:
+            self.ingress.observers.append(self.local.reflex.take)
         self.pipeline = SummaryPipeline(
             self.ingress.queue, TumblingWindows(int(config.pipeline.window_s * 1000)),
-            self.outbox, self.metrics, stage=self.local.reflex if self.local else None)
+            self.journal, self.metrics)
+        self.pipeline.recover(recovery)
         self.uplink = Uplink(config.uplink, config.gateway.id, self.outbox, self.keystore,
                              self.metrics) if config.uplink.url else None
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
+        self.modbus = ModbusService(config.modbus, self.ingress, self.metrics.registry) \
+            if config.modbus.bus else None
         self.metrics.export_counts("tandem_gw_access_events",
                                    "Device-access events and refusals by cause",
                                    self.access.stats.snapshot)
         self.metrics.export_counts("tandem_gw_ingress_reports", "Reports at the pipeline entry",
                                    self.ingress.snapshot)
         self._stop = asyncio.Event()
+        self._stop_ingress = asyncio.Event()
+        self._ingress_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._metrics_server: Any = None
 
     async def start(self) -> None:
         """Start every layer; returns once devices can connect."""
+        self._ingress_task = asyncio.create_task(self.ingress.run(self._stop_ingress), name="ingress")
+        self._ingress_task.add_done_callback(_report_crash)
         self._spawn(self.pipeline.run(self._stop), "pipeline")
         for name, watcher in self.local.tasks(self._stop) if self.local else ():
             self._spawn(watcher, name)
@@ -65,6 +81,8 @@ class Gateway:
         else:
             log.warning("no uplink.url configured: data stays in the outbox")
         self._spawn(self._watch_outbox(), "outbox-gauges")
+        for name, poller in self.modbus.tasks(self._stop) if self.modbus else ():
+            self._spawn(poller, name)
         await self.access.start()
         if self.config.metrics.port:
             self._metrics_server, _ = start_http_server(
@@ -83,15 +101,22 @@ class Gateway:
     async def stop(self) -> None:
         """Stop taking data, store what is in flight, close everything."""
         await self.access.stop()
+        self._stop_ingress.set()  # commit what nodes are waiting on, then stop
+        if self._ingress_task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ingress_task
         self._stop.set()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        if self.modbus is not None:
+            await self.modbus.close()
         if self.local is not None:
             await self.local.close()
         if self.uplink is not None:
             await self.uplink.close()
-        await self.outbox.close()
+        self.database.close()
+        self.keystore.close()
         if self._metrics_server is not None:
             self._metrics_server.shutdown()
             self._metrics_server.server_close()
@@ -101,6 +126,7 @@ class Gateway:
             records, batches = await self.outbox.depth()
             self.metrics.outbox_records.set(records)
             self.metrics.outbox_batches.set(batches)
+            self.metrics.outbox_degraded.set(1 if self.outbox.degraded else 0)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), 1.0)
 

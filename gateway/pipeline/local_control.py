@@ -1,0 +1,81 @@
+"""Builds the local control loop from the gateway config: reflex, rules reload, model watch.
+
+The runtime needs three things from it: the `reflex` (its `take` observes the ingress),
+the background tasks to start, and `close()` after the pipeline has drained.
+Without `[rules] file` and `[inference] model` there is nothing to build.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from gateway.config import GatewayConfig
+from gateway.inference.model import ScoringModel
+from gateway.inference.slot import ModelSlot
+from gateway.metrics import GatewayMetrics
+from gateway.pipeline.reflex import Reflex, ScoreSource
+from gateway.pipeline.summarise import RecordStore
+from gateway.rules.definitions import RuleSet
+from gateway.rules.loader import load_rules
+from gateway.rules.reload import RulesReloader
+
+
+class LocalControl:
+    """The reflex and the watchers that keep its rules and model current."""
+
+    def __init__(self, config: GatewayConfig, store: RecordStore,
+                 metrics: GatewayMetrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        rules_file = config.rules.file
+        ruleset = load_rules(rules_file) if rules_file is not None else RuleSet()
+        self.model = ModelSlot(on_change=self._model_changed)
+        inference = config.inference
+        self.reflex = Reflex(ruleset, store, metrics, model=self.model,
+                             score_source=ScoreSource(inference.channel, inference.hop))
+        self._sync_model_size(ruleset)
+        self.reloader = RulesReloader(rules_file, self._install, self._reload_result) \
+            if rules_file is not None else None
+        metrics.export_counts("tandem_gw_feature_windows",
+                              "Feature windows evicted (LRU) and readings suppressed (dead-band)",
+                              lambda: self.reflex.bank.snapshot())
+
+    @classmethod
+    def from_config(cls, config: GatewayConfig, store: RecordStore,
+                    metrics: GatewayMetrics) -> LocalControl | None:
+        """The local control loop, or None when neither rules nor a model are configured."""
+        if config.rules.file is None and config.inference.model is None:
+            return None
+        return cls(config, store, metrics)
+
+    def tasks(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """(name, coroutine) of the watchers to run until `stop`."""
+        found: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        if self.reloader is not None:
+            found.append(("rules-reload", self.reloader.run(stop, self.config.rules.poll_s)))
+        if self.config.inference.model is not None:
+            found.append(("model-watch", self.model.watch(self.config.inference.model, stop,
+                                                          self.config.inference.poll_s)))
+        return found
+
+    async def close(self) -> None:
+        """Finish in-flight actions and events (call before the outbox closes)."""
+        await self.reflex.close()
+
+    def _install(self, ruleset: RuleSet) -> None:
+        self.reflex.install(ruleset)
+        self._sync_model_size(ruleset)
+
+    def _sync_model_size(self, ruleset: RuleSet) -> None:
+        channel = self.config.inference.channel
+        self.model.expected_size = ruleset.features.for_channel(channel).bands.size
+
+    def _reload_result(self, result: str) -> None:
+        self.metrics.rules_reloads.labels(result=result).inc()
+
+    def _model_changed(self, model: ScoringModel | None) -> None:
+        self.metrics.model_info.clear()
+        if model is not None:
+            self.metrics.model_info.labels(version=model.version).set(1)

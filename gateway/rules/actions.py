@@ -1,0 +1,174 @@
+"""What a rule does when it fires or clears: small Action objects built from the rules file.
+
+Every action implements `Action.run(firing) -> bool` (True: done and, where
+the device allows, verified). Implementations are chosen from a dict keyed by
+the spec's class; the I/O behind them sits behind small interfaces
+(`ActuatorPort` for Modbus, `NodeCommander` for CoAP) so tests and other
+transports plug in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.rules.actuator import ActuatorPort, ModbusTcpPort
+from gateway.rules.definitions import (
+    ActionSpec,
+    EmergencyStopSpec,
+    LocalAlarmSpec,
+    NodeAlarmSpec,
+)
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """A rule changed state for a device: what actions are told."""
+
+    rule: str
+    device: str
+    t_ms: int
+    active: bool
+    severity: int
+    values: Mapping[str, float]
+
+
+class Action(Protocol):
+    """One configured action."""
+
+    name: str
+    kind: str
+
+    async def run(self, firing: Firing) -> bool:
+        """Carry the action out; True when done (and verified, where possible)."""
+        ...
+
+
+class NodeCommander(Protocol):
+    """Sends a command to a node (CoAP on the node's DTLS session, in the access layer)."""
+
+    async def command(self, device: str, path: str, payload: Mapping[str, Any]) -> bool:
+        """Deliver `payload` to `path` on `device`; True when the node acknowledged it."""
+        ...
+
+
+class LoggingNodeCommander:
+    """Stand-in until the access layer can send commands: logs what it would send."""
+
+    async def command(self, device: str, path: str, payload: Mapping[str, Any]) -> bool:
+        """Log the command; report it undelivered."""
+        log.warning("node command not sent (no commander wired): %s /%s %s", device, path,
+                    dict(payload))
+        return False
+
+
+class ActuatorPorts:
+    """One ActuatorPort per controller address, shared by every action that uses it."""
+
+    def __init__(self, factory: Callable[[str, int, float], ActuatorPort] = ModbusTcpPort) -> None:
+        self._factory = factory
+        self._ports: dict[tuple[str, int], ActuatorPort] = {}
+
+    def get(self, host: str, port: int, timeout_s: float) -> ActuatorPort:
+        """The port to (host, port), created on first use."""
+        key = (host, port)
+        if key not in self._ports:
+            self._ports[key] = self._factory(host, port, timeout_s)
+        return self._ports[key]
+
+    async def close(self) -> None:
+        """Close every connection."""
+        ports, self._ports = list(self._ports.values()), {}
+        for port in ports:
+            await port.close()
+
+
+class EmergencyStop:
+    """Writes the stop coil or register and confirms it by reading it back."""
+
+    kind = "emergency_stop"
+
+    def __init__(self, name: str, spec: EmergencyStopSpec, port: ActuatorPort) -> None:
+        self.name = name
+        self.spec = spec
+        self.port = port
+
+    async def run(self, firing: Firing) -> bool:
+        """Write and verify; the write is the same whether the rule fired or cleared."""
+        s = self.spec
+        if s.coil is not None:
+            return await self.port.write_coil(s.unit, s.coil, bool(s.value))
+        assert s.register is not None
+        return await self.port.write_register(s.unit, s.register, s.value)
+
+
+class NodeAlarm:
+    """Tells a node (the one the rule fired for, unless `node` is set) about the alarm."""
+
+    kind = "node_alarm"
+
+    def __init__(self, name: str, spec: NodeAlarmSpec, commander: NodeCommander) -> None:
+        self.name = name
+        self.spec = spec
+        self.commander = commander
+
+    async def run(self, firing: Firing) -> bool:
+        """Send {rule, active, severity} to the node."""
+        payload = {"rule": firing.rule, "active": firing.active, "sev": firing.severity}
+        return await self.commander.command(self.spec.node or firing.device, self.spec.path,
+                                            payload)
+
+
+class LocalAlarm:
+    """Logs the alarm and, when configured, writes a file (a GPIO value, a flag file)."""
+
+    kind = "local_alarm"
+
+    def __init__(self, name: str, spec: LocalAlarmSpec) -> None:
+        self.name = name
+        self.spec = spec
+
+    async def run(self, firing: Firing) -> bool:
+        """Log at a level matching the state; write the hook file off the event loop."""
+        level = logging.CRITICAL if firing.active and firing.severity >= 3 else logging.WARNING
+        log.log(level, "ALARM %s %s on %s at %d: %s", firing.rule,
+                "FIRED" if firing.active else "cleared", firing.device, firing.t_ms,
+                dict(firing.values))
+        if self.spec.file is not None:
+            await asyncio.to_thread(self.spec.file.write_text, self.spec.text)
+        return True
+
+
+@dataclass(frozen=True)
+class ActionContext:
+    """What building actions needs: the controller connections and the node commander."""
+
+    ports: ActuatorPorts
+    commander: NodeCommander
+
+
+def _emergency_stop(name: str, spec: Any, ctx: ActionContext) -> Action:
+    return EmergencyStop(name, spec, ctx.ports.get(spec.host, spec.port, spec.timeout_s))
+
+
+def _node_alarm(name: str, spec: Any, ctx: ActionContext) -> Action:
+    return NodeAlarm(name, spec, ctx.commander)
+
+
+def _local_alarm(name: str, spec: Any, ctx: ActionContext) -> Action:
+    return LocalAlarm(name, spec)
+
+
+_BUILDERS: dict[type[ActionSpec], Callable[[str, Any, ActionContext], Action]] = {
+    EmergencyStopSpec: _emergency_stop, NodeAlarmSpec: _node_alarm, LocalAlarmSpec: _local_alarm,
+}
+
+
+def build_actions(specs: Mapping[str, ActionSpec], ctx: ActionContext) -> dict[str, Action]:
+    """Actions by name, from the specs of a rules file."""
+    return {name: _BUILDERS[type(spec)](name, spec, ctx) for name, spec in specs.items()}

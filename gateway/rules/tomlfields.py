@@ -1,0 +1,147 @@
+"""Typed reading of parsed TOML tables, with faults that name the dotted field and its line.
+
+tomllib reports no positions for values, so `line_of` finds a field's line
+by scanning the text: the table header that owns the field (array-of-tables
+headers counted, so `rule[2]` is the third `[[rule]]`), then the first line
+below it that assigns the innermost key found on the path.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
+_INDEX = re.compile(r"\[(\d+)\]")
+
+
+class FieldFault(Exception):
+    """A value that cannot be used; `field` is its dotted path (`rule[0].when.above`)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+class Table:
+    """One TOML table being read; `finish()` refuses the keys nobody asked for."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, dict):
+            raise FieldFault(where or "document", f"expected a table, got {_show(data)}")
+        self.data: dict[str, Any] = data
+        self.where = where
+        self._used: set[str] = set()
+
+    def path(self, key: str) -> str:
+        """The dotted path of one of this table's keys."""
+        return f"{self.where}.{key}" if self.where else key
+
+    def has(self, key: str) -> bool:
+        """Whether the key is present (and counts it as read)."""
+        self._used.add(key)
+        return key in self.data
+
+    def raw(self, key: str) -> Any:
+        """The value as parsed, None when absent."""
+        self._used.add(key)
+        return self.data.get(key)
+
+    def text(self, key: str, default: str | None = None, pattern: str = r".+",
+             max_len: int = 64) -> str:
+        """A string matching `pattern` (whole) of at most `max_len` characters."""
+        value = self._present(key, default)
+        if not isinstance(value, str) or len(value) > max_len \
+                or not re.fullmatch(pattern, value):
+            raise FieldFault(self.path(key), f"expected text matching {pattern} of at most "
+                             f"{max_len} characters, got {_show(value)}")
+        return value
+
+    def integer(self, key: str, default: int | None, low: int, high: int) -> int:
+        """An integer in low..high."""
+        value = self._present(key, default)
+        if type(value) is not int or not low <= value <= high:
+            raise FieldFault(self.path(key), f"expected an integer in {low}..{high}, "
+                             f"got {_show(value)}")
+        return value
+
+    def number(self, key: str, default: float | None = None,
+               low: float = -math.inf, high: float = math.inf) -> float:
+        """A finite number in low..high."""
+        value = self._present(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float) \
+                or not math.isfinite(value) or not low <= value <= high:
+            raise FieldFault(self.path(key), f"expected a number in {low:g}..{high:g}, "
+                             f"got {_show(value)}")
+        return float(value)
+
+    def names(self, key: str) -> tuple[str, ...]:
+        """A list of strings (empty when absent)."""
+        value = self._present(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise FieldFault(self.path(key), f"expected a list of names, got {_show(value)}")
+        return tuple(value)
+
+    def finish(self) -> None:
+        """Fail on the first key that no reader asked for (a typo, usually)."""
+        for key in self.data:
+            if key not in self._used:
+                known = ", ".join(sorted(self._used)) or "none"
+                raise FieldFault(self.path(key), f"unknown field (known: {known})")
+
+    def _present(self, key: str, default: Any) -> Any:
+        self._used.add(key)
+        if key in self.data:
+            return self.data[key]
+        if default is None:
+            raise FieldFault(self.path(key), "required field missing")
+        return default
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def line_of(text: str, field: str) -> int | None:
+    """Best-effort 1-based line of a dotted field in TOML text, None when not found."""
+    parts = _split(field)
+    headers = _headers(text)
+    best: tuple[int, int] | None = None  # (parts matched, line index)
+    for index, path in headers:
+        if len(path) <= len(parts) and parts[:len(path)] == path \
+                and (best is None or len(path) >= best[0]):
+            best = (len(path), index)
+    lines = text.splitlines()
+    start = best[1] if best else -1
+    depth = best[0] if best else 0
+    end = next((i for i, _ in headers if i > start), len(lines))
+    for key in reversed([p for p in parts[depth:] if not p.isdigit()]):
+        pattern = re.compile(rf"(^|[{{,.\s])\"?{re.escape(key)}\"?\s*=")
+        for number in range(start + 1, end):
+            if pattern.search(lines[number]):
+                return number + 1
+    return start + 1 if best else None
+
+
+def _split(field: str) -> list[str]:
+    return [p for p in _INDEX.sub(r".\1", field).split(".") if p]
+
+
+def _headers(text: str) -> list[tuple[int, list[str]]]:
+    """(line index, path) of every table header; array entries get their index."""
+    counts: dict[str, int] = {}
+    found: list[tuple[int, list[str]]] = []
+    for number, line in enumerate(text.splitlines()):
+        match = _HEADER.match(line)
+        if not match:
+            continue
+        name = match.group(2).replace('"', "").replace(" ", "")
+        path = name.split(".")
+        if match.group(1) == "[[":
+            counts[name] = counts.get(name, -1) + 1
+            path = [*path, str(counts[name])]
+        found.append((number, path))
+    return found
