@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 # Debian packages: to run the system (demo), and to test it against real peers.
 DEB_RUN  := python3-venv
-DEB_TEST := python3-venv gcc pkg-config socat libcoap3-bin \
+DEB_TEST := python3-venv gcc pkg-config socat libcoap3-bin influxdb postgresql \
             swtpm swtpm-tools tpm2-tools libtss2-dev
 EXTRAS_RUN  := gateway,cloud,tools
 EXTRAS_TEST := gateway,cloud,tools,tpm,dev

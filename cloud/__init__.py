@@ -1,0 +1,58 @@
+"""Tandem cloud service: receives signed uplink batches from gateways and serves the data.
+
+`create_app` builds the Flask app: one blueprint per area (`ingest`, `api`;
+`admin` will be the third) and one `init_app` per resource (database,
+time-series store, metrics).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from cloud import api, database, errors, ingest, metrics, timeseries
+from cloud.config import (
+    DEFAULT_SECRET,
+    ENV_CONFIG_FILE,
+    CloudConfig,
+    ConfigError,
+    from_mapping,
+    load_config,
+)
+
+__all__ = ["CloudConfig", "ConfigError", "close_app", "create_app"]
+
+
+def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
+    """Build the app from a CloudConfig, a TOML-shaped mapping, or $TANDEM_CLOUD_CONFIG."""
+    resolved = _resolve(config)
+    if resolved.production and resolved.server.secret_key == DEFAULT_SECRET:
+        raise resolved.error("server.secret_key", "refusing to run in production mode with "
+                             "the default secret; set one (or TANDEM_CLOUD_SERVER_SECRET_KEY)")
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY=resolved.server.secret_key, TANDEM=resolved,
+                      MAX_CONTENT_LENGTH=resolved.ingest.max_batch_bytes)
+    errors.init_app(app)
+    metrics.init_app(app)
+    database.init_app(app, resolved)
+    timeseries.init_app(app, resolved, database.engine(app))
+    app.register_blueprint(ingest.bp)
+    app.register_blueprint(api.bp)
+    return app
+
+
+def close_app(app: Flask) -> None:
+    """Release the app's resources (call once the server has stopped)."""
+    timeseries.store(app).close()
+    database.close(app)
+
+
+def _resolve(config: CloudConfig | Mapping[str, Any] | None) -> CloudConfig:
+    if isinstance(config, CloudConfig):
+        return config
+    if config is None:
+        return load_config(os.environ.get(ENV_CONFIG_FILE))
+    return from_mapping(config)

@@ -1,0 +1,55 @@
+"""Prometheus metrics of one app, in a registry of its own (so tests can build many apps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import cast
+
+from flask import Flask, current_app
+from flask.sansio.app import App
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+_EXTENSION = "tandem.metrics"
+
+
+@dataclass(frozen=True)
+class Metrics:
+    """The counters and histograms the service updates."""
+
+    registry: CollectorRegistry
+    batches_accepted: Counter
+    batches_rejected: Counter
+    records_ingested: Counter
+    ingest_seconds: Histogram
+
+
+def create_metrics() -> Metrics:
+    """A fresh registry holding the service's metrics."""
+    registry = CollectorRegistry()
+    return Metrics(
+        registry=registry,
+        batches_accepted=Counter(
+            "tandem_cloud_batches_accepted", "Uplink batches accepted, by outcome",
+            ["outcome"], registry=registry),
+        batches_rejected=Counter(
+            "tandem_cloud_batches_rejected", "Uplink batches rejected, by reason",
+            ["reason"], registry=registry),
+        records_ingested=Counter(
+            "tandem_cloud_records_ingested", "Records stored from uplink batches",
+            registry=registry),
+        ingest_seconds=Histogram(
+            "tandem_cloud_ingest_seconds", "Time to handle one uplink batch request",
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+            registry=registry),
+    )
+
+
+def init_app(app: Flask) -> None:
+    """Give app its metrics."""
+    app.extensions[_EXTENSION] = create_metrics()
+
+
+def metrics(app: App | None = None) -> Metrics:
+    """The metrics of app (default: the current app)."""
+    target = app if app is not None else current_app
+    return cast(Metrics, target.extensions[_EXTENSION])

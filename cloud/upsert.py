@@ -1,0 +1,27 @@
+"""Insert-or-update statements for the SQL dialects the cloud supports."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql, sqlite
+
+# Both dialects spell ON CONFLICT the same way; the dict is the seam for another one.
+_INSERTS: dict[str, Callable[[Table], Any]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
+
+
+def upsert_statement(conn: Connection, table: Table, key: Sequence[str],
+                     update: Sequence[str]) -> Any:
+    """INSERT into table; on a key conflict overwrite the update columns."""
+    try:
+        insert = _INSERTS[conn.dialect.name]
+    except KeyError:
+        raise RuntimeError(f"no upsert for database dialect {conn.dialect.name!r}") from None
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=list(key), set_={name: stmt.excluded[name] for name in update})

@@ -1,0 +1,54 @@
+"""The registry on every supported database: gateways, device sightings, the batch ledger."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+
+from cloud import database, registry
+
+pytestmark = pytest.mark.storages("sqlite", "postgresql")
+
+
+def test_add_is_idempotent_and_a_new_key_needs_replace(app):
+    sessions = database.sessions(app)
+    with sessions.begin() as session:
+        assert registry.add_gateway(session, "gw-new", "c", "k1", "f", 1) == "added"
+        assert registry.add_gateway(session, "gw-new", "c", "k1", "f", 2) == "unchanged"
+        with pytest.raises(registry.RegistryError, match="different key"):
+            registry.add_gateway(session, "gw-new", "c", "k2", "f", 3)
+        assert registry.add_gateway(session, "gw-new", "c", "k2", "f", 3, replace=True) == \
+            "replaced"
+    with sessions() as session:
+        assert [g.name for g in registry.list_gateways(session)] == [
+            "gw-01", "gw-02", "gw-new", "gw-old"]
+        assert registry.find_gateway(session, "gw-old").active is False
+
+
+def test_touch_devices_keeps_first_seen_and_moves_last_seen(app):
+    sessions = database.sessions(app)
+    with sessions.begin() as session:
+        registry.touch_devices(session, "gw-01", ["b", "a", "a"], 10)
+    with sessions.begin() as session:
+        registry.touch_devices(session, "gw-01", ["a"], 20)
+        registry.touch_devices(session, "gw-02", ["a"], 30)
+    with sessions() as session:
+        seen = [(d.device, d.gateway, d.first_seen_ms, d.last_seen_ms)
+                for d in registry.list_devices(session)]
+        assert seen == [("a", "gw-01", 10, 20), ("a", "gw-02", 30, 30), ("b", "gw-01", 10, 10)]
+        assert [d.device for d in registry.list_devices(session, "gw-02")] == ["a"]
+
+
+def test_ledger_refuses_a_second_entry_and_prunes_by_sent_time(app):
+    sessions = database.sessions(app)
+    with sessions.begin() as session:
+        registry.record_batch(session, "gw-01", 1, 100, 100, 1)
+        registry.record_batch(session, "gw-01", 2, 200, 200, 1)
+        registry.record_batch(session, "gw-02", 1, 300, 300, 1)
+    with pytest.raises(IntegrityError), sessions.begin() as session:
+        registry.record_batch(session, "gw-01", 1, 999, 999, 1)
+    with sessions.begin() as session:
+        assert registry.prune_ledger(session, 250) == 2
+    with sessions() as session:
+        assert not registry.batch_seen(session, "gw-01", 1)
+        assert registry.batch_seen(session, "gw-02", 1)
