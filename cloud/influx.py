@@ -218,8 +218,8 @@ def _stored_event(row: Row) -> StoredEvent:
                                       severity=severity, values=decoded))
 
 
-def _summary_order(p: StoredSummary) -> tuple[int, str, str, str]:
-    return (p.summary.t0_ms, p.summary.device, p.summary.channel, p.gateway)
+def _summary_order(p: StoredSummary) -> tuple[int, str, str, str, int]:
+    return (p.summary.t0_ms, p.summary.device, p.summary.channel, p.gateway, p.summary.t1_ms)
 
 
 def _event_order(p: StoredEvent) -> tuple[int, str, str]:

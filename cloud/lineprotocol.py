@@ -2,11 +2,13 @@
 
 Points:
 
-    summary,channel=<ch>,device=<dev>,gateway=<gw> n=<n>i,min=,max=,mean=,last=,t1=<ms>i <t0>
+    summary,channel=<ch>,device=<dev>,gateway=<gw>,span=<t1-t0> n=<n>i,min=,max=,mean=,last=,t1=<ms>i <t0>
     event,device=<dev>,name=<name> gateway="<gw>",severity=<int>i,values="<json>" <t ms>
 
 The tags are the record's key, so a second write of the same key overwrites
-the first: replays are idempotent by construction. An event's gateway is a
+the first: replays are idempotent by construction. `span` (window length in
+ms, a handful of distinct values) keeps a late reading's one-reading summary
+apart from a window that starts at the same millisecond. An event's gateway is a
 field, not a tag, because the event key is (device, name, t) as in SQL.
 
 Tag values: InfluxDB 1.x cannot store a backslash before a comma, space or
@@ -59,7 +61,8 @@ def field_string(value: str) -> str:
 
 def summary_line(gateway: str, s: Summary) -> str:
     """One summary as a point of measurement `summary`, timestamped t0 (ms)."""
-    return (f"{SUMMARY},channel={tag(s.channel)},device={tag(s.device)},gateway={tag(gateway)} "
+    return (f"{SUMMARY},channel={tag(s.channel)},device={tag(s.device)},gateway={tag(gateway)},"
+            f"span={s.t1_ms - s.t0_ms} "
             f"n={s.count}i,min={s.minimum!r},max={s.maximum!r},mean={s.mean!r},"
             f"last={s.last!r},t1={s.t1_ms}i {s.t0_ms}")
 

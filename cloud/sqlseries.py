@@ -46,7 +46,9 @@ summaries_table = Table(
     Column("device", String(64), primary_key=True),
     Column("channel", String(64), primary_key=True),
     Column("t0_ms", BigInteger, primary_key=True),
-    Column("t1_ms", BigInteger, nullable=False),
+    # t1 is part of the key: a late reading's own summary may start where a
+    # filed window starts, and neither may overwrite the other.
+    Column("t1_ms", BigInteger, primary_key=True),
     Column("n", Integer, nullable=False),
     Column("min", Float, nullable=False),
     Column("max", Float, nullable=False),
@@ -67,7 +69,7 @@ events_table = Table(
     Index("ix_ts_events_t", "t_ms"),
 )
 
-_SUMMARY_VALUES = ("t1_ms", "n", "min", "max", "mean", "last")
+_SUMMARY_VALUES = ("n", "min", "max", "mean", "last")
 _EVENT_VALUES = ("gateway", "severity", "values_json")
 
 
@@ -92,7 +94,8 @@ class SQLiteTimeSeries:
         events = [_event_row(gateway, r) for r in records if isinstance(r, Event)]
         if summaries:
             tx.execute(upsert_statement(tx, summaries_table, ("gateway", "device", "channel",
-                                                              "t0_ms"), _SUMMARY_VALUES),
+                                                              "t0_ms", "t1_ms"),
+                                        _SUMMARY_VALUES),
                        summaries)
         if events:
             tx.execute(upsert_statement(tx, events_table, ("device", "name", "t_ms"),
@@ -155,7 +158,7 @@ def _summary_select(query: SummaryQuery) -> Select[Any]:
     stmt = _time_filtered(select(summaries_table), t.t0_ms, query.start_ms, query.end_ms)
     stmt = _matching(stmt, (t.device, query.device), (t.channel, query.channel),
                      (t.gateway, query.gateway))
-    return stmt.order_by(t.t0_ms, t.device, t.channel, t.gateway)
+    return stmt.order_by(t.t0_ms, t.device, t.channel, t.gateway, t.t1_ms)
 
 
 def _event_select(query: EventQuery) -> Select[Any]:

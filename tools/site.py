@@ -7,6 +7,7 @@ the demo shows is what the tests checked.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from tools.pki import Identity, Role, SiteCA
 from tools.procs import Child
 
 REPO = Path(__file__).resolve().parent.parent
-FIRMWARE = REPO / "firmware"
+# TANDEM_FIRMWARE points the nodes at another firmware tree (e.g. a built bundle).
+FIRMWARE = Path(os.environ.get("TANDEM_FIRMWARE", REPO / "firmware"))
 NODE_HEAP = "64K"
 
 
@@ -30,6 +32,7 @@ class NodeSpec:
     seed: int = 1
     period_ms: int = 1000
     max_reports: int = 0
+    extra: tuple[tuple[str, object], ...] = ()  # further node.json fields
 
 
 @dataclass
@@ -98,10 +101,10 @@ class Site:
         if code != 0:
             raise RuntimeError(f"gateway registration failed:\n{register.tail()}")
 
-    def start_gateway(self) -> Child:
-        """Start the gateway and wait until devices can connect."""
+    def start_gateway(self, env: dict[str, str] | None = None) -> Child:
+        """Start the gateway (env may override config, TANDEM_GW_*) and wait until it serves."""
         gateway = self._spawn("gateway", [_script("tandem-gateway"), "run", "--config",
-                                          str(self.root / "gateway.toml")])
+                                          str(self.root / "gateway.toml")], env)
         gateway.wait_for(r"listening on coaps://", timeout=60)
         return gateway
 
@@ -116,8 +119,13 @@ class Site:
         while self.children:
             self.children.pop().stop()
 
-    def _spawn(self, name: str, argv: list[str]) -> Child:
-        child = Child(name, argv, env={"PYTHONUNBUFFERED": "1"}, echo=self.echo)
+    def forget(self, child: Child) -> None:
+        """Stop tracking a child that was stopped or killed by the caller."""
+        if child in self.children:
+            self.children.remove(child)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        child = Child(name, argv, env={"PYTHONUNBUFFERED": "1", **(env or {})}, echo=self.echo)
         self.children.append(child)
         return child
 
@@ -181,6 +189,7 @@ port = {self.ports.metrics}
             "tls": {"cert": "cert.der", "key": "key.der", "ca": "ca.der"},
             "period_ms": spec.period_ms, "max_reports": spec.max_reports,
             "sensor": {"scenario": spec.scenario, "seed": spec.seed}, "log": "info",
+            **dict(spec.extra),
         }
         path = directory / "node.json"
         path.write_text(json.dumps(config, indent=2))

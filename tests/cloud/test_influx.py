@@ -31,7 +31,7 @@ names = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Cf"
 def test_summary_line_has_key_tags_and_typed_fields():
     s = Summary("dev 1", "t,emp", 1000, 2000, 10, -1.5, 2.0, 0.25, 1e21)
     assert summary_line("gw=1", s) == (
-        r"summary,channel=t\,emp,device=dev\ 1,gateway=gw\=1 "
+        r"summary,channel=t\,emp,device=dev\ 1,gateway=gw\=1,span=1000 "
         "n=10i,min=-1.5,max=2.0,mean=0.25,last=1e+21,t1=2000i 1000")
 
 

@@ -7,6 +7,7 @@ import pytest
 
 from cloud import database, timeseries
 from cloud.timeseries import EventQuery, SummaryQuery
+from wire.batch import Summary
 
 pytestmark = pytest.mark.storages("sqlite", "influxdb", "postgresql")
 
@@ -114,3 +115,14 @@ def test_a_streaming_reader_does_not_block_a_writer(app, kit):
     assert next(reading).summary.t0_ms == 0  # a read in progress (an export)
     write(app, "gw-01", [kit.summary(t0_ms=99)])  # SQLite: would wait for the reader's lock
     assert [p.summary.t0_ms for p in reading] == [1, 2]
+
+
+
+def test_a_late_readings_summary_and_the_window_starting_with_it_are_both_kept(app, kit):
+    window = Summary("dev-1", "temp", 1_000_000, 1_060_000, 10, 1.0, 3.0, 2.0, 2.5)
+    late = Summary("dev-1", "temp", 1_000_000, 1_000_001, 1, 9.0, 9.0, 9.0, 9.0)
+    write(app, "gw-01", [window, late])
+    write(app, "gw-01", [late])  # a replay still changes nothing
+    points = timeseries.store(app).summaries(SummaryQuery())
+    assert [(p.summary.t1_ms, p.summary.count) for p in points] == [(1_000_001, 1),
+                                                                    (1_060_000, 10)]

@@ -8,21 +8,17 @@ the cloud's query endpoint under that node's identity.
 
 from __future__ import annotations
 
-import json
 import ssl
-import time
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tests.e2e.readings import assert_exactly, events, summaries, wait_for_counts
 from tests.ports import free_port, free_udp_port
 from tools.pki import SiteCA
-from tools.procs import Child
 from tools.site import NodeSpec, Site, SitePorts
 from wire.batch import Batch, Summary, encode_batch
 from wire.cose import SoftwareSigner, sign1
@@ -50,40 +46,6 @@ def client(site: Site) -> Iterator[httpx.Client]:
         yield c
 
 
-def _acks(node: Child) -> list[dict[str, Any]]:
-    return [event for line in node.lines if (event := _event(line)) and event["ev"] == "ack"]
-
-
-def _event(line: str) -> dict[str, Any] | None:
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) and "ev" in event else None
-
-
-def _summaries(client: httpx.Client, device: str) -> list[dict[str, Any]]:
-    response = client.get("/api/v1/summaries", params={"device": device, "limit": 10_000})
-    response.raise_for_status()
-    points: list[dict[str, Any]] = response.json()["points"]
-    return points
-
-
-def _wait_for_counts(client: httpx.Client, device: str, expected: int,
-                     timeout: float = 60) -> list[dict[str, Any]]:
-    deadline = time.monotonic() + timeout
-    while True:
-        points = _summaries(client, device)
-        counts: dict[str, int] = defaultdict(int)
-        for point in points:
-            counts[point["channel"]] += point["n"]
-        if counts and all(n >= expected for n in counts.values()):
-            return points
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{device}: cloud has counts {dict(counts)}, want {expected}")
-        time.sleep(0.2)  # polling an HTTP endpoint for a condition, not a fixed wait
-
-
 def test_readings_of_two_nodes_arrive_at_the_cloud_under_their_identity(
         site: Site, client: httpx.Client) -> None:
     specs = [NodeSpec("node-01", "normal", seed=1, period_ms=200, max_reports=REPORTS),
@@ -94,27 +56,12 @@ def test_readings_of_two_nodes_arrive_at_the_cloud_under_their_identity(
         assert node.proc.wait(30) == 0, node.tail()
 
     for spec, node in zip(specs, nodes, strict=True):
-        acks = _acks(node)
+        acks = events(node, "ack")
         assert len(acks) == REPORTS
-        points = _wait_for_counts(client, spec.name, REPORTS)
+        points = wait_for_counts(client, spec.name, REPORTS)
         assert {p["device"] for p in points} == {spec.name}
         assert {p["gateway"] for p in points} == {site.gateway_id}
-        _assert_summaries_match_readings(points, acks)
-
-
-def _assert_summaries_match_readings(points: list[dict[str, Any]],
-                                     acks: list[dict[str, Any]]) -> None:
-    channels = {ch for ack in acks for ch in ack["values"]}
-    assert channels == {p["channel"] for p in points}
-    for point in points:
-        inside = [ack["values"][point["channel"]] for ack in acks
-                  if point["t0"] <= ack["t"] < point["t1"]]
-        assert len(inside) == point["n"], point
-        assert point["min"] == pytest.approx(min(inside))
-        assert point["max"] == pytest.approx(max(inside))
-        assert point["mean"] == pytest.approx(sum(inside) / len(inside))
-    total = sum(p["n"] for p in points) // len(channels)
-    assert total == len(acks)
+        assert_exactly(points, acks)
 
 
 def test_a_node_with_a_certificate_from_another_ca_is_refused(site: Site, client: httpx.Client,
@@ -125,10 +72,10 @@ def test_a_node_with_a_certificate_from_another_ca_is_refused(site: Site, client
     node = site.start_node(spec, site.issue_node(spec, ca_dir=foreign))
     node.wait_for(r'"ev": ?"error"', timeout=60)
     node.stop()
-    assert _acks(node) == []
+    assert events(node, "ack") == []
     metrics = httpx.get(f"http://127.0.0.1:{site.ports.metrics}/metrics").text
     assert "node-66" not in metrics
-    assert _summaries(client, "node-66") == []
+    assert summaries(client, "node-66") == []
 
 
 def test_a_tampered_or_forged_batch_is_rejected_and_nothing_is_stored(
@@ -155,8 +102,8 @@ def test_a_tampered_or_forged_batch_is_rejected_and_nothing_is_stored(
     response = client.post("/ingest/v1/batches", content=b"\xa1garbage", headers=headers)
     assert (response.status_code, response.json()["error"]) == (400, "malformed")
 
-    assert _summaries(client, "node-99") == []
-    assert _summaries(client, "node-98") == []
+    assert summaries(client, "node-99") == []
+    assert summaries(client, "node-98") == []
 
 
 def _gateway_key(site: Site) -> ec.EllipticCurvePrivateKey:
