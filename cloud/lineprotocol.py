@@ -2,7 +2,8 @@
 
 Points:
 
-    summary,channel=<ch>,device=<dev>,gateway=<gw>,span=<t1-t0> n=<n>i,min=,max=,mean=,last=,t1=<ms>i <t0>
+    summary,channel=<ch>,device=<dev>,gateway=<gw>,span=<t1-t0> \
+        n=<n>i,min=,max=,mean=,last=,t1=<ms>i <t0>
     event,device=<dev>,name=<name> gateway="<gw>",severity=<int>i,values="<json>" <t ms>
 
 The tags are the record's key, so a second write of the same key overwrites

@@ -148,7 +148,8 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "coap.idle_timeout_s": (1, 86_400), "pipeline.window_s": (0.1, 86_400),
     "pipeline.max_pending": (1, 10_000_000), "uplink.batch_max_records": (1, 10_000),
     "uplink.interval_s": (0.01, 3600), "uplink.timeout_s": (0.1, 600),
-    "uplink.backoff_max_s": (0.1, 86_400), "uplink.daily_budget_bytes": (0, 1 << 50), "outbox.max_records": (100, 1_000_000_000),
+    "uplink.backoff_max_s": (0.1, 86_400), "uplink.daily_budget_bytes": (0, 1 << 50),
+    "outbox.max_records": (100, 1_000_000_000),
     "rules.poll_s": (0.05, 3600), "inference.hop": (1, 65_536), "inference.poll_s": (0.05, 3600),
 }
 

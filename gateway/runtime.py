@@ -18,14 +18,14 @@ from prometheus_client import start_http_server
 from gateway.access.config import AccessConfig
 from gateway.access.server import CoapDtlsServer
 from gateway.config import GatewayConfig
+from gateway.database import GatewayDatabase
 from gateway.keystore import GatewayKeyStore
 from gateway.keystores import open_keystore
 from gateway.metrics import GatewayMetrics
 from gateway.modbus.service import ModbusService
-from gateway.database import GatewayDatabase
 from gateway.outbox import Outbox
-from gateway.pipeline.journal import Journal
 from gateway.pipeline.ingress import Ingress
+from gateway.pipeline.journal import Journal
 from gateway.pipeline.local_control import LocalControl
 from gateway.pipeline.summarise import SummaryPipeline
 from gateway.pipeline.windows import TumblingWindows
@@ -71,7 +71,8 @@ class Gateway:
 
     async def start(self) -> None:
         """Start every layer; returns once devices can connect."""
-        self._ingress_task = asyncio.create_task(self.ingress.run(self._stop_ingress), name="ingress")
+        self._ingress_task = asyncio.create_task(self.ingress.run(self._stop_ingress),
+                                                 name="ingress")
         self._ingress_task.add_done_callback(_report_crash)
         self._spawn(self.pipeline.run(self._stop), "pipeline")
         for name, watcher in self.local.tasks(self._stop) if self.local else ():

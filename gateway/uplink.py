@@ -20,9 +20,9 @@ from enum import Enum
 
 import httpx
 
+from gateway.budget import DailyBudget
 from gateway.config import UplinkSection
 from gateway.metrics import GatewayMetrics
-from gateway.budget import DailyBudget
 from gateway.outbox import Outbox, Priority, SealedBatch
 from wire.batch import Batch, Record, encode_batch
 from wire.cose import MEDIA_TYPE, Signer, sign1

@@ -91,7 +91,7 @@ class PlainEndpoint(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: Address) -> None:
         try:
             self._handler.session_data(self._session(addr), data)
-        except Exception as exc:  # one peer's bad datagram must not stop the socket
+        except Exception as exc:  # noqa: BLE001 - one peer's bad datagram must not stop the socket
             self._stats.count("internal_error", f"{addr}: {exc!r}", logging.ERROR)
 
     def error_received(self, exc: Exception) -> None:

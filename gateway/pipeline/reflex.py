@@ -166,7 +166,7 @@ class Reflex:
         error = ""
         try:
             ok = await action.run(firing)
-        except Exception as exc:  # an action's failure must not touch the pipeline
+        except Exception as exc:  # noqa: BLE001 - an action's failure must not touch the pipeline
             ok, error = False, f"{type(exc).__name__}: {exc}"
         done = time.perf_counter_ns()
         result = "ok" if ok else ("error" if error else "unverified")

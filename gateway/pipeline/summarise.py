@@ -8,6 +8,7 @@ reading either in the journal or in a summary, never in both or neither.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Protocol
@@ -61,10 +62,8 @@ class SummaryPipeline:
         next_flush = time.monotonic() + self._flush_interval_s
         while not stop.is_set():
             timeout = max(0.0, next_flush - time.monotonic())
-            try:
+            with contextlib.suppress(TimeoutError):
                 self._take(await asyncio.wait_for(self._queue.get(), timeout))
-            except TimeoutError:
-                pass
             if time.monotonic() >= next_flush:
                 self._closed.extend(self._windows.expire(_now_ms()))
                 await self._flush()

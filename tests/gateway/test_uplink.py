@@ -13,8 +13,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.config import UplinkSection
-from gateway.metrics import GatewayMetrics
 from gateway.database import GatewayDatabase
+from gateway.metrics import GatewayMetrics
 from gateway.outbox import Outbox, Priority
 from gateway.uplink import Outcome, Uplink
 from tools.pki import Role, SiteCA

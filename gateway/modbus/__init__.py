@@ -1,0 +1,1 @@
+"""Modbus access: register maps (hw/registers), pure codecs, one coordinator per bus."""

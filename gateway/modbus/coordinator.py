@@ -1,0 +1,265 @@
+"""One coordinator per Modbus bus: one client, one lock, a pause between frames.
+
+Every request on the bus goes through `_exchange` under the bus lock, so polls
+and verified writes (the rule engine's emergency stop) never interleave frames,
+and the configured inter-frame silence is kept. Each unit is polled on its own
+schedule with its own timeout; a unit that stops answering backs off
+exponentially (up to the bus's backoff_max_s), so it costs the bus one timeout
+per backoff period instead of one per poll, and its live neighbours keep their
+schedule. Poll results become `DeviceReport`s for the same ReportSink as CoAP,
+device id "<bus>/<unit name>".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pymodbus.client.base import ModbusBaseClient
+from pymodbus.exceptions import ConnectionException, ModbusException
+
+from gateway.modbus.clients import inter_frame_s, make_client
+from gateway.modbus.codec import Block, DecodeError, plan_reads
+from gateway.modbus.config import ModbusBus, ModbusUnit
+from gateway.modbus.metrics import ModbusMetrics, RateLimitedLog
+from gateway.modbus.registers import Point, RegisterMap, Table, load_register_map
+from gateway.model import DeviceReport, ReportSink
+from wire.report import Report
+
+Clock = Callable[[], float]
+
+
+class RequestError(Exception):
+    """A request that got no usable answer; `cause` labels metrics and logs."""
+
+    def __init__(self, cause: str, detail: str = "") -> None:
+        super().__init__(f"{cause}: {detail}" if detail else cause)
+        self.cause = cause
+
+    @property
+    def unit_alive(self) -> bool:
+        """Exceptions 01-03 (a map that does not fit) prove the unit answers: no backoff.
+
+        04 (device failure) and 0A/0B (a TCP gateway's target did not answer) do not.
+        """
+        return self.cause in ("exception_01", "exception_02", "exception_03")
+
+
+@dataclass
+class UnitState:
+    """A unit's schedule, backoff and latest values."""
+
+    config: ModbusUnit
+    regmap: RegisterMap
+    device: str
+    timeout_s: float
+    next_point: dict[str, float] = field(default_factory=dict)
+    next_due: float = 0.0
+    failures: int = 0
+    backoff_s: float = 0.0
+    polls: int = 0  # successful
+    failed: int = 0
+    skipped: int = 0  # scheduled polls not made during backoff
+    seq: int = 0
+    boot: int = field(default_factory=lambda: int.from_bytes(os.urandom(4), "big"))
+    values: dict[str, float] = field(default_factory=dict)
+
+    def period(self, point: Point) -> float:
+        """How often a point is read."""
+        return point.poll_s or self.config.poll_s
+
+
+_READERS: dict[Table, str] = {Table.COIL: "read_coils", Table.DISCRETE: "read_discrete_inputs",
+                              Table.HOLDING: "read_holding_registers",
+                              Table.INPUT: "read_input_registers"}
+
+
+class BusCoordinator:
+    """Polls the units of one bus and serves verified writes (an `ActuatorPort`)."""
+
+    def __init__(self, bus: ModbusBus, sink: ReportSink, metrics: ModbusMetrics | None = None,
+                 client: ModbusBaseClient | None = None, clock: Clock = time.monotonic,
+                 maps: dict[str, RegisterMap] | None = None) -> None:
+        self.bus = bus
+        self.sink = sink
+        self.metrics = metrics or ModbusMetrics()
+        self.client = client or make_client(bus)
+        self.clock = clock
+        self.inter_frame_s = inter_frame_s(bus)
+        self.lock = asyncio.Lock()
+        self.errors = RateLimitedLog(clock=clock)
+        self._last_frame = float("-inf")
+        cache = {} if maps is None else maps
+        self.units = [self._unit(u, cache) for u in bus.units]
+
+    def _unit(self, unit: ModbusUnit, cache: dict[str, RegisterMap]) -> UnitState:
+        key = str(unit.map)
+        if key not in cache:
+            cache[key] = load_register_map(unit.map)
+        return UnitState(unit, cache[key], f"{self.bus.name}/{unit.name}",
+                         unit.timeout_s or self.bus.timeout_s)
+
+    def unit(self, name: str) -> UnitState:
+        """The state of the unit called name."""
+        return next(u for u in self.units if u.config.name == name)
+
+    # -- polling ----------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll every unit when due until stop is set."""
+        while not stop.is_set() and self.units:
+            for unit in self.units:
+                if unit.next_due <= self.clock() and not stop.is_set():
+                    await self.poll(unit)
+            wait = min(u.next_due for u in self.units) - self.clock()
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), wait)
+
+    async def poll(self, unit: UnitState) -> bool:
+        """Read the unit's due points, hand a report to the sink; False when it failed."""
+        now = self.clock()
+        due = [p for p in unit.regmap.points if unit.next_point.get(p.name, 0.0) <= now]
+        started = time.perf_counter()
+        try:
+            values: dict[str, float] = {}
+            for block in plan_reads(due):
+                values.update(await self._read(unit, block))
+        except RequestError as exc:
+            self._failed(unit, exc, now)
+            return False
+        self.metrics.latency.labels(self.bus.name).observe(time.perf_counter() - started)
+        report = self._succeeded(unit, due, values, now)
+        if report is not None and not await self.sink.submit(report):  # outside the bus lock
+            self._count(unit, "sink_full", "the pipeline refused a report")
+        return True
+
+    async def _read(self, unit: UnitState, block: Block) -> dict[str, float]:
+        method = getattr(self.client, _READERS[block.table])
+        response = await self.exchange(
+            unit.timeout_s,
+            lambda: method(block.start, count=block.count, device_id=unit.config.unit_id))
+        data = response.bits if block.table.is_bits else response.registers
+        try:
+            return block.values(data)
+        except DecodeError as exc:
+            raise RequestError("decode", str(exc)) from None
+
+    def _succeeded(self, unit: UnitState, due: list[Point], values: dict[str, float],
+                   now: float) -> DeviceReport | None:
+        unit.polls += 1
+        unit.failures = 0
+        unit.backoff_s = 0.0
+        for p in due:
+            unit.next_point[p.name] = now + unit.period(p)
+        unit.next_due = min(unit.next_point.values(), default=now + unit.config.poll_s)
+        unit.values.update(values)
+        self.metrics.polls.labels(self.bus.name, unit.config.name, "ok").inc()
+        self.metrics.backoff.labels(self.bus.name, unit.config.name).set(0)
+        reported = {p.name: values[p.name] for p in due if p.report and p.name in values}
+        if not reported:
+            return None
+        unit.seq += 1
+        report = Report(unit.seq, unit.boot, 0, reported)
+        return DeviceReport(unit.device, report, int(time.time() * 1000))
+
+    def _failed(self, unit: UnitState, exc: RequestError, now: float) -> None:
+        unit.failed += 1
+        self._count(unit, exc.cause, str(exc))
+        if exc.unit_alive:  # answered with an exception: keep the schedule
+            self.metrics.polls.labels(self.bus.name, unit.config.name, "exception").inc()
+            unit.next_due = now + unit.config.poll_s
+            return
+        self.metrics.polls.labels(self.bus.name, unit.config.name, "failed").inc()
+        unit.failures += 1
+        base = max(unit.config.poll_s, unit.timeout_s)
+        unit.backoff_s = min(base * 2 ** (unit.failures - 1), self.bus.backoff_max_s)
+        unit.skipped += max(0, int(unit.backoff_s / unit.config.poll_s) - 1)
+        unit.next_due = now + unit.backoff_s
+        self.metrics.backoff.labels(self.bus.name, unit.config.name).set(unit.backoff_s)
+
+    def _count(self, unit: UnitState, cause: str, detail: str) -> None:
+        self.metrics.errors.labels(self.bus.name, unit.config.name, cause).inc()
+        self.errors.error((self.bus.name, unit.config.name, cause),
+                          f"modbus {unit.device} (unit {unit.config.unit_id}): {detail}")
+
+    # -- verified writes: the ActuatorPort of the rule engine's emergency stop -----
+
+    async def write_coil(self, unit: int, address: int, value: bool) -> bool:
+        """Write one coil (FC05), read it back (FC01); True when it reads as written."""
+        return await self._verified(
+            unit, "coil",
+            lambda: self.client.write_coil(address, bool(value), device_id=unit),
+            lambda: self.client.read_coils(address, count=1, device_id=unit),
+            lambda r: bool(r.bits[0]) == bool(value))
+
+    async def write_register(self, unit: int, address: int, value: int) -> bool:
+        """Write one holding register (FC06), read it back (FC03)."""
+        return await self._verified(
+            unit, "register",
+            lambda: self.client.write_register(address, value & 0xFFFF, device_id=unit),
+            lambda: self.client.read_holding_registers(address, count=1, device_id=unit),
+            lambda r: int(r.registers[0]) == value & 0xFFFF)
+
+    async def _verified(self, unit_id: int, what: str, write: Callable[[], Awaitable[Any]],
+                        read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool]) -> bool:
+        unit = next((u for u in self.units if u.config.unit_id == unit_id), None)
+        name = unit.config.name if unit else str(unit_id)
+        timeout = unit.timeout_s if unit else self.bus.timeout_s
+        try:
+            async with self.lock:  # write and read-back back to back, nothing between
+                await self._exchange_locked(timeout, write)
+                ok = check(await self._exchange_locked(timeout, read))
+        except RequestError as exc:
+            self.metrics.writes.labels(self.bus.name, name, "failed").inc()
+            self.metrics.errors.labels(self.bus.name, name, exc.cause).inc()
+            self.errors.error((self.bus.name, name, "write", exc.cause),
+                              f"modbus {self.bus.name} unit {unit_id}: {what} write: {exc}")
+            return False
+        self.metrics.writes.labels(self.bus.name, name, "verified" if ok else "mismatch").inc()
+        return ok
+
+    # -- the bus -------------------------------------------------------------------
+
+    async def exchange(self, timeout_s: float, request: Callable[[], Awaitable[Any]]) -> Any:
+        """One request/response under the bus lock; RequestError unless a normal response."""
+        async with self.lock:
+            return await self._exchange_locked(timeout_s, request)
+
+    async def _exchange_locked(self, timeout_s: float,
+                               request: Callable[[], Awaitable[Any]]) -> Any:
+        if not self.client.connected and not await self.client.connect():
+            raise RequestError("connect", f"cannot open {self._where()}")
+        gap = self._last_frame + self.inter_frame_s - self.clock()
+        if gap > 0:
+            await asyncio.sleep(gap)
+        # This unit's timeout; the transaction manager holds its own copy of CommParams.
+        self.client.ctx.comm_params.timeout_connect = timeout_s
+        try:
+            response = await request()
+        except ConnectionException as exc:
+            self.client.close()
+            raise RequestError("connect", str(exc)) from None
+        except ModbusException as exc:  # ModbusIOException: no (valid) answer in time
+            raise RequestError("timeout", str(exc)) from None
+        except OSError as exc:
+            self.client.close()
+            raise RequestError("io", str(exc)) from None
+        finally:
+            self._last_frame = self.clock()
+        if response.isError():
+            code = int(getattr(response, "exception_code", 0))
+            raise RequestError(f"exception_{code:02d}", f"exception response {code}")
+        return response
+
+    def _where(self) -> str:
+        return self.bus.port if self.bus.kind == "rtu" else f"{self.bus.host}:{self.bus.tcp_port}"
+
+    async def close(self) -> None:
+        """Close the client (the ActuatorPort's close too)."""
+        self.client.close()
