@@ -45,3 +45,11 @@ lint: venv-test
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+
+# MicroPython's stubs go in their own directory: they shadow CPython's stdlib.
+$(VENV)/mpy-stubs: $(BIN)/.installed-test
+	$(BIN)/pip install --quiet --target $@ micropython-esp32-stubs==1.29.0.post1
+
+.PHONY: lint-firmware
+lint-firmware: $(VENV)/mpy-stubs
+	$(BIN)/mypy --config-file firmware/mypy.ini firmware

@@ -1,6 +1,7 @@
 # CoAP (RFC 7252) message building and parsing for the node's one request:
-# a confirmable POST to /r with a CBOR body. Pure byte work, no I/O, so the
-# same functions are tested against aiocoap on the host.
+# a confirmable POST to /r with a CBOR body (GET /c and the block-wise POST
+# /raw are built by coap_blocks.py). Pure byte work, no I/O, so the same
+# functions are tested against aiocoap on the host.
 from micropython import const
 
 VERSION = const(1)

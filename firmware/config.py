@@ -25,9 +25,33 @@ def dirname(path):
     return path[:i] or "/"
 
 
-def _resolve(base, rel):
+def resolve(base, rel):
     # TLS files are named relative to the config file's directory.
     return rel if rel.startswith("/") else base + "/" + rel
+
+
+def _uses_sensing(raw, path):
+    if not isinstance(raw, dict):
+        return False
+    for key in ("board_file", "commands", "raw", "spill", "stats_every"):
+        if key in raw:
+            return True
+    for key in raw.get("sensor", ()):
+        if key not in ("scenario", "seed"):
+            return True
+    try:
+        open(resolve(dirname(path), "board.json")).close()
+        return True
+    except OSError:
+        return False
+
+
+def _plain(c):
+    # A node with the board's basic sensors and no side jobs.
+    c.sensor_model = "basic"
+    c.rate_hz = c.samples = c.sht_crc_every = c.cmd_poll_ms = c.spill_bytes = 0
+    c.raw_szx = -1
+    c.stats_every = 0
 
 
 class _Section:
@@ -85,16 +109,20 @@ def load(path, default_board="host"):
     if top.get("version", int) != VERSION:
         raise ConfigError("%s: field version must be %d" % (path, VERSION))
     c.device_id = top.text("device_id")
-    c.board = top.choice("board", BOARDS, default_board)
+    # Sensing and side-job fields are checked in config_sensing, compiled only
+    # when node.json or a board.json uses them (a 64 KB heap counts each module).
+    sensing = __import__("config_sensing") if _uses_sensing(raw, path) else None
+    c.board_def = sensing.board_def(path, top) if sensing else {}
+    c.board = top.choice("board", BOARDS, c.board_def.get("mcu", default_board))
     gw = top.section("gateway")
     c.gateway_host = gw.text("host")
     c.gateway_port = gw.number("port", 1, 65535, 5684)
     c.gateway_name = gw.text("name", c.gateway_host)
     tls = top.section("tls")
     base = dirname(path)
-    c.cert = _resolve(base, tls.text("cert"))
-    c.key = _resolve(base, tls.text("key"))
-    c.ca = _resolve(base, tls.text("ca"))
+    c.cert = resolve(base, tls.text("cert"))
+    c.key = resolve(base, tls.text("key"))
+    c.ca = resolve(base, tls.text("ca"))
     c.period_ms = top.number("period_ms", 10, 86400000, 1000)
     sensor = top.section("sensor", False)
     c.scenario = sensor.choice("scenario", SCENARIOS, "normal")
@@ -110,4 +138,11 @@ def load(path, default_board="host"):
     c.backoff_max_ms = link.number("backoff_max_ms", c.backoff_min_ms, 3600000, 30000)
     c.outbox = top.number("outbox", 1, 256, 32)
     c.board_options = top.get("board_options", dict, {})
+    if sensing:
+        sensing.load(path, top, c)
+    else:
+        _plain(c)
+    # The Modbus RTU slave's fields are checked in modbus_config (compiled only when used).
+    c.modbus = __import__("modbus_config").load(top.section("modbus"), base, resolve) \
+        if "modbus" in raw else None
     return c

@@ -1,6 +1,9 @@
-# One CoAP confirmable POST /r at a time (NSTART 1): fresh message ID and
-# token per exchange, RFC 7252 retransmission timing, matching of piggybacked
-# and separate responses. Decides what a datagram means; does no I/O.
+# One CoAP confirmable request at a time (NSTART 1): a report (POST /r), a
+# command poll (GET /c) or one block of a raw snippet (POST /raw; those two
+# are loaded by coap_blocks.py). Fresh
+# message ID and token per exchange, RFC 7252 retransmission timing, matching
+# of piggybacked and separate responses. Decides what a datagram means; does
+# no I/O.
 import os
 import time
 
@@ -13,6 +16,12 @@ PENDING = const(1)  # empty ACK: the response will come separately
 RESPONSE = const(2)
 RESET = const(3)
 
+# What the loaded request is.
+REPORT = const(0)
+COMMAND = const(1)
+RAW = const(2)
+_BLOCK_OVERHEAD = const(32)  # header, token, Uri-Path, CF, Block1, Size1, marker
+
 _RANDOM_NUM = const(3)  # ACK_RANDOM_FACTOR 1.5 = 3/2
 _RANDOM_DEN = const(2)
 
@@ -21,8 +30,9 @@ ticks_diff = time.ticks_diff
 
 
 class Exchange:
-    def __init__(self, payload_max, ack_timeout_ms, max_retransmit):
-        self.tx = bytearray(coap.REQUEST_OVERHEAD + payload_max)
+    def __init__(self, payload_max, ack_timeout_ms, max_retransmit, block_max=0):
+        self.tx = bytearray(max(coap.REQUEST_OVERHEAD + payload_max, _BLOCK_OVERHEAD + block_max))
+        self.kind = REPORT
         self.tx_len = 0
         self.ctl = bytearray(4)  # an empty ACK or RST to send back
         self.ctl_len = 0
@@ -47,6 +57,7 @@ class Exchange:
         # Takes the report at buf[off:off+n] (the outbox's oldest): from now
         # on the exchange owns it until it is answered.
         self.seq = seq
+        self.kind = REPORT
         self.loaded = True
         self.tx_len = coap.build_post_r(self.tx, 0, self.token, buf, off, n)
         self.renew()

@@ -5,6 +5,7 @@
 # called before the handshake completes (it crashes the unix port).
 import socket
 import ssl
+import time
 
 from micropython import const
 
@@ -33,10 +34,17 @@ class DtlsLink:
         self._name = server_name
         self.sock = None
         self.up = False
+        self.slowest_ms = 0  # longest call (a handshake step, on a board an ECC operation)
+
+    def _took(self, t0):
+        d = time.ticks_diff(time.ticks_ms(), t0)
+        if d > self.slowest_ms:
+            self.slowest_ms = d
 
     def open(self):
         # Starts a handshake; it progresses on each send() attempt.
         self.close()
+        t0 = time.ticks_ms()
         ai = socket.getaddrinfo(self._host, self._port, 0, socket.SOCK_DGRAM)[0]
         raw = socket.socket(ai[0], socket.SOCK_DGRAM)
         try:
@@ -48,18 +56,28 @@ class DtlsLink:
         except Exception:
             raw.close()
             raise
+        finally:
+            self._took(t0)
 
     def send(self, buf):
         # True once buf went out; False while the handshake is still running
         # (the write drives it). OSError/ValueError: the link failed.
-        if self.sock.write(buf) is None:
-            return False
+        t0 = time.ticks_ms()
+        try:
+            if self.sock.write(buf) is None:
+                return False
+        finally:
+            self._took(t0)
         self.up = True
         return True
 
     def recv(self):
         # One decrypted datagram, or None when nothing is waiting.
-        return self.sock.recv(_MAX_DATAGRAM)
+        t0 = time.ticks_ms()
+        try:
+            return self.sock.recv(_MAX_DATAGRAM)
+        finally:
+            self._took(t0)
 
     def close(self):
         if self.sock is not None:

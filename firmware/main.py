@@ -35,7 +35,8 @@ def _load_config(path, log):
         log.always("fatal", error="config", detail=str(e))
         return None
     finally:
-        del sys.modules["config"]
+        for name in ("config", "config_sensing", "modbus_config"):
+            sys.modules.pop(name, None)
         gc.collect()
 
 
@@ -50,6 +51,34 @@ def _context(cfg, log):
     return None
 
 
+def _modbus(cfg, log):
+    # The Modbus RTU slave when node.json has a "modbus" section. A port or
+    # map that cannot be used is logged; the node still reports over DTLS.
+    if cfg.modbus is None:
+        return None
+    import modbus_node
+
+    try:
+        return modbus_node.NodeBus(cfg, log)
+    except (OSError, modbus_node.MapError) as e:
+        log.error("error", error="modbus", detail=repr(e))
+        return None
+
+
+def _sensors(cfg, board, log):
+    # The "accel" model's I2C sensors (None: the board's basic sensors). A
+    # sensor that does not answer is as fatal as a bad config.
+    if cfg.sensor_model != "accel":
+        return None
+    import vibration
+
+    try:
+        return vibration.VibrationSensors(board, cfg)
+    except (OSError, ValueError) as e:
+        log.always("fatal", error="sensor", detail="accelerometer or SHT3x not answering on I2C: %r" % e)
+        return False
+
+
 def main(argv):
     log = EventLog("info")
     cfg = _load_config(argv[1] if len(argv) > 1 else _DEFAULT_CONFIG, log)
@@ -61,15 +90,22 @@ def main(argv):
     if ctx is None:
         return board.halt(EXIT_FATAL)
     dtls = link.DtlsLink(ctx, cfg.gateway_host, cfg.gateway_port, cfg.gateway_name)
-    n = node.Node(cfg, board.Board(cfg), dtls, log)
+    hw = board.Board(cfg)
+    sensors = _sensors(cfg, hw, log)
+    if sensors is False:
+        return board.halt(EXIT_FATAL)
+    cls = node.Node
+    if cfg.sensor_model == "accel" or cfg.cmd_poll_ms or cfg.raw_szx >= 0 or cfg.spill_bytes \
+            or cfg.stats_every:
+        cls = __import__("fieldnode").FieldNode  # only then compiled
+    n = cls(cfg, hw, dtls, log, _modbus(cfg, log), sensors)
     try:
         n.run()
     except KeyboardInterrupt:
         dtls.close()
     n.collect_garbage()
-    log.always("exit", reports=n.acked, sampled=n.seq, ignored=n.ignored,
-               peak_heap=n.peak_heap, live_heap=gc.mem_alloc(),
-               heap_size=gc.mem_alloc() + gc.mem_free())
+    log.always("exit", live_heap=gc.mem_alloc(), heap_size=gc.mem_alloc() + gc.mem_free(),
+               **n.stats())
     return 0
 
 

@@ -1,7 +1,8 @@
 # The node's coordinator: samples on schedule into the outbox and sends the
 # oldest unacknowledged report over the DTLS link, reconnecting with backoff
 # when the link fails. One thread, one poll loop; nothing in it waits past
-# the next sample time.
+# the next sample time. fieldnode.py extends it (sampling bursts, commands,
+# raw uploads, flash spill) for nodes configured to use those.
 import gc
 import select
 import time
@@ -26,16 +27,18 @@ ticks_diff = time.ticks_diff
 
 
 class Node:
-    def __init__(self, cfg, board, link, log):
+    def __init__(self, cfg, board, link, log, bus=None, sensors=None):
+        # sensors: channels and sample(seq, out); the board's own when None.
         self.cfg = cfg
         self.board = board
+        self.sensors = sensors or board
         self.link = link
         self.log = log
         self.boot = board.boot_id()
-        self.encoder = ReportEncoder(board.channels)
+        self.encoder = ReportEncoder(self.sensors.channels)
         self.outbox = Outbox(cfg.outbox, self.encoder.max_size)
         self.ex = exchange.Exchange(self.encoder.max_size, cfg.ack_timeout_ms, cfg.max_retransmit)
-        self.values = [0.0] * len(board.channels)
+        self.values = [0.0] * len(self.sensors.channels)
         self.backoff = Backoff(cfg.backoff_min_ms, cfg.backoff_max_ms)
         self.poller = select.poll()
         self.state = _DOWN
@@ -48,17 +51,22 @@ class Node:
         self.opened_at = 0
         self.next_sample = 0
         self.backlog = False  # records may still wait inside mbedtls
+        self.bus = bus  # optional Modbus RTU slave (modbus_node.NodeBus), served every loop
+        if bus is not None:
+            bus.attach(self)
 
     def run(self):
         self.log.always("boot", device=self.cfg.device_id, boot=self.boot,
-                        board=self.cfg.board, channels=list(self.board.channels))
+                        board=self.cfg.board, channels=list(self.sensors.channels))
         self.next_sample = ticks_ms()
         limit = self.cfg.max_reports
         while not limit or self.acked < limit:
             now = ticks_ms()
+            self.board.feed(now)
             if ticks_diff(now, self.next_sample) >= 0:
                 self.collect_garbage()
                 self._sample(now)
+                now = ticks_ms()  # a burst took time
             self._service(now)
             self._wait(now)
         self.link.close()
@@ -73,16 +81,24 @@ class Node:
 
     def _sample(self, now):
         self.seq += 1
-        self.board.sample(self.seq, self.values)
+        t = self.board.now_ms()
+        self.sensors.sample(self.seq, self.values)
         off, dropped = self.outbox.reserve()
         if dropped:
             self.log.warn("dropped", seq=dropped, reason="outbox full")
-        end = self.encoder.encode(self.outbox.buf, off, self.seq, self.boot,
-                                  self.board.now_ms(), self.values)
+        end = self.encoder.encode(self.outbox.buf, off, self.seq, self.boot, t, self.values)
         self.outbox.commit(end - off, self.seq)
+        if self.bus is not None:
+            self.bus.sampled(self.seq, self.sensors.channels, self.values)
         self.next_sample = ticks_add(self.next_sample, self.cfg.period_ms)
         if ticks_diff(now, self.next_sample) >= 0:  # fell behind: skip, no burst
             self.next_sample = ticks_add(now, self.cfg.period_ms)
+
+    def stats(self):
+        # Counters and measurements for the exit and stats events (nodestats.py).
+        from nodestats import stats
+
+        return stats(self)
 
     def _wait(self, now):
         wake = self.next_sample
@@ -93,10 +109,14 @@ class Node:
         elif self._has_work():
             wake = _earliest(wake, self.retry_at if self.state == _DOWN else self.hold_until)
         delay = max(0, ticks_diff(wake, ticks_ms()))
-        if self.link.sock is None:
+        if self.bus is not None:  # a partial frame ends after 3.5 characters of silence
+            delay = self.bus.wait_ms(delay)
+        if self.link.sock is None and self.bus is None:
             time.sleep_ms(delay)
         elif self.backlog or self.poller.poll(delay):
             self._receive()
+        if self.bus is not None:
+            self.bus.poll()
 
     # -- link --------------------------------------------------------------
     def _service(self, now):
@@ -113,7 +133,7 @@ class Node:
                 else:
                     self._fail(now, "timeout", None)
             elif not self.ex.active and self._has_work() and ticks_diff(now, self.hold_until) >= 0:
-                self._prepare()
+                self._prepare(now)
                 if self._send(now, self.ex.request()):
                     self.ex.start(now)
 
@@ -126,7 +146,7 @@ class Node:
         self.poller.register(self.link.sock, select.POLLIN)
         self.state = _HANDSHAKE
         self.opened_at = now
-        self._prepare()
+        self._prepare(now)
 
     def _handshake(self, now):
         # mbedtls advances the handshake on each write attempt; the first
@@ -143,14 +163,14 @@ class Node:
     def _has_work(self):
         return self.ex.loaded or self.outbox.count
 
-    def _prepare(self):
+    def _prepare(self, now):
         # The report in flight leaves the outbox, so a full outbox never
         # drops it; a failed or refused exchange keeps it for the next try.
         if self.ex.loaded:
             self.ex.renew()
         else:
-            off, n, seq = self.outbox.head()
-            self.ex.load(self.outbox.buf, off, n, seq)
+            buf, off, n, seq = self.outbox.head()
+            self.ex.load(buf, off, n, seq)
             self.outbox.pop()
 
     def _send(self, now, data, what="send"):

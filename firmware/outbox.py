@@ -1,6 +1,6 @@
 # Bounded RAM ring of encoded reports not yet acknowledged, oldest first.
 # One slab allocated at boot; when full the oldest report is dropped, so a
-# long outage costs old data, never memory.
+# long outage costs old data, never memory (spill.py can keep it on flash).
 from array import array
 
 
@@ -30,8 +30,8 @@ class Outbox:
         self.count += 1
 
     def head(self):
-        # (offset, length, seq) of the oldest report; count must be > 0.
-        return self._head * self._slot, self._len[self._head], self._seq[self._head]
+        # (buffer, offset, length, seq) of the oldest report; count must be > 0.
+        return self.buf, self._head * self._slot, self._len[self._head], self._seq[self._head]
 
     def pop(self):
         self._head = (self._head + 1) % self._cap

@@ -25,7 +25,8 @@ class ReportEncoder:
             raise ValueError("report could exceed %d bytes" % MAX_BYTES)
 
     def encode(self, buf, pos, seq, boot, t_ms, values):
-        # Writes the report at buf[pos:]; returns its end position.
+        # Writes the report at buf[pos:]; returns its end position. A value of
+        # None leaves its channel out (at least one must be present).
         buf[pos] = 0xA4
         buf[pos + 1] = 0x01
         pos = cbor.head(buf, pos + 2, 0, seq)
@@ -34,8 +35,14 @@ class ReportEncoder:
         buf[pos] = 0x03
         pos = cbor.head(buf, pos + 1, 0, t_ms)
         buf[pos] = 0x04
-        pos = cbor.head(buf, pos + 1, 5, len(self._keys))
+        present = 0
+        for v in values:
+            if v is not None:
+                present += 1
+        pos = cbor.head(buf, pos + 1, 5, present)
         for j in range(len(self._keys)):
+            if values[self._order[j]] is None:  # unreadable this time: omitted
+                continue
             key = self._keys[j]
             buf[pos:pos + len(key)] = key
             pos = cbor.put_number(buf, pos + len(key), values[self._order[j]])

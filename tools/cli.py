@@ -1,4 +1,4 @@
-"""`tandem`: the engineer's and operator's tools (PKI, demo; flashing and bench to come)."""
+"""`tandem`: the engineer's and operator's tools (PKI, demo, node build/flash/provision/monitor)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,10 @@ from tools.pki import PKIError, Role, SiteCA
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the tandem command."""
     args = _parser().parse_args(argv)
+    if getattr(args, "node_command", False):
+        from tools.node_commands import run_guarded
+
+        return run_guarded(args.handler, args)
     try:
         return int(args.handler(args))
     except PKIError as exc:
@@ -24,6 +28,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_pki(sub)
     _add_demo(sub)
+    from tools.node_commands import add_commands
+
+    add_commands(sub)
     return parser
 
 

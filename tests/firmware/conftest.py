@@ -79,6 +79,20 @@ def sim() -> ModuleType:
 
 
 @pytest.fixture(scope="session")
+def simsignal(sim: ModuleType) -> ModuleType:
+    """firmware/simsignal.py (the simulated sensors' registers) imported into CPython."""
+    import sys
+
+    spec = importlib.util.spec_from_file_location("simsignal",
+                                                  REPO / "firmware" / "simsignal.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("sim", sim)  # its `from sim import ...`
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
 def coap_server_binary() -> str:
     found = shutil.which("coap-server-openssl")
     if not found:

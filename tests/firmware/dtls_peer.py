@@ -95,6 +95,7 @@ class DtlsCoapPeer:
         self.handshakes = 0
         self.handshake_failures: list[str] = []
         self.peer_names: list[str] = []
+        self.paused = False  # drop every datagram, as if the gateway were unreachable
         self._cond = threading.Condition()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -133,6 +134,8 @@ class DtlsCoapPeer:
                 continue
             except OSError:
                 return
+            if self.paused:
+                continue
             with self._cond:
                 self._datagram(data, addr)
                 self._cond.notify_all()

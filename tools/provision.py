@@ -1,0 +1,85 @@
+"""`tandem provision`: issue a node's certificate from the site CA and stage its files.
+
+Writes node.json, cert.der, key.der (0600) and ca.der into
+<staging>/<name>/, ready for `tandem flash --node-dir` or for pushing alone
+with mpremote. Wi-Fi credentials come from the command line (SSID) and the
+environment (TANDEM_WIFI_PASSWORD), never from a file in the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools.boards import Board
+from tools.pki import Role, SiteCA
+
+PASSWORD_ENV = "TANDEM_WIFI_PASSWORD"
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    """What goes into a node's node.json."""
+
+    name: str
+    board: Board
+    gateway_host: str
+    gateway_port: int = 5684
+    gateway_name: str = "gw-01"
+    period_ms: int = 1000
+    wifi_ssid: str | None = None
+    command_poll_ms: int = 5000
+
+
+def node_config(spec: NodeSpec, wifi_password: str | None = None) -> dict[str, Any]:
+    """node.json for the node (firmware/config.py reads it)."""
+    config: dict[str, Any] = {
+        "version": 1,
+        "device_id": spec.name,
+        "board": spec.board.mcu,
+        "gateway": {"host": spec.gateway_host, "port": spec.gateway_port,
+                    "name": spec.gateway_name},
+        "tls": {"cert": "cert.der", "key": "key.der", "ca": "ca.der"},
+        "period_ms": spec.period_ms,
+        "log": "info",
+        "commands": {"poll_ms": spec.command_poll_ms},
+        "raw": {"enabled": spec.board.sensor_model == "accel"},
+        "spill": {"max_bytes": 65536},
+    }
+    if spec.wifi_ssid:
+        config["board_options"] = {"wifi": {"ssid": spec.wifi_ssid,
+                                            "password": wifi_password or ""}}
+    return config
+
+
+def staged_files(staging: Path, name: str) -> list[Path]:
+    """The files provision writes for a node, in push order."""
+    directory = staging / name
+    return [directory / n for n in ("node.json", "cert.der", "key.der", "ca.der")]
+
+
+def provision(spec: NodeSpec, pki_dir: Path, staging: Path, reissue: bool = False,
+              wifi_password: str | None = None) -> list[Path]:
+    """Issue the certificate (PKIError if already issued and not reissue) and stage files."""
+    ca = SiteCA.load(pki_dir)
+    identity = ca.issue(spec.name, Role.DEVICE, overwrite=reissue)
+    files = staged_files(staging, spec.name)
+    files[0].parent.mkdir(parents=True, exist_ok=True)
+    password = wifi_password if wifi_password is not None else os.environ.get(PASSWORD_ENV)
+    files[0].write_text(json.dumps(node_config(spec, password), indent=1) + "\n")
+    for src, dst in zip((identity.cert_der, identity.key_der, identity.ca_der), files[1:],
+                        strict=True):
+        shutil.copyfile(src, dst)
+    os.chmod(files[2], 0o600)
+    if password:
+        os.chmod(files[0], 0o600)  # it holds the Wi-Fi password
+    return files
+
+
+def push_command(port: str, files: list[Path]) -> list[str]:
+    """The mpremote command line that copies the staged files to the board's root."""
+    return ["mpremote", "connect", port, "fs", "cp", *map(str, files), ":"]
