@@ -34,6 +34,7 @@ class NodeSpec:
     period_ms: int = 1000
     max_reports: int = 0
     extra: tuple[tuple[str, object], ...] = ()  # further node.json fields
+    heap: str = NODE_HEAP
 
 
 @dataclass
@@ -112,7 +113,7 @@ class Site:
     def start_node(self, spec: NodeSpec, config: Path | None = None) -> Child:
         """Start one MicroPython node with an ESP32-sized heap."""
         config = config or self.root / "nodes" / spec.name / "node.json"
-        return self._spawn(spec.name, [micropython(), "-X", f"heapsize={NODE_HEAP}",
+        return self._spawn(spec.name, [micropython(), "-X", f"heapsize={spec.heap}",
                                        str(FIRMWARE / "main.py"), str(config)])
 
     def stop_all(self) -> None:

@@ -28,6 +28,7 @@ from wire.report import decode_report
 
 pytestmark = pytest.mark.timeout(120)
 HEAP = "96K"
+COMMANDS_HEAP = "144K"
 PERIOD = 250
 SENSOR: dict[str, Any] = {"model": "accel", "rate_hz": 800, "samples": 128,
                           "scenario": "normal", "seed": 3}
@@ -95,7 +96,9 @@ def test_commands_change_rate_trigger_raw_and_set_actuators(
     cfg = write_node_config(tmp_path, node_id, peer.port, sensor=SENSOR,
                             commands={"poll_ms": PERIOD}, raw={"enabled": True, "block_szx": 4},
                             **FAST)
-    node = _start(nodes, cfg)
+    # Commands and raw uploads on top of vibration sampling peak near 118 KB on
+    # the unix port (bytecode included, ~45 KB of it frozen on an ESP32).
+    node = _start(nodes, cfg, heap=COMMANDS_HEAP)
     node.wait_for("raw_sent", timeout=30)
     node.wait_for("ack", where=lambda e: e["seq"] >= 12)
     node.stop()
