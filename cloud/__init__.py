@@ -1,8 +1,9 @@
 """Tandem cloud service: receives signed uplink batches from gateways and serves the data.
 
-`create_app` builds the Flask app: one blueprint per area (`ingest`, `api`;
-`admin` will be the third) and one `init_app` per resource (database,
-time-series store, metrics).
+`create_app` builds the Flask app: one blueprint per area (`ingest`, `api`,
+`login`; `admin` comes next) and one `init_app` per resource (database,
+time-series store, metrics, auth). Every route declares who may call it
+(cloud/auth.py); `auth.init_app` checks that centrally and denies by default.
 """
 
 from __future__ import annotations
@@ -13,7 +14,20 @@ from typing import Any
 
 from flask import Flask
 
-from cloud import api, database, errors, ingest, metrics, timeseries
+from cloud import (  # enrolment and security policies
+    access_api,
+    api,
+    auth,
+    database,
+    enrol_api,
+    errors,
+    ingest,
+    login,
+    metrics,
+    policy_api,
+    raw_api,
+    timeseries,
+)
 from cloud.config import (
     DEFAULT_SECRET,
     ENV_CONFIG_FILE,
@@ -39,8 +53,14 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     metrics.init_app(app)
     database.init_app(app, resolved)
     timeseries.init_app(app, resolved, database.engine(app))
+    auth.init_app(app, resolved)
     app.register_blueprint(ingest.bp)
     app.register_blueprint(api.bp)
+    app.register_blueprint(login.bp)
+    app.register_blueprint(access_api.bp)
+    enrol_api.init_app(app)  # also accepts installer tokens
+    app.register_blueprint(policy_api.bp)
+    raw_api.init_app(app)  # raw snippets on demand (operators and gateways)
     return app
 
 

@@ -1,4 +1,7 @@
-"""Read API (/api/v1/...), health check and metrics, all answering JSON or text, never HTML."""
+"""Read API (/api/v1/...), health check and metrics, all answering JSON or text, never HTML.
+
+Each route declares the permission it needs (cloud/auth.py, cloud/permissions.py).
+"""
 
 from __future__ import annotations
 
@@ -13,9 +16,11 @@ from flask import Blueprint, Response, jsonify, request, stream_with_context
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
-from cloud import database, dataset, registry, timeseries
+from cloud import audit, database, dataset, registry, timeseries
+from cloud.auth import public, require
 from cloud.errors import Rejection, StorageUnavailable
 from cloud.metrics import metrics
+from cloud.permissions import Permission
 from cloud.rollup import StoredEvent, StoredSummary
 from cloud.timeseries import EventQuery, SummaryQuery
 
@@ -33,9 +38,10 @@ EXPORT_FORMATS: dict[str, tuple[Callable[[Iterable[dataset.LabelledSummary]], It
 
 
 @bp.get("/api/v1/summaries")
+@require(Permission.DATA_READ)
 def summaries() -> Response:
     """Window summaries filtered by device, channel, gateway and [start, end), optionally merged."""
-    q = _Params({"device", "channel", "gateway", "start", "end", "limit", "window"})
+    q = QueryParams({"device", "channel", "gateway", "start", "end", "limit", "window"})
     start, end = q.time_range()
     query = SummaryQuery(device=q.name("device"), channel=q.name("channel"),
                          gateway=q.name("gateway"), start_ms=start, end_ms=end,
@@ -45,9 +51,10 @@ def summaries() -> Response:
 
 
 @bp.get("/api/v1/events")
+@require(Permission.DATA_READ)
 def events() -> Response:
     """Events filtered by device, name, gateway, [start, end) and minimum severity."""
-    q = _Params({"device", "name", "gateway", "start", "end", "limit", "min_severity"})
+    q = QueryParams({"device", "name", "gateway", "start", "end", "limit", "min_severity"})
     start, end = q.time_range()
     query = EventQuery(device=q.name("device"), name=q.name("name"), gateway=q.name("gateway"),
                        start_ms=start, end_ms=end, limit=q.limit(),
@@ -57,9 +64,10 @@ def events() -> Response:
 
 
 @bp.get("/api/v1/export")
+@require(Permission.DATA_EXPORT)
 def export() -> Response:
     """A training dataset: summaries of [start, end) labelled with their events, streamed."""
-    q = _Params({"device", "start", "end", "format"})
+    q = QueryParams({"device", "start", "end", "format"})
     start, end = q.time_range()
     if start is None or end is None:
         raise Rejection(400, "bad_parameter", "start and end are required")
@@ -72,6 +80,8 @@ def export() -> Response:
     summaries = store.iter_summaries(SummaryQuery(device=device, start_ms=start, end_ms=end))
     first = next(summaries, None)  # a storage failure still answers 503 before streaming
     events = store.iter_events(EventQuery(device=device, start_ms=start))
+    audit.record(audit.EXPORT, detail={"device": device, "start": start, "end": end,
+                                       "format": kind})
     formatter, mimetype = EXPORT_FORMATS[kind]
     rows = dataset.label(itertools.chain([] if first is None else [first], summaries), events)
     response = Response(stream_with_context(formatter(rows)), mimetype=mimetype)
@@ -82,9 +92,10 @@ def export() -> Response:
 
 
 @bp.get("/api/v1/devices")
+@require(Permission.DATA_READ)
 def devices() -> Response:
     """Devices seen, with the gateway that reported them and when."""
-    q = _Params({"gateway"})
+    q = QueryParams({"gateway"})
     with database.sessions()() as session:
         rows = registry.list_devices(session, q.name("gateway"))
         body = [{"device": d.device, "gateway": d.gateway, "first_seen": d.first_seen_ms,
@@ -93,9 +104,10 @@ def devices() -> Response:
 
 
 @bp.get("/api/v1/gateways")
+@require(Permission.FLEET_READ)
 def gateways() -> Response:
     """Registered gateways and their status."""
-    _Params(set())
+    QueryParams(set())
     with database.sessions()() as session:
         body = [{"name": g.name, "status": g.status, "created": g.created_ms,
                  "fingerprint": g.fingerprint} for g in registry.list_gateways(session)]
@@ -103,6 +115,7 @@ def gateways() -> Response:
 
 
 @bp.get("/api/v1/openapi.yaml")
+@require(Permission.API_DESCRIBE)
 def openapi() -> Response:
     """The OpenAPI 3 description of this service."""
     text = resources.files("cloud").joinpath("openapi.yaml").read_text(encoding="utf-8")
@@ -110,6 +123,7 @@ def openapi() -> Response:
 
 
 @bp.get("/healthz")
+@public("load balancers and orchestrators probe it; it reveals only up or down")
 def healthz() -> tuple[Response, int]:
     """200 when the database and the time-series store answer, 503 otherwise."""
     checks: dict[str, Callable[[], None]] = {
@@ -127,12 +141,13 @@ def healthz() -> tuple[Response, int]:
 
 
 @bp.get("/metrics")
+@require(Permission.METRICS_READ)
 def prometheus_metrics() -> Response:
     """Prometheus text exposition of the service's metrics."""
     return Response(generate_latest(metrics().registry), mimetype=CONTENT_TYPE_LATEST)
 
 
-class _Params:
+class QueryParams:
     """Query-string parameters of the current request, validated on access."""
 
     def __init__(self, allowed: set[str]) -> None:

@@ -1,4 +1,7 @@
-"""The `tandem-cloud` command: serve the app, manage gateways, create and prune the database."""
+"""The `tandem-cloud` command: serve the app, manage gateways, create and prune the database.
+
+Users, API tokens, the audit log and data keys: cloud/cli_access.py.
+"""
 
 from __future__ import annotations
 
@@ -18,9 +21,21 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud import close_app, create_app, database, registry, retention, timeseries
+from cloud import (
+    audit,
+    cli_access,
+    close_app,
+    create_app,
+    database,
+    kms,
+    registry,
+    retention,
+    security_cli,
+    timeseries,
+)
+from cloud.accounts import AccountError
 from cloud.config import ENV_CONFIG_FILE, CloudConfig, ConfigError, load_config
-from cloud.database import create_schema, open_engine
+from cloud.database import create_schema
 from cloud.enrolment import EnrolmentError, check_gateway_cert
 from cloud.server import bind, serve_until_signalled, tls_context
 
@@ -37,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
-    except (CommandError, ConfigError, EnrolmentError, registry.RegistryError) as exc:
+    except (CommandError, ConfigError, EnrolmentError, registry.RegistryError, AccountError,
+            kms.KeyUnavailable, *security_cli.ERRORS) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
@@ -57,7 +73,7 @@ def _parser() -> argparse.ArgumentParser:
                                 description="Serve ingest and API over HTTPS until "
                                             "SIGINT/SIGTERM.")
     serve.add_argument("--insecure-http", action="store_true",
-                       help="serve plain HTTP (development only; no TLS)")
+                       help="serve plain HTTP (only with mode = \"development\"; no TLS)")
     serve.set_defaults(handler=_serve)
 
     init_db = commands.add_parser("init-db", parents=[config], help="create the database tables",
@@ -76,6 +92,8 @@ def _parser() -> argparse.ArgumentParser:
                                   description="Register, revoke and list gateways.")
     _gateway_commands(gateway.add_subparsers(dest="action", required=True, metavar="ACTION"),
                       config)
+    security_cli.add_commands(commands, config, _config)
+    cli_access.add_commands(commands, config, _config)
     return parser
 
 
@@ -141,6 +159,10 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _transport(config: CloudConfig, insecure: bool) -> tuple[str, ssl.SSLContext | None]:
     if insecure:
+        if config.production:
+            raise config.error("mode", "refusing to serve plain HTTP in production mode; "
+                               "configure tls_cert and tls_key (or set mode = "
+                               "\"development\" on a trusted machine)")
         return "http", None
     cert, key = config.server.tls_cert, config.server.tls_key
     if cert is None or key is None:
@@ -154,7 +176,7 @@ def _transport(config: CloudConfig, insecure: bool) -> tuple[str, ssl.SSLContext
 
 def _init_db(args: argparse.Namespace) -> int:
     config = _config(args)
-    engine = open_engine(config.database.url)
+    engine = database.connect(config)  # creates the data key file on first use too
     try:
         create_schema(engine)
         timeseries.open_store(config, engine).close()
@@ -166,7 +188,7 @@ def _init_db(args: argparse.Namespace) -> int:
 
 def _prune(args: argparse.Namespace) -> int:
     config = _config(args)
-    engine = open_engine(config.database.url)
+    engine = database.connect(config)
     try:
         create_schema(engine)
         store = timeseries.open_store(config, engine)
@@ -193,6 +215,10 @@ def _gateway_add(args: argparse.Namespace) -> int:
         outcome = registry.add_gateway(session, identity.name, identity.cert_pem,
                                        identity.public_key_pem, identity.fingerprint,
                                        int(time.time() * 1000), replace=args.replace)
+        if outcome is not registry.AddOutcome.UNCHANGED:
+            audit.record(audit.GATEWAY_ADD, audit.cli_actor(),
+                         {"gateway": identity.name, "outcome": outcome.value,
+                          "fingerprint": identity.fingerprint}, session=session)
     print(f"gateway {args.name} {outcome.value} ({identity.fingerprint})")
     return 0
 
@@ -200,6 +226,9 @@ def _gateway_add(args: argparse.Namespace) -> int:
 def _gateway_revoke(args: argparse.Namespace) -> int:
     with _registry_session(_config(args)) as session, session.begin():
         changed = registry.revoke_gateway(session, args.name)
+        if changed:
+            audit.record(audit.GATEWAY_REVOKE, audit.cli_actor(), {"gateway": args.name},
+                         session=session)
     print(f"gateway {args.name} {'revoked' if changed else 'already revoked'}")
     return 0
 
@@ -220,7 +249,7 @@ def _gateway_list(args: argparse.Namespace) -> int:
 @contextmanager
 def _registry_session(config: CloudConfig) -> Iterator[Session]:
     """A registry session on an engine of its own, disposed afterwards."""
-    engine = open_engine(config.database.url)
+    engine = database.connect(config)
     try:
         create_schema(engine)
         with Session(engine) as session:

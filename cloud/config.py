@@ -11,6 +11,10 @@
                 summary_retention_days, event_retention_days   # 0 = keep forever
                 prune_interval_s   # how often `serve` prunes (0 = never; see `prune`)
     [ingest]    max_batch_bytes, replay_window_s, max_clock_skew_s
+    [raw]       retention_days, request_timeout_s, max_open_per_device   # raw snippets on demand
+    [security]  key_provider       # "local": data keys in key_file
+                key_file           # default <data_dir>/keys/at-rest.keys, created mode 0600
+                session_lifetime_s, token_max_days   # 0 = API tokens may never expire
 
 Every field may be overridden by TANDEM_CLOUD_<SECTION>_<FIELD> (top-level
 fields by TANDEM_CLOUD_<FIELD>). Unknown keys and variables are errors, so a
@@ -84,6 +88,46 @@ class IngestConfig:
 
 
 @dataclass(frozen=True)
+class RawConfig:
+    """Raw snippets fetched from the edge on request (cloud/raw_api.py)."""
+
+    retention_days: int = 7  # snippets and finished requests are pruned after this
+    request_timeout_s: int = 600  # a request not answered by then has failed
+    max_open_per_device: int = 4
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """Keys for encryption at rest, browser sessions and API tokens (see cloud/auth.py)."""
+
+    key_provider: str = "local"
+    key_file: Path | None = None
+    session_lifetime_s: int = 8 * 3600
+    token_max_days: int = 365
+
+
+@dataclass(frozen=True)
+class EnrolConfig:
+    """Enrolment: which CA key certifies gateways' CSRs, and for how long (cloud/issuer.py)."""
+
+    ca_cert: Path | None = None
+    ca_key: Path | None = None
+    ca_passphrase_env: str = ""
+    cert_valid_days: int = 365
+    token_ttl_s: int = 3600
+    request_skew_s: int = 300
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """The policy signing key and the data key gateways encrypt sealed fields to."""
+
+    signing_key: Path | None = None
+    passphrase_env: str = ""
+    data_key: Path | None = None
+
+
+@dataclass(frozen=True)
 class CloudConfig:
     """The whole cloud configuration; `source` names where it came from, for errors."""
 
@@ -94,6 +138,10 @@ class CloudConfig:
     database: DatabaseConfig = field(default_factory=DatabaseConfig)
     timeseries: TimeSeriesConfig = field(default_factory=TimeSeriesConfig)
     ingest: IngestConfig = field(default_factory=IngestConfig)
+    security: SecurityConfig = field(default_factory=SecurityConfig)
+    enrol: EnrolConfig = field(default_factory=EnrolConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    raw: RawConfig = field(default_factory=RawConfig)
     source: str = field(default="<defaults>", compare=False)
 
     @property
@@ -108,7 +156,8 @@ class CloudConfig:
 
 _SECTIONS: dict[str, type[Any]] = {
     "server": ServerConfig, "database": DatabaseConfig,
-    "timeseries": TimeSeriesConfig, "ingest": IngestConfig,
+    "timeseries": TimeSeriesConfig, "ingest": IngestConfig, "security": SecurityConfig,
+    "enrol": EnrolConfig, "policy": PolicyConfig, "raw": RawConfig,
 }
 _TOP_LEVEL = ("version", "mode", "data_dir")
 
@@ -239,7 +288,23 @@ def _validated(config: CloudConfig) -> CloudConfig:
         if getattr(config.ingest, name) < 0:
             raise config.error(f"ingest.{name}", "must not be negative")
     _validate_timeseries(config)
+    _validate_security(config)
+    for name in ("retention_days", "request_timeout_s", "max_open_per_device"):
+        if getattr(config.raw, name) < 1:
+            raise config.error(f"raw.{name}", "must be at least 1")
+    if not 1 <= config.enrol.cert_valid_days <= 3650:
+        raise config.error("enrol.cert_valid_days", "must be 1..3650")
+    if (config.enrol.ca_cert is None) != (config.enrol.ca_key is None):
+        raise config.error("enrol.ca_key", "ca_cert and ca_key must be set together")
     return config
+
+
+def _validate_security(config: CloudConfig) -> None:
+    security = config.security
+    if security.session_lifetime_s < 60:
+        raise config.error("security.session_lifetime_s", "must be at least 60")
+    if security.token_max_days < 0:
+        raise config.error("security.token_max_days", "must not be negative (0 = no limit)")
 
 
 def _validate_timeseries(config: CloudConfig) -> None:

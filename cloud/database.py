@@ -9,6 +9,7 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from cloud import accounts, auditlog, enrol_store, kms, policy_store, sealed_store  # noqa: F401 (their tables join Base.metadata)  # noqa: F401 (tables)
 from cloud.config import CloudConfig
 from cloud.registry import Base
 
@@ -49,6 +50,14 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def connect(config: CloudConfig) -> Engine:
+    """The engine of config's database, with its key provider for encrypted columns."""
+    provider = kms.open_provider(config)
+    engine = open_engine(config.database.url)
+    kms.attach(engine, provider)
+    return engine
+
+
 def create_schema(engine: Engine) -> None:
     """Create the registry tables that do not exist yet."""
     Base.metadata.create_all(engine)
@@ -56,7 +65,7 @@ def create_schema(engine: Engine) -> None:
 
 def init_app(app: Flask, config: CloudConfig) -> None:
     """Open the database named in config and make it available to requests."""
-    engine = open_engine(config.database.url)
+    engine = connect(config)
     create_schema(engine)
     app.extensions[_EXTENSION] = sessionmaker(engine, expire_on_commit=False)
 

@@ -19,10 +19,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from cloud import database, registry, timeseries
+from cloud import audit, database, raw_store, registry, sealed_store, timeseries
+from cloud.auth import public
 from cloud.config import CloudConfig
 from cloud.errors import RecordsRefused, Rejection, error_response
 from cloud.metrics import metrics
@@ -45,6 +46,10 @@ WIRE_FAULTS: dict[str, tuple[int, str]] = {
 # Every other way a batch is refused (besides the wire faults above).
 OTHER_REJECTIONS = ("unsupported_media_type", "revoked_gateway", "gateway_mismatch",
                     "stale_batch", "future_batch")
+# Refusals the audit log records: forged, foreign, revoked or replayed batches (not mere
+# malformed bytes, which say nothing about who sent them).
+AUDITED_REJECTIONS = frozenset({"bad_signature", "unknown_gateway", "revoked_gateway",
+                                "gateway_mismatch", "stale_batch", "future_batch"})
 
 
 @bp.record_once
@@ -58,6 +63,7 @@ def _prime_metrics(state: BlueprintSetupState) -> None:
 
 
 @bp.post("/batches")
+@public("each batch is authenticated by its COSE signature", csrf=False)
 def post_batch() -> tuple[Response, int]:
     """Verify, decode and store one batch; answer what happened."""
     started = time.perf_counter()
@@ -66,9 +72,19 @@ def post_batch() -> tuple[Response, int]:
     except Rejection as exc:
         metrics().batches_rejected.labels(exc.code).inc()
         log.warning("batch rejected from %s: %s (%s)", request.remote_addr, exc.code, exc.detail)
+        _audit_refusal(exc)
         body, status = error_response(exc.status, exc.code, exc.detail)
     metrics().ingest_seconds.observe(time.perf_counter() - started)
     return body, status
+
+
+def _audit_refusal(exc: Rejection) -> None:
+    if exc.code not in AUDITED_REJECTIONS:
+        return
+    try:
+        audit.record(audit.INGEST_REFUSED, detail={"reason": exc.code, "detail": exc.detail})
+    except SQLAlchemyError as failure:  # the refusal stands; the database is failing anyway
+        log.error("cannot audit a refused batch: %s", failure)
 
 
 def _handle() -> tuple[Response, int]:
@@ -200,6 +216,8 @@ def _store(batch: Batch, received_ms: int) -> bool:
                 store.write(batch.gateway, batch.records, session.connection())
             registry.touch_devices(session, batch.gateway,
                                    (r.device for r in batch.records), received_ms)
+            sealed_store.write(session, batch.gateway, batch.records, received_ms)
+            raw_store.write(session, batch.gateway, batch.records, received_ms)
     except IntegrityError:
         # Another request may have committed the same (gateway, seq) first.
         with sessions() as session:

@@ -7,6 +7,7 @@ retention policies expire points on their own. The ledger forgets batches sent
 before the replay window: such batches are refused as stale anyway, so their
 entries are no longer needed to recognise a replay. With no replay window
 (`replay_window_s = 0`, nothing is ever stale) the ledger is kept whole.
+Raw snippets and finished raw requests go after `[raw] retention_days`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud import registry
+from cloud import raw_store, registry
 from cloud.config import CloudConfig
 from cloud.timeseries import TimeSeriesStore
 
@@ -30,6 +31,8 @@ def prune(config: CloudConfig, store: TimeSeriesStore, sessions: sessionmaker[Se
     """Apply retention and prune the ledger; rows deleted per table ("ledger" for batches)."""
     now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
     deleted = dict(store.prune(now_ms))
+    with sessions.begin() as session:
+        deleted |= raw_store.prune(session, now_ms - config.raw.retention_days * 86_400_000)
     window_s = config.ingest.replay_window_s
     if window_s:
         with sessions.begin() as session:

@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from gateway import security_cli
 from gateway.config import ConfigError, GatewayConfig, load_config
 from gateway.database import GatewayDatabase
 from gateway.outbox import Outbox
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "outbox":
         return _outbox_status(config.gateway.data_dir)
+    if args.command in security_cli.COMMANDS:
+        return security_cli.run(args, config)
     return asyncio.run(_run(config))
 
 
@@ -49,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
         command = sub.add_parser(name, help=text, description=text)
         command.add_argument("--config", "-c", type=Path, required=True,
                              help="gateway TOML configuration file")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", "-c", type=Path, required=True,
+                        help="gateway TOML configuration file")
+    security_cli.add_commands(sub, config)
     return parser
 
 

@@ -60,6 +60,14 @@ class IdentitySection:
 
 
 @dataclass(frozen=True)
+class DeviceGrant:
+    """The CoAP paths one device may use (`[[coap.grant]]`); devices without a grant may use all."""
+
+    device: str
+    paths: tuple[str, ...] = ("/r",)
+
+
+@dataclass(frozen=True)
 class CoapSection:
     """The CoAP/DTLS device-access endpoint."""
 
@@ -69,6 +77,8 @@ class CoapSection:
     idle_timeout_s: float = 120.0
     allowed_devices: tuple[str, ...] = ()
     insecure_plain_coap: bool = False
+    revocation_file: Path | None = None  # device names, one a line; reloaded on change
+    grant: tuple[DeviceGrant, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,53 @@ class InferenceSection:
 
 
 @dataclass(frozen=True)
+class PolicySection:
+    """The signed security policy: fetched from `url` (default uplink.url) every `poll_s`.
+
+    The keys trusted for it default to those received at enrolment
+    (<data_dir>/enrolment/policy-key.pem and data-key.pem).
+    """
+
+    url: str = ""
+    poll_s: float = 30.0
+    trust_key: Path | None = None
+    data_key: Path | None = None
+
+
+@dataclass(frozen=True)
+class RawCacheSection:
+    """Raw snippets nodes upload (POST /raw): cached here, sent to the cloud only on request.
+
+    The cache holds at most `max_bytes` and `max_snippets` (oldest evicted) for
+    `ttl_s`; a node may start `per_device_per_min` transfers a minute. The cloud's
+    requests are polled every `request_poll_s`; a snippet the node is asked to
+    take is awaited `request_wait_s`; a request matches a cached window within `match_ms`.
+    """
+
+    ttl_s: float = 3600.0
+    max_bytes: int = 16 << 20
+    max_snippets: int = 1000
+    purge_s: float = 60.0
+    per_device_per_min: int = 6
+    match_ms: int = 2000
+    request_poll_s: float = 5.0
+    request_wait_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class CommandsSection:
+    """Commands for nodes, fetched by their polls of GET /c (docs/protocol.md section 3).
+
+    At most `queue` commands wait per node; a sender waits `ack_timeout_s` for the
+    node to confirm one; a node that polled within `reachable_s` counts as connected.
+    """
+
+    queue: int = 16
+    ack_timeout_s: float = 30.0
+    reachable_s: float = 60.0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole gateway configuration."""
 
@@ -141,6 +198,9 @@ class GatewayConfig:
     rules: RulesSection = field(default_factory=RulesSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
     modbus: ModbusSection = field(default_factory=ModbusSection)
+    policy: PolicySection = field(default_factory=PolicySection)
+    rawcache: RawCacheSection = field(default_factory=RawCacheSection)
+    commands: CommandsSection = field(default_factory=CommandsSection)
 
 
 _LIMITS: dict[str, tuple[float, float]] = {
@@ -151,6 +211,13 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "uplink.backoff_max_s": (0.1, 86_400), "uplink.daily_budget_bytes": (0, 1 << 50),
     "outbox.max_records": (100, 1_000_000_000),
     "rules.poll_s": (0.05, 3600), "inference.hop": (1, 65_536), "inference.poll_s": (0.05, 3600),
+    "policy.poll_s": (0.05, 86_400),
+    "rawcache.ttl_s": (1, 30 * 86_400), "rawcache.max_bytes": (0, 1 << 40),
+    "rawcache.max_snippets": (0, 10_000_000), "rawcache.purge_s": (0.05, 86_400),
+    "rawcache.per_device_per_min": (1, 10_000), "rawcache.match_ms": (0, 86_400_000),
+    "rawcache.request_poll_s": (0.05, 86_400), "rawcache.request_wait_s": (0.1, 86_400),
+    "commands.queue": (1, 1024), "commands.ack_timeout_s": (0.1, 3600),
+    "commands.reachable_s": (0.1, 86_400),
 }
 
 

@@ -31,6 +31,10 @@ class KeyStoreError(Exception):
     """The identity key or a sealed secret cannot be used."""
 
 
+class SecretMissing(KeyStoreError):
+    """No secret has been sealed under that name (as opposed to one that will not open)."""
+
+
 class KeyStore(Protocol):
     """The gateway identity: signs batches, names its public key."""
 
@@ -118,7 +122,7 @@ class SoftwareKeyStore:
         try:
             return passbox.open_box(path.read_bytes(), passphrase, _associated(name))
         except FileNotFoundError:
-            raise KeyStoreError(f"no sealed secret {name!r} in {path.parent}") from None
+            raise SecretMissing(f"no sealed secret {name!r} in {path.parent}") from None
         except passbox.BoxError as exc:
             raise KeyStoreError(f"sealed secret {name!r} ({path}): {exc}") from None
 

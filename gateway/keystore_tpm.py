@@ -27,7 +27,7 @@ from types import TracebackType
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.keystore import KeyStoreError
+from gateway.keystore import KeyStoreError, SecretMissing
 from gateway.secretfiles import SecretNameError, secret_path, write_private
 from gateway.tpm import (
     MAX_SEALED_BYTES,
@@ -109,7 +109,7 @@ class TpmKeyStore:
         try:
             record = cbor2.loads(path.read_bytes())
         except FileNotFoundError:
-            raise KeyStoreError(f"no sealed secret {name!r} in {path.parent}") from None
+            raise SecretMissing(f"no sealed secret {name!r} in {path.parent}") from None
         except (cbor2.CBORDecodeError, ValueError) as exc:
             raise KeyStoreError(f"sealed secret file {path}: {exc}") from None
         blob, pcrs = _parse_record(record, path)

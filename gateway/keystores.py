@@ -25,7 +25,7 @@ class FileKeyStore(SoftwareKeyStore):
                     environ: Mapping[str, str] | None = None) -> GatewayKeyStore:
         """Key from identity.key; passphrase (if any) also seals secrets in state_dir."""
         passphrase = passphrase_from(identity.passphrase_env, identity.passphrase_file, environ)
-        return cls(identity.key, passphrase, _state_dir(identity, data_dir) / SEALED_DIR)
+        return cls(identity.key, passphrase, state_dir(identity, data_dir) / SEALED_DIR)
 
 
 class ConfiguredTpmKeyStore(TpmKeyStore):
@@ -35,7 +35,7 @@ class ConfiguredTpmKeyStore(TpmKeyStore):
     def from_config(cls, identity: IdentitySection, data_dir: Path,
                     environ: Mapping[str, str] | None = None) -> GatewayKeyStore:
         """Key blob and sealed secrets in state_dir, TPM at identity.tcti."""
-        return cls(identity.tcti, _state_dir(identity, data_dir))
+        return cls(identity.tcti, state_dir(identity, data_dir))
 
 
 class KeyStoreKind(Protocol):
@@ -64,5 +64,6 @@ def open_keystore(identity: IdentitySection, data_dir: Path,
     return kind.from_config(identity, data_dir, environ)
 
 
-def _state_dir(identity: IdentitySection, data_dir: Path) -> Path:
+def state_dir(identity: IdentitySection, data_dir: Path) -> Path:
+    """Where the key store keeps its files: identity.state_dir or <data_dir>/keystore."""
     return identity.state_dir or data_dir / STATE_SUBDIR

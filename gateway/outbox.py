@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
+from typing import Protocol
 
 import cbor2
 
@@ -61,6 +62,7 @@ class Priority(IntEnum):
 
 
 _NEVER_REFUSED = (Priority.ALARM, Priority.EVENT)
+BULK_PER_BATCH = 1  # bulk records (raw snippets, up to 60 KB each) per batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,14 @@ class OutboxFull(Exception):
 BuildEnvelope = Callable[[int, Sequence[Record]], bytes]
 
 
+class Admission(Protocol):
+    """What every record passes on its way in (the privacy gate), in the insert's transaction."""
+
+    def admit(self, db: sqlite3.Connection, records: Sequence[Record]) -> Sequence[Record]:
+        """The records to store in place of records."""
+        ...
+
+
 class Outbox:
     """The gateway's durable queue of records and sealed batches."""
 
@@ -90,6 +100,7 @@ class Outbox:
         self.corrupt_rows = 0
         self.merged = 0
         self.degraded = False
+        self.admission: Admission | None = None
 
     # -- async facade ----------------------------------------------------------
 
@@ -126,6 +137,8 @@ class Outbox:
     def insert(self, db: sqlite3.Connection, records: Sequence[Record],
                priority: Priority) -> None:
         """Insert inside the caller's transaction (so a caller can combine writes)."""
+        if self.admission is not None:
+            records = self.admission.admit(db, records)
         if priority not in _NEVER_REFUSED:
             self._make_room(db, len(records))
         now = _now_ms()
@@ -143,9 +156,7 @@ class Outbox:
             return SealedBatch(*row)
         if row is not None:
             max_priority = Priority.EVENT  # jump the queue: seal only the urgent records
-        rows = db.execute("SELECT id, body, priority FROM records WHERE priority <= ? "
-                          "ORDER BY priority, id LIMIT ?",
-                          (int(max_priority), max_records)).fetchall()
+        rows = self._pick(db, max_priority, max_records)
         records = self._decode_rows(db, [(r[0], r[1]) for r in rows])
         if not records:
             return None
@@ -157,6 +168,20 @@ class Outbox:
                        "VALUES (?,?,?,?,?)", (seq, top, now_ms, len(records), envelope))
             db.executemany("DELETE FROM records WHERE id = ?", [(r[0],) for r in rows])
         return SealedBatch(seq, len(records), envelope, top)
+
+    def _pick(self, db: sqlite3.Connection, max_priority: Priority,
+              max_records: int) -> list[tuple[int, bytes, int]]:
+        """The next batch's records; bulk ones (raw snippets) alone, BULK_PER_BATCH at most.
+
+        So a batch of summaries never grows past the cloud's size limit by a snippet.
+        """
+        query = "SELECT id, body, priority FROM records WHERE priority <= ? ORDER BY priority, " \
+                "id LIMIT ?"
+        rows = db.execute(query, (min(int(max_priority), Priority.SUMMARY),
+                                  max_records)).fetchall()
+        if rows or max_priority < Priority.BULK:
+            return list(rows)
+        return list(db.execute(query, (int(Priority.BULK), min(max_records, BULK_PER_BATCH))))
 
     def _urgent_waiting(self, db: sqlite3.Connection) -> bool:
         return db.execute("SELECT 1 FROM records WHERE priority <= ? LIMIT 1",

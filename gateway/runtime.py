@@ -19,16 +19,20 @@ from gateway.access.config import AccessConfig
 from gateway.access.server import CoapDtlsServer
 from gateway.config import GatewayConfig
 from gateway.database import GatewayDatabase
+from gateway.fieldbus import CrossLoopSink, FieldbusThread
 from gateway.keystore import GatewayKeyStore
 from gateway.keystores import open_keystore
 from gateway.metrics import GatewayMetrics
 from gateway.modbus.service import ModbusService
+from gateway.nodeservices import NodeServices
 from gateway.outbox import Outbox
 from gateway.pipeline.ingress import Ingress
 from gateway.pipeline.journal import Journal
 from gateway.pipeline.local_control import LocalControl
 from gateway.pipeline.summarise import SummaryPipeline
 from gateway.pipeline.windows import TumblingWindows
+from gateway.policy.service import SecurityService
+from gateway.rules.actions import ActuatorPorts
 from gateway.uplink import Uplink
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,18 @@ class Gateway:
         self.journal = Journal(self.database, self.outbox)
         recovery = self.journal.recover()
         self.ingress = Ingress(self.journal, config.pipeline.max_pending, recovery.last)
-        self.local = LocalControl.from_config(config, self.outbox, self.metrics)
+        # Modbus (polls and emergency stops) runs on its own thread and loop.
+        self.fieldbus = FieldbusThread()
+        self._modbus_sink = CrossLoopSink(self.ingress)
+        self.modbus = ModbusService(config.modbus, self._modbus_sink, self.metrics.registry) \
+            if config.modbus.bus else None
+        ports = ActuatorPorts(self.modbus.actuator_factory(), self.modbus.coordinators) \
+            if self.modbus else None
+        # Node commands (GET /c), raw snippets (POST /raw), the cloud's raw requests.
+        self.nodes = NodeServices(config, self.database, self.outbox, self.keystore, self.metrics)
+        self.local = LocalControl.from_config(config, self.outbox, self.metrics, ports=ports,
+                                              offload=self.fieldbus.run,
+                                              commander=self.nodes.commands)
         if self.local is not None:
             self.ingress.observers.append(self.local.reflex.take)
         self.pipeline = SummaryPipeline(
@@ -56,8 +71,12 @@ class Gateway:
         self.uplink = Uplink(config.uplink, config.gateway.id, self.outbox, self.keystore,
                              self.metrics) if config.uplink.url else None
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
-        self.modbus = ModbusService(config.modbus, self.ingress, self.metrics.registry) \
-            if config.modbus.bus else None
+        self.nodes.attach(self.access, self.uplink.wakeup.set if self.uplink else lambda: None)
+        # Privacy gate on the outbox, revocation list, signed policy (gateway/policy/).
+        self.security = SecurityService(config, self.database, self.outbox, self.keystore,
+                                        self.metrics, self.access.policy)
+        if self.local is not None:
+            self.local.reflex.may_act = self.security.limiter.allow
         self.metrics.export_counts("tandem_gw_access_events",
                                    "Device-access events and refusals by cause",
                                    self.access.stats.snapshot)
@@ -82,8 +101,13 @@ class Gateway:
         else:
             log.warning("no uplink.url configured: data stays in the outbox")
         self._spawn(self._watch_outbox(), "outbox-gauges")
-        for name, poller in self.modbus.tasks(self._stop) if self.modbus else ():
-            self._spawn(poller, name)
+        for name, watcher in self.security.tasks(self._stop):
+            self._spawn(watcher, name)
+        for name, watcher in self.nodes.tasks(self._stop):
+            self._spawn(watcher, name)
+        self._modbus_sink.bind(asyncio.get_running_loop())
+        if self.modbus is not None:
+            self.fieldbus.spawn(self.modbus.tasks)
         await self.access.start()
         if self.config.metrics.port:
             self._metrics_server, _ = start_http_server(
@@ -102,6 +126,8 @@ class Gateway:
     async def stop(self) -> None:
         """Stop taking data, store what is in flight, close everything."""
         await self.access.stop()
+        self.nodes.commands.close()  # no node will poll again: waiting commands fail now
+        await self.fieldbus.stop_tasks()  # Modbus polls end while the ingress still takes them
         self._stop_ingress.set()  # commit what nodes are waiting on, then stop
         if self._ingress_task is not None:
             with contextlib.suppress(asyncio.CancelledError):
@@ -110,12 +136,13 @@ class Gateway:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.modbus is not None:
-            await self.modbus.close()
         if self.local is not None:
             await self.local.close()
+        await self.fieldbus.close(*([self.modbus.close] if self.modbus else []))
         if self.uplink is not None:
             await self.uplink.close()
+        await self.security.close()
+        await self.nodes.close()
         self.database.close()
         self.keystore.close()
         if self._metrics_server is not None:
@@ -149,4 +176,5 @@ def _access_config(config: GatewayConfig) -> AccessConfig:
         key_pem=config.identity.key, ca_pem=config.identity.ca, max_peers=coap.max_peers,
         idle_timeout_s=coap.idle_timeout_s,
         allowed_devices=frozenset(coap.allowed_devices) or None,
-        insecure_plain_coap=coap.insecure_plain_coap)
+        insecure_plain_coap=coap.insecure_plain_coap,
+        device_resources=tuple((g.device, g.paths) for g in coap.grant))

@@ -28,6 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_pki(sub)
     _add_demo(sub)
+    _add_bench(sub)
     from tools.node_commands import add_commands
 
     add_commands(sub)
@@ -91,6 +92,31 @@ def _demo(args: argparse.Namespace) -> int:
                                 cloud_port=args.cloud_port, coap_port=args.coap_port,
                                 metrics_port=args.metrics_port, window_s=args.window,
                                 duration_s=args.duration))
+
+
+# -- bench: each benchmark's own main, its options passed through ----------------------
+
+_BENCHES = {"reflex": "tools.bench_reflex", "modbus": "tools.bench_modbus",
+            "ingest": "tools.bench_ingest", "coap": "tools.bench_coap"}
+
+
+def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bench = sub.add_parser("bench", help="run a benchmark (reflex, modbus, ingest, coap)",
+                           description="Run one benchmark; options after its name go to it "
+                           "(e.g. `tandem bench coap --peers 500 --soak 10`, "
+                           "`tandem bench reflex -- --help`).")
+    bench.add_argument("which", choices=sorted(_BENCHES))
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own options")
+    bench.set_defaults(handler=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    options = list(args.options)
+    if options[:1] == ["--"]:
+        options = options[1:]
+    return int(importlib.import_module(_BENCHES[args.which]).main(options))
 
 
 if __name__ == "__main__":

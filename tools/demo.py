@@ -49,6 +49,7 @@ def run_demo(options: DemoOptions) -> int:
         _start(site, options)
         print(f"\nTandem demo is up after {time.monotonic() - started:.1f} s:\n"
               f"  cloud API     {site.cloud_url}/api/v1/summaries   (CA: {site.pki / 'ca.pem'})\n"
+              f"  API token     {site.api_token}   (send as Authorization: Bearer)\n"
               f"  gateway CoAP  coaps://127.0.0.1:{options.coap_port}/r\n"
               f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics\n"
               f"  files         {site.root}\n"
@@ -80,7 +81,8 @@ def _start(site: Site, options: DemoOptions) -> None:
 
 def _live(site: Site, stop: threading.Event, started: float, duration_s: float) -> None:
     trust = ssl.create_default_context(cafile=site.pki / "ca.pem")
-    client = httpx.Client(base_url=site.cloud_url, verify=trust, timeout=5)
+    client = httpx.Client(base_url=site.cloud_url, verify=trust, timeout=5,
+                          headers=site.api_headers())
     first_seen = False
     while not stop.wait(2.0):
         for child in site.children:

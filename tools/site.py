@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import socket
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -56,6 +57,9 @@ class Site:
     window_s: float = 5.0
     echo: Callable[[str, str], None] | None = None
     children: list[Child] = field(default_factory=list)
+    rules: str = ""  # rules file text (docs/rules.md): written as rules.toml and configured
+    gateway_extra: str = ""  # further TOML appended to gateway.toml (e.g. [[modbus.bus]])
+    api_token: str = ""  # an operator's API token for the cloud's read API (set by start_cloud)
 
     @property
     def pki(self) -> Path:
@@ -90,7 +94,26 @@ class Site:
                                       str(self.root / "cloud.toml")])
         cloud.wait_for(r"listening on https://", timeout=60)
         self.register_gateway()
+        if not self.api_token:
+            self.api_token = self._issue_api_token()
         return cloud
+
+    def api_headers(self) -> dict[str, str]:
+        """Headers authenticating a client of the cloud API (after start_cloud)."""
+        return {"Authorization": f"Bearer {self.api_token}"}
+
+    def _issue_api_token(self) -> str:
+        """Create a token-only operator and an API token for it (what the demo and tests use)."""
+        config = ["--config", str(self.root / "cloud.toml")]
+        cloud = _script("tandem-cloud")
+        subprocess.run([cloud, "user", "add", "site-operator", "--role", "operator",
+                        "--no-password", *config], capture_output=True, check=False, timeout=60)
+        issued = subprocess.run([cloud, "token", "create", "--user", "site-operator", "--name",
+                                 f"site-{os.getpid()}-{len(self.children)}", *config],
+                                capture_output=True, text=True, check=False, timeout=60)
+        if issued.returncode != 0:
+            raise RuntimeError(f"API token creation failed:\n{issued.stderr}")
+        return issued.stdout.strip()
 
     def register_gateway(self) -> None:
         """Register the gateway's certificate with the cloud (idempotent)."""
@@ -178,7 +201,13 @@ backoff_max_s = 5.0
 [metrics]
 host = "127.0.0.1"
 port = {self.ports.metrics}
-""")
+{self._rules_section()}{self.gateway_extra}""")
+
+    def _rules_section(self) -> str:
+        if not self.rules:
+            return ""
+        (self.root / "rules.toml").write_text(self.rules)
+        return '\n[rules]\nfile = "rules.toml"\npoll_s = 1.0\n'
 
     def _write_node_config(self, spec: NodeSpec, identity: Identity) -> Path:
         directory = self.root / "nodes" / spec.name

@@ -4,7 +4,11 @@
 
 `seq` numbers batches per gateway from 1 upwards; the cloud applies each
 (gw, seq) once, so a retried or replayed batch has no second effect.
-Records are window summaries (`"k": "s"`) or events (`"k": "e"`).
+Records are window summaries (`"k": "s"`) or events (`"k": "e"`); version 2
+adds sealed records (`"k": "x"`, fields encrypted for the cloud at the edge,
+see wire.sealed). A batch holding a sealed record says `"v": 2`, so a cloud
+that predates them refuses it cleanly instead of misreading it. Version 3
+adds raw snippets (`"k": "r"`, wire.raw), sent only when the cloud asked.
 """
 
 from __future__ import annotations
@@ -17,8 +21,11 @@ import cbor2
 
 from wire import strictcbor
 from wire.errors import WireError
+from wire.raw import RawSnippet, decode_raw_record, encode_raw_record
 
 BATCH_VERSION = 1
+SEALED_BATCH_VERSION = 2
+RAW_BATCH_VERSION = 3  # raw snippets (wire.raw)
 MAX_RECORDS = 10_000
 MAX_NAME = 64
 _UINT63 = (1 << 63) - 1
@@ -50,7 +57,27 @@ class Event:
     values: dict[str, float] = field(default_factory=dict)
 
 
-Record = Summary | Event
+@dataclass(frozen=True, slots=True)
+class Sealed:
+    """The encrypted part of a summary (`of` "s") or event (`of` "e"), readable by the cloud's key.
+
+    `name` is the channel (summary) or event name; `t_ms` the window start or
+    event time. kid/epk/wrapped carry the data key (ECDH-ES + A256KW), nonce
+    and ciphertext the AES-256-GCM box (wire.sealed).
+    """
+
+    device: str
+    of: str
+    name: str
+    t_ms: int
+    kid: str
+    epk: bytes
+    wrapped: bytes
+    nonce: bytes
+    ciphertext: bytes
+
+
+Record = Summary | Event | Sealed | RawSnippet
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +92,13 @@ class Batch:
 
 def encode_batch(batch: Batch) -> bytes:
     """Encode a batch as canonical CBOR (deterministic bytes, so signatures are stable)."""
+    sealed = any(isinstance(r, Sealed) for r in batch.records)
+    version = SEALED_BATCH_VERSION if sealed else BATCH_VERSION
+    if any(isinstance(r, RawSnippet) for r in batch.records):
+        version = RAW_BATCH_VERSION
     return cbor2.dumps(
-        {"v": BATCH_VERSION, "gw": batch.gateway, "seq": batch.seq, "sent": batch.sent_ms,
+        {"v": version, "gw": batch.gateway,
+         "seq": batch.seq, "sent": batch.sent_ms,
          "recs": [encode_record(r) for r in batch.records]},
         canonical=True,
     )
@@ -78,6 +110,12 @@ def encode_record(record: Record) -> dict[str, Any]:
         return {"k": "s", "dev": record.device, "ch": record.channel, "t0": record.t0_ms,
                 "t1": record.t1_ms, "n": record.count, "min": record.minimum,
                 "max": record.maximum, "mean": record.mean, "last": record.last}
+    if isinstance(record, Sealed):
+        return {"k": "x", "dev": record.device, "of": record.of, "name": record.name,
+                "t": record.t_ms, "kid": record.kid, "epk": record.epk, "wk": record.wrapped,
+                "iv": record.nonce, "ct": record.ciphertext}
+    if isinstance(record, RawSnippet):
+        return encode_raw_record(record)
     return {"k": "e", "dev": record.device, "name": record.name, "t": record.t_ms,
             "sev": record.severity, "vals": dict(record.values)}
 
@@ -87,17 +125,19 @@ def decode_batch(data: bytes) -> Batch:
     obj = strictcbor.loads(data)
     if not isinstance(obj, dict):
         raise WireError("schema", "batch is not a CBOR map")
-    if obj.get("v") != BATCH_VERSION:
-        raise WireError("schema", f"unsupported batch version {obj.get('v')!r}")
+    version = obj.get("v")
+    if version not in (BATCH_VERSION, SEALED_BATCH_VERSION, RAW_BATCH_VERSION):
+        raise WireError("schema", f"unsupported batch version {version!r}")
     recs = obj.get("recs")
     if not isinstance(recs, list | tuple) or len(recs) > MAX_RECORDS:
         raise WireError("schema", f"recs must be a list of at most {MAX_RECORDS} records")
-    return Batch(
-        gateway=_name(obj, "gw"),
-        seq=_uint(obj, "seq", minimum=1),
-        sent_ms=_uint(obj, "sent"),
-        records=tuple(decode_record(r, i) for i, r in enumerate(recs)),
-    )
+    records = tuple(decode_record(r, i) for i, r in enumerate(recs))
+    if version == BATCH_VERSION and any(isinstance(r, Sealed) for r in records):
+        raise WireError("schema", "sealed records need batch version 2")
+    if version != RAW_BATCH_VERSION and any(isinstance(r, RawSnippet) for r in records):
+        raise WireError("schema", "raw snippets need batch version 3")
+    return Batch(gateway=_name(obj, "gw"), seq=_uint(obj, "seq", minimum=1),
+                 sent_ms=_uint(obj, "sent"), records=records)
 
 
 def decode_record(obj: Any, index: int = 0) -> Record:
@@ -110,6 +150,10 @@ def decode_record(obj: Any, index: int = 0) -> Record:
             return _summary(obj)
         if kind == "e":
             return _event(obj)
+        if kind == "x":
+            return _sealed(obj)
+        if kind == "r":
+            return decode_raw_record(obj)
     except WireError as exc:
         raise WireError(exc.reason, f"record {index}: {exc.detail}") from None
     raise WireError("schema", f"record {index}: unknown kind {kind!r}")
@@ -135,6 +179,28 @@ def _event(obj: dict[str, Any]) -> Event:
     values = {_name({"k": k}, "k"): _num({"v": v}, "v") for k, v in vals.items()}
     return Event(device=_name(obj, "dev"), name=_name(obj, "name"), t_ms=_uint(obj, "t"),
                  severity=_uint(obj, "sev"), values=values)
+
+
+SEALED_KINDS = ("s", "e")
+MAX_SEALED_BYTES = 4096
+
+
+def _sealed(obj: dict[str, Any]) -> Sealed:
+    of = obj.get("of")
+    if of not in SEALED_KINDS:
+        raise WireError("schema", f"of must be one of {SEALED_KINDS}")
+    sizes = {"epk": (65, 65), "wk": (40, 40), "iv": (12, 12), "ct": (16, MAX_SEALED_BYTES)}
+    blobs = {k: _bytes(obj, k, low, high) for k, (low, high) in sizes.items()}
+    return Sealed(device=_name(obj, "dev"), of=of, name=_name(obj, "name"),
+                  t_ms=_uint(obj, "t"), kid=_name(obj, "kid"), epk=blobs["epk"],
+                  wrapped=blobs["wk"], nonce=blobs["iv"], ciphertext=blobs["ct"])
+
+
+def _bytes(obj: dict[str, Any], key: str, low: int, high: int) -> bytes:
+    value = obj.get(key)
+    if not isinstance(value, bytes) or not low <= len(value) <= high:
+        raise WireError("schema", f"{key} must be a byte string of {low}..{high} bytes")
+    return value
 
 
 def _name(obj: dict[str, Any], key: str) -> str:

@@ -116,8 +116,10 @@ class SessionMessageInterface(interfaces.MessageInterface):  # type: ignore[misc
             return
         try:
             message = Message.decode(data, remote=self._remote(session))
-        except error.UnparsableMessage as exc:
-            self._stats.count("decode_error", f"{session.address}: {exc}")
+        except (error.UnparsableMessage, ValueError) as exc:
+            # aiocoap 0.4.17 raises UnicodeDecodeError (a ValueError) for a string
+            # option that is not UTF-8 (found by tools/fuzz_ingress.py)
+            self._stats.count("decode_error", f"{session.address}: {exc!r}")
             return
         self._mman.dispatch_message(message)
 

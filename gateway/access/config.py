@@ -23,6 +23,7 @@ class AccessConfig:
     max_datagram: int = 1200
     allowed_devices: frozenset[str] | None = None
     revoked_devices: frozenset[str] = frozenset()
+    device_resources: tuple[tuple[str, tuple[str, ...]], ...] = ()  # device -> CoAP paths
     insecure_plain_coap: bool = False
 
     def __post_init__(self) -> None:

@@ -45,7 +45,7 @@ class ReadingsResource(resource.Resource):  # type: ignore[misc]
         device = request.remote.device if isinstance(request.remote, SessionRemote) else None
         if device is None:
             return self._refuse(Code.UNAUTHORIZED, "no_identity", "no device identity")
-        if not self._policy.permits(device):
+        if not self._policy.permits(device, "/" + "/".join(request.opt.uri_path)):
             return self._refuse(Code.FORBIDDEN, "device_forbidden", device)
         if request.opt.content_format not in (None, CONTENT_FORMAT_CBOR):
             return self._refuse(Code.UNSUPPORTED_CONTENT_FORMAT, "bad_content_format",

@@ -28,9 +28,12 @@ class CoapDtlsServer:
                  clock_ms: Callable[[], int] = wall_clock_ms) -> None:
         self.config = config
         self.stats = stats or AccessStats()
-        self.policy = DevicePolicy(config.allowed_devices, config.revoked_devices)
+        self.policy = DevicePolicy(config.allowed_devices, config.revoked_devices,
+                                   dict(config.device_resources))
         self._sink = sink
         self._clock_ms = clock_ms
+        # Further resources by path (/c, /raw: gateway/nodeservices.py), added before start().
+        self.resources: dict[tuple[str, ...], resource.Resource] = {}
         self._context: Context | None = None
         self._interface: SessionMessageInterface | None = None
 
@@ -41,6 +44,8 @@ class CoapDtlsServer:
         site = resource.Site()
         site.add_resource([READINGS_PATH],
                           ReadingsResource(self._sink, self.policy, self.stats, self._clock_ms))
+        for path, extra in self.resources.items():
+            site.add_resource(path, extra)
         context = Context(serversite=site, loggername="tandem.gateway.access.coap")
         # aiocoap (pinned 0.4.17) has no public hook for a custom transport; tests cover this one.
         await context._append_tokenmanaged_messagemanaged_transport(self._make_interface)

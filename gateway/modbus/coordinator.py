@@ -88,7 +88,7 @@ class BusCoordinator:
         self.bus = bus
         self.sink = sink
         self.metrics = metrics or ModbusMetrics()
-        self.client = client or make_client(bus)
+        self._client = client  # made on first use, in the loop that runs the bus
         self.clock = clock
         self.inter_frame_s = inter_frame_s(bus)
         self.lock = asyncio.Lock()
@@ -103,6 +103,13 @@ class BusCoordinator:
             cache[key] = load_register_map(unit.map)
         return UnitState(unit, cache[key], f"{self.bus.name}/{unit.name}",
                          unit.timeout_s or self.bus.timeout_s)
+
+    @property
+    def client(self) -> ModbusBaseClient:
+        """The bus's pymodbus client (it binds to the running loop, so it is made on first use)."""
+        if self._client is None:
+            self._client = make_client(self.bus)
+        return self._client
 
     def unit(self, name: str) -> UnitState:
         """The state of the unit called name."""
@@ -262,4 +269,5 @@ class BusCoordinator:
 
     async def close(self) -> None:
         """Close the client (the ActuatorPort's close too)."""
-        self.client.close()
+        if self._client is not None:
+            self._client.close()

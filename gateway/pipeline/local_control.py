@@ -15,8 +15,9 @@ from gateway.config import GatewayConfig
 from gateway.inference.model import ScoringModel
 from gateway.inference.slot import ModelSlot
 from gateway.metrics import GatewayMetrics
-from gateway.pipeline.reflex import Reflex, ScoreSource
+from gateway.pipeline.reflex import Offload, Reflex, ScoreSource
 from gateway.pipeline.summarise import RecordStore
+from gateway.rules.actions import ActuatorPorts, NodeCommander
 from gateway.rules.definitions import RuleSet
 from gateway.rules.loader import load_rules
 from gateway.rules.reload import RulesReloader
@@ -25,16 +26,18 @@ from gateway.rules.reload import RulesReloader
 class LocalControl:
     """The reflex and the watchers that keep its rules and model current."""
 
-    def __init__(self, config: GatewayConfig, store: RecordStore,
-                 metrics: GatewayMetrics) -> None:
+    def __init__(self, config: GatewayConfig, store: RecordStore, metrics: GatewayMetrics, *,
+                 ports: ActuatorPorts | None = None, offload: Offload | None = None,
+                 commander: NodeCommander | None = None) -> None:
         self.config = config
         self.metrics = metrics
         rules_file = config.rules.file
         ruleset = load_rules(rules_file) if rules_file is not None else RuleSet()
         self.model = ModelSlot(on_change=self._model_changed)
         inference = config.inference
-        self.reflex = Reflex(ruleset, store, metrics, model=self.model,
-                             score_source=ScoreSource(inference.channel, inference.hop))
+        self.reflex = Reflex(ruleset, store, metrics, model=self.model, ports=ports,
+                             score_source=ScoreSource(inference.channel, inference.hop),
+                             offload=offload, commander=commander)
         self._sync_model_size(ruleset)
         self.reloader = RulesReloader(rules_file, self._install, self._reload_result) \
             if rules_file is not None else None
@@ -43,12 +46,18 @@ class LocalControl:
                               lambda: self.reflex.bank.snapshot())
 
     @classmethod
-    def from_config(cls, config: GatewayConfig, store: RecordStore,
-                    metrics: GatewayMetrics) -> LocalControl | None:
-        """The local control loop, or None when neither rules nor a model are configured."""
+    def from_config(cls, config: GatewayConfig, store: RecordStore, metrics: GatewayMetrics, *,
+                    ports: ActuatorPorts | None = None, offload: Offload | None = None,
+                    commander: NodeCommander | None = None) -> LocalControl | None:
+        """The local control loop, or None when neither rules nor a model are configured.
+
+        `ports` makes the emergency stops' controller connections (a configured Modbus
+        bus's coordinator for its own address); `offload` runs them on the field-bus thread.
+        `commander` delivers node_alarm commands (gateway/nodecommands.py, served at GET /c).
+        """
         if config.rules.file is None and config.inference.model is None:
             return None
-        return cls(config, store, metrics)
+        return cls(config, store, metrics, ports=ports, offload=offload, commander=commander)
 
     def tasks(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
         """(name, coroutine) of the watchers to run until `stop`."""

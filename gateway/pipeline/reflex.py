@@ -6,6 +6,11 @@ arrives. Only I/O is left to tasks: each action runs as its
 own task (the pipeline never waits for Modbus), and the Event records of a
 firing go to the outbox at Priority.ALARM. Action outcomes are filed as
 events too, so the cloud learns whether the stop was verified.
+
+With an `offload` (the field-bus thread's `run`), Modbus actions run on that
+thread's own loop: the write and its read-back then never wait behind this
+loop's backlog, and the outcome's `done_ns` is stamped there, when the
+read-back matched.
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from gateway.inference.slot import ModelSlot
 from gateway.metrics import GatewayMetrics
@@ -24,6 +29,7 @@ from gateway.outbox import OutboxFull, Priority
 from gateway.pipeline.features import FeatureBank
 from gateway.pipeline.summarise import RecordStore
 from gateway.rules.actions import (
+    FIELDBUS_KINDS,
     Action,
     ActionContext,
     ActuatorPorts,
@@ -37,6 +43,17 @@ from gateway.rules.engine import RuleEngine, Transition
 from wire.batch import Event, Record
 
 log = logging.getLogger(__name__)
+
+SAFETY_KINDS = frozenset({"emergency_stop"})
+
+T = TypeVar("T")
+Attempt = tuple[bool, str, int]  # ok, error, perf_counter_ns when the action finished
+
+
+class Offload(Protocol):
+    """Runs a coroutine on another loop (the field-bus thread's) and awaits its result."""
+
+    def __call__(self, coro: Coroutine[Any, Any, T], /) -> Awaitable[T]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +82,12 @@ class Reflex:
     def __init__(self, ruleset: RuleSet, store: RecordStore, metrics: GatewayMetrics, *,
                  ports: ActuatorPorts | None = None, commander: NodeCommander | None = None,
                  model: ModelSlot | None = None, score_source: ScoreSource = ScoreSource(),
-                 on_outcome: Callable[[Outcome], None] | None = None) -> None:
+                 on_outcome: Callable[[Outcome], None] | None = None,
+                 offload: Offload | None = None) -> None:
         self._store = store
+        self._offload = offload
+        # Checked before each action starts (the policy's max actions per minute).
+        self.may_act: Callable[[], bool] = _always
         self._metrics = metrics
         self._context = ActionContext(ports or ActuatorPorts(),
                                       commander or LoggingNodeCommander())
@@ -129,7 +150,8 @@ class Reflex:
     async def close(self) -> None:
         """Finish in-flight actions and events, then drop controller connections."""
         await self.settle()
-        await self._context.ports.close()
+        closing = self._context.ports.close()
+        await (self._offload(closing) if self._offload else closing)
 
     def _score(self, device: str, t_ms: int, values: dict[str, float]) -> float | None:
         source, slot = self.score_source, self.model
@@ -154,7 +176,13 @@ class Reflex:
             rule = tr.rule
             firing = Firing(rule.name, tr.device, tr.t_ms, tr.active, rule.severity, tr.values)
             for name in rule.actions if tr.active else rule.clear_actions:
-                self._spawn(self._run_action(self._actions[name], firing, taken_ns))
+                action = self._actions[name]
+                # An emergency stop is a safety function: no policy limit may hold it back.
+                if action.kind in SAFETY_KINDS or self.may_act():
+                    self._spawn(self._run_action(action, firing, taken_ns))
+                else:
+                    log.error("action %s of rule %s NOT run: over the policy's action limit",
+                              name, rule.name)
             label = "fire" if tr.active else "clear"
             self._metrics.rule_transitions.labels(rule=rule.name, transition=label).inc()
             events.append(Event(tr.device, rule.name if tr.active else f"{rule.name}/clear",
@@ -163,12 +191,11 @@ class Reflex:
 
     async def _run_action(self, action: Action, firing: Firing, taken_ns: int) -> None:
         started = time.perf_counter_ns()
-        error = ""
-        try:
-            ok = await action.run(firing)
-        except Exception as exc:  # noqa: BLE001 - an action's failure must not touch the pipeline
-            ok, error = False, f"{type(exc).__name__}: {exc}"
-        done = time.perf_counter_ns()
+        attempt = _attempt(action, firing)
+        if self._offload is not None and action.kind in FIELDBUS_KINDS:
+            ok, error, done = await self._offload(attempt)
+        else:
+            ok, error, done = await attempt
         result = "ok" if ok else ("error" if error else "unverified")
         self._metrics.action_latency.labels(action=action.name, result=result).observe(
             (done - started) / 1e9)
@@ -192,3 +219,17 @@ class Reflex:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def _attempt(action: Action, firing: Firing) -> Attempt:
+    """Run one action where it is awaited; stamp its end there too."""
+    error = ""
+    try:
+        ok = await action.run(firing)
+    except Exception as exc:  # noqa: BLE001 - an action's failure must not touch the pipeline
+        ok, error = False, f"{type(exc).__name__}: {exc}"
+    return ok, error, time.perf_counter_ns()
+
+
+def _always() -> bool:
+    return True

@@ -64,6 +64,10 @@ class SummaryPipeline:
             timeout = max(0.0, next_flush - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 self._take(await asyncio.wait_for(self._queue.get(), timeout))
+            # A group commit queues hundreds of reports at once: take them all now, or the
+            # queue grows (one item per loop turn) until the ingress refuses with 5.03.
+            while not self._queue.empty():
+                self._take(self._queue.get_nowait())
             if time.monotonic() >= next_flush:
                 self._closed.extend(self._windows.expire(_now_ms()))
                 await self._flush()

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.rules.actuator import ActuatorPort, ModbusTcpPort
+from gateway.rules.actuator import ActuatorError, ActuatorPort, ModbusTcpPort
 from gateway.rules.definitions import (
     ActionSpec,
     EmergencyStopSpec,
@@ -50,7 +50,7 @@ class Action(Protocol):
 
 
 class NodeCommander(Protocol):
-    """Sends a command to a node (CoAP on the node's DTLS session, in the access layer)."""
+    """Sends a command to a node (gateway/nodecommands.py: queued until the node polls GET /c)."""
 
     async def command(self, device: str, path: str, payload: Mapping[str, Any]) -> bool:
         """Deliver `payload` to `path` on `device`; True when the node acknowledged it."""
@@ -58,7 +58,7 @@ class NodeCommander(Protocol):
 
 
 class LoggingNodeCommander:
-    """Stand-in until the access layer can send commands: logs what it would send."""
+    """Stand-in where no commander is wired (a bare Reflex in tests and tools): only logs."""
 
     async def command(self, device: str, path: str, payload: Mapping[str, Any]) -> bool:
         """Log the command; report it undelivered."""
@@ -68,11 +68,21 @@ class LoggingNodeCommander:
 
 
 class ActuatorPorts:
-    """One ActuatorPort per controller address, shared by every action that uses it."""
+    """One ActuatorPort per controller address, shared by every action that uses it.
 
-    def __init__(self, factory: Callable[[str, int, float], ActuatorPort] = ModbusTcpPort) -> None:
+    `buses` are the gateway's configured Modbus buses by name (their coordinators),
+    for stops that name a bus instead of a host; the buses close with their service.
+    """
+
+    def __init__(self, factory: Callable[[str, int, float], ActuatorPort] = ModbusTcpPort,
+                 buses: Mapping[str, ActuatorPort] | None = None) -> None:
         self._factory = factory
+        self._buses = dict(buses or {})
         self._ports: dict[tuple[str, int], ActuatorPort] = {}
+
+    def bus(self, name: str) -> ActuatorPort:
+        """The configured bus called name; a port that always fails if there is none."""
+        return self._buses.get(name) or _MissingBus(name)
 
     def get(self, host: str, port: int, timeout_s: float) -> ActuatorPort:
         """The port to (host, port), created on first use."""
@@ -86,6 +96,24 @@ class ActuatorPorts:
         ports, self._ports = list(self._ports.values()), {}
         for port in ports:
             await port.close()
+
+
+class _MissingBus:
+    """Stands in for a bus the rules name but the gateway config lacks: every write fails."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    async def write_coil(self, unit: int, address: int, value: bool) -> bool:
+        """Fail: there is no such bus."""
+        raise ActuatorError(f"no modbus bus {self.name!r} in the gateway config")
+
+    async def write_register(self, unit: int, address: int, value: int) -> bool:
+        """Fail: there is no such bus."""
+        raise ActuatorError(f"no modbus bus {self.name!r} in the gateway config")
+
+    async def close(self) -> None:
+        """Nothing to release."""
 
 
 class EmergencyStop:
@@ -153,7 +181,9 @@ class ActionContext:
 
 
 def _emergency_stop(name: str, spec: Any, ctx: ActionContext) -> Action:
-    return EmergencyStop(name, spec, ctx.ports.get(spec.host, spec.port, spec.timeout_s))
+    port = ctx.ports.bus(spec.bus) if spec.bus else \
+        ctx.ports.get(spec.host, spec.port, spec.timeout_s)
+    return EmergencyStop(name, spec, port)
 
 
 def _node_alarm(name: str, spec: Any, ctx: ActionContext) -> Action:
@@ -163,6 +193,9 @@ def _node_alarm(name: str, spec: Any, ctx: ActionContext) -> Action:
 def _local_alarm(name: str, spec: Any, ctx: ActionContext) -> Action:
     return LocalAlarm(name, spec)
 
+
+# Actions whose I/O belongs on the field-bus thread (gateway/fieldbus.py), when there is one.
+FIELDBUS_KINDS = frozenset({EmergencyStop.kind})
 
 _BUILDERS: dict[type[ActionSpec], Callable[[str, Any, ActionContext], Action]] = {
     EmergencyStopSpec: _emergency_stop, NodeAlarmSpec: _node_alarm, LocalAlarmSpec: _local_alarm,

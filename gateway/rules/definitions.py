@@ -104,15 +104,20 @@ class Rule:
 
 @dataclass(frozen=True, slots=True)
 class EmergencyStopSpec:
-    """Write a coil (or a holding register) on a Modbus TCP device, then read it back."""
+    """Write a coil (or a holding register) on a Modbus device, then read it back.
 
-    host: str
+    The device is a Modbus TCP `host`:`port`, or a unit on a `bus` of the gateway
+    config (any kind, RTU too), written through that bus's coordinator.
+    """
+
+    host: str = ""
     port: int = 502
     unit: int = 1
     coil: int | None = None
     register: int | None = None
     value: int = 1
     timeout_s: float = 0.5
+    bus: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@
     deadband = 0.1
     [action.stop_press]
     kind = "emergency_stop"
-    host = "10.0.0.5"
+    host = "10.0.0.5"               # or: bus = "line1" (a [[modbus.bus]] of the gateway)
     coil = 0
     [[rule]]
     name = "overheat"
@@ -180,8 +180,11 @@ def _emergency_stop(t: Table, base: Path) -> EmergencyStopSpec:
     register = t.integer("register", None, 0, 65_535) if t.has("register") else None
     if (coil is None) == (register is None):
         raise FieldFault(t.path("coil"), "give exactly one of coil or register")
+    if len([k for k in ("host", "bus") if t.raw(k) not in (None, "")]) != 1:
+        raise FieldFault(t.path("host"), "give exactly one of host (Modbus TCP) or bus")
     return EmergencyStopSpec(
-        host=t.text("host", None, r"[A-Za-z0-9_.:-]+", 253), port=t.integer("port", 502, 1, 65_535),
+        host=t.text("host", "", r"[A-Za-z0-9_.:-]*", 253), port=t.integer("port", 502, 1, 65_535),
+        bus=t.text("bus", "", r"[A-Za-z0-9_.-]*"),
         unit=t.integer("unit", 1, 0, 255), coil=coil, register=register,
         value=t.integer("value", 1, 0, 1 if coil is not None else 65_535),
         timeout_s=t.number("timeout_s", 0.5, 0.01, 10.0))

@@ -1,5 +1,9 @@
 """Fixtures for the cloud service: a site PKI, an app with registered gateways, signed batches.
 
+Credentials: `client` sends an admin's API token with every request (so
+tests of the data API need not sign in); `anonymous` sends none. Use
+`token_for(app, role)` for any other role.
+
 Storage: the `app` fixture runs on SQLite unless the test (or its module) is
 marked `@pytest.mark.storages(...)` with some of STORAGES; then it runs once
 per storage, against a real PostgreSQL and/or a real influxd (tests/services.py).
@@ -23,7 +27,7 @@ from flask.testing import FlaskClient
 from sqlalchemy import inspect, text
 from werkzeug.test import TestResponse
 
-from cloud import close_app, create_app, database, registry, timeseries
+from cloud import accounts, close_app, create_app, database, registry, timeseries
 from cloud.enrolment import check_gateway_cert
 from cloud.timeseries import EventQuery, SummaryQuery
 from tests.services import (  # noqa: F401 (fixtures)
@@ -129,9 +133,38 @@ def app(tmp_path: Path, pki: SitePKI, storage_config: dict[str, Any]) -> Iterato
     close_app(application)
 
 
+def token_for(app: Flask, role: str, user: str | None = None) -> str:
+    """An API token of a token-only user with role (created as <role>-user unless named)."""
+    name = user or f"{role}-user"
+    with database.sessions(app).begin() as session:
+        if accounts.find_user(session, name) is None:
+            accounts.add_user(session, name, role, None, now_ms())
+        count = len(accounts.list_tokens(session, name))
+        return accounts.create_token(session, name, f"t{count + 1}", now_ms())
+
+
+def bearer(token: str) -> dict[str, str]:
+    """The Authorization header carrying token."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
-def client(app: Flask) -> FlaskClient:
-    """Test client of app."""
+def admin_token(app: Flask) -> str:
+    """An API token of an admin."""
+    return token_for(app, "admin")
+
+
+@pytest.fixture
+def client(app: Flask, admin_token: str) -> FlaskClient:
+    """Test client of app that authenticates as an admin (by API token)."""
+    test_client = app.test_client()
+    test_client.environ_base["HTTP_AUTHORIZATION"] = f"Bearer {admin_token}"
+    return test_client
+
+
+@pytest.fixture
+def anonymous(app: Flask) -> FlaskClient:
+    """Test client of app without credentials."""
     return app.test_client()
 
 
@@ -179,13 +212,15 @@ def snapshot(app: Flask) -> dict[str, list[Any]]:
     """Every registry row and every stored point, to show that a request changed nothing.
 
     Keys: the registry's table names, plus "summaries" and "events" as the
-    time-series store returns them (whichever backend holds them).
+    time-series store returns them (whichever backend holds them). The audit
+    log is left out: refusing a forged batch is meant to add a row there.
     """
     engine = database.engine(app)
     with engine.connect() as conn:
         tables: dict[str, list[Any]] = {
             table: sorted(tuple(r) for r in conn.execute(text(f"SELECT * FROM {table}")))
-            for table in inspect(conn).get_table_names() if not table.startswith("ts_")}
+            for table in inspect(conn).get_table_names()
+            if not table.startswith("ts_") and table != "audit_log"}
     store = timeseries.store(app)
     tables["summaries"] = list(store.iter_summaries(SummaryQuery()))
     tables["events"] = list(store.iter_events(EventQuery()))
@@ -197,4 +232,5 @@ def kit() -> SimpleNamespace:
     """The helpers above, as a fixture: test modules cannot import conftest in every import mode."""
     return SimpleNamespace(app_config=app_config, register=register, now_ms=now_ms,
                            summary=summary, event=event, signer_of=signer_of,
-                           envelope=envelope, post=post, snapshot=snapshot)
+                           envelope=envelope, post=post, snapshot=snapshot,
+                           token_for=token_for, bearer=bearer)

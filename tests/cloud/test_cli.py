@@ -72,7 +72,7 @@ def test_init_db_and_gateway_add_on_postgresql(capsys, tmp_path, pki, postgres_c
                            "--config", str(path))
         assert (code, out.split()[2]) == (0, "added")
         code, out, _ = run(capsys, "prune", "--config", str(path))
-        assert (code, out) == (0, "pruned 0 ledger\n")
+        assert (code, out) == (0, "pruned 0 ledger\npruned 0 raw_requests\npruned 0 raw_snippets\n")
 
 
 def test_gateway_add_refuses_a_wrong_name_or_foreign_cert(capsys, config_file, pki, tmp_path):
@@ -119,11 +119,19 @@ def test_serve_without_tls_and_without_insecure_flag_refuses(capsys, config_file
     assert code == 1 and "server.tls_cert" in err
 
 
-def test_serve_in_production_with_default_secret_refuses(capsys, tmp_path):
+def test_serve_in_production_with_default_secret_refuses(capsys, tmp_path, pki):
     path = tmp_path / "prod.toml"
-    path.write_text('version = 1\ndata_dir = "data"\n')
-    code, _, err = run(capsys, "serve", "--insecure-http", "--config", str(path))
+    path.write_text(f'version = 1\ndata_dir = "data"\n[server]\n'
+                    f'tls_cert = "{pki.server.cert_pem}"\ntls_key = "{pki.server.key_pem}"\n')
+    code, _, err = run(capsys, "serve", "--config", str(path))
     assert code == 1 and "refusing to run in production" in err
+
+
+def test_serve_refuses_plain_http_unless_in_development_mode(capsys, tmp_path):
+    path = tmp_path / "prod.toml"
+    path.write_text('version = 1\ndata_dir = "data"\n[server]\nsecret_key = "s3cret-enough"\n')
+    code, _, err = run(capsys, "serve", "--insecure-http", "--config", str(path))
+    assert code == 1 and "refusing to serve plain HTTP in production" in err
 
 
 def test_bad_config_is_reported_without_traceback(capsys, tmp_path):

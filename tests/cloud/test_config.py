@@ -99,6 +99,10 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
      "timeseries.summary_retention_days: must not be negative"),
     ("version = 1\n[timeseries]\nprune_interval_s = '1h'\n",
      "timeseries.prune_interval_s: expected an integer"),
+    ("version = 1\n[security]\nsession_lifetime_s = 5\n",
+     "security.session_lifetime_s: must be at least 60"),
+    ("version = 1\n[security]\ntoken_max_days = -1\n",
+     "security.token_max_days: must not be negative"),
 ])
 def test_errors_name_the_file_and_field(tmp_path, text, message):
     path = write(tmp_path, text)

@@ -12,6 +12,7 @@ from cloud.timeseries import EventQuery, SummaryQuery
 
 DAY = 86_400_000
 NOW = 1_800_000_000_000
+NO_RAW = {"raw_snippets": 0, "raw_requests": 0}  # raw snippets on demand: none here
 
 
 @pytest.fixture
@@ -39,18 +40,18 @@ def test_prune_deletes_points_past_retention_and_ledger_past_the_replay_window(k
         for seq, sent in ((1, NOW - 3 * DAY), (2, NOW - DAY)):
             registry.record_batch(session, "gw-01", seq, sent, sent, 1)
     deleted = retention.prune(keeping.config["TANDEM"], store, database.sessions(keeping), NOW)
-    assert deleted == {"summaries": 1, "events": 1, "ledger": 1}
+    assert deleted == {"summaries": 1, "events": 1, "ledger": 1, **NO_RAW}
     assert [p.summary.t0_ms for p in store.summaries(SummaryQuery())] == [NOW - 9 * DAY]
     assert [e.event.t_ms for e in store.events(EventQuery())] == [NOW - 11 * DAY]
     assert retention.prune(keeping.config["TANDEM"], store, database.sessions(keeping),
-                           NOW) == {"summaries": 0, "events": 0, "ledger": 0}
+                           NOW) == {"summaries": 0, "events": 0, "ledger": 0, **NO_RAW}
 
 
 def test_without_retention_or_replay_window_nothing_is_pruned(kit, tmp_path, pki):
     app = create_app(kit.app_config(tmp_path, pki, replay_window_s=0))
     try:
         assert retention.prune(app.config["TANDEM"], timeseries.store(app),
-                               database.sessions(app), NOW) == {}
+                               database.sessions(app), NOW) == NO_RAW  # raw: always bounded
     finally:
         close_app(app)
 
@@ -59,7 +60,8 @@ def test_prune_command(tmp_path, capsys):
     path = tmp_path / "cloud.toml"
     path.write_text('version = 1\nmode = "development"\n[timeseries]\nsummary_retention_days = 5\n')
     assert main(["prune", "--config", str(path)]) == 0
-    assert capsys.readouterr().out.splitlines() == ["pruned 0 ledger", "pruned 0 summaries"]
+    assert capsys.readouterr().out.splitlines() == [
+        "pruned 0 ledger", "pruned 0 raw_requests", "pruned 0 raw_snippets", "pruned 0 summaries"]
 
 
 def test_prune_timer_runs_at_once_and_repeatedly_then_stops():

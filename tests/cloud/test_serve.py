@@ -1,4 +1,4 @@
-"""The real `tandem-cloud serve` over HTTPS: register, upload, query, then a clean SIGTERM exit."""
+"""The real `tandem-cloud serve` over HTTPS: register, upload, query with a token, SIGTERM exit."""
 
 from __future__ import annotations
 
@@ -97,6 +97,13 @@ def test_serve_ingests_over_https_and_stops_on_sigterm(server, server_config, pk
     assert added.returncode == 0, added.stderr
     assert added.stdout.startswith("gateway gw-01 added (sha256:")
 
+    assert cli("user", "add", "reader", "--role", "viewer", "--no-password",
+               "--config", str(server_config)).returncode == 0
+    issued = cli("token", "create", "--user", "reader", "--name", "test",
+                 "--config", str(server_config))
+    assert issued.returncode == 0, issued.stderr
+    token = issued.stdout.strip()
+
     trust = ssl.create_default_context(cafile=str(pki.ca.cert_pem_path))
     base = f"https://127.0.0.1:{port}"
     records = [kit.summary(device="dev-9", t0_ms=1_000_000), kit.event(device="dev-9")]
@@ -105,7 +112,9 @@ def test_serve_ingests_over_https_and_stops_on_sigterm(server, server_config, pk
                            headers={"Content-Type": MEDIA_TYPE})
         assert posted.status_code == 200
         assert posted.json() == {"status": "stored", "gateway": "gw-01", "seq": 1, "records": 2}
-        points = http.get("/api/v1/summaries", params={"device": "dev-9"}).json()["points"]
+        assert http.get("/api/v1/summaries").status_code == 401
+        points = http.get("/api/v1/summaries", params={"device": "dev-9"},
+                          headers={"Authorization": f"Bearer {token}"}).json()["points"]
         assert [(p["gateway"], p["t0"], p["mean"]) for p in points] == [("gw-01", 1_000_000, 20.0)]
         assert http.get("/healthz").json() == {"status": "ok"}
 

@@ -115,7 +115,8 @@ def test_outage_cut_link_and_twenty_gateway_crashes_lose_and_repeat_nothing(
         assert node.proc.wait(30) == 0, node.tail()
 
     trust = ssl.create_default_context(cafile=site.pki / "ca.pem")
-    with httpx.Client(base_url=site.cloud_url, verify=trust, timeout=10) as client:
+    with httpx.Client(base_url=site.cloud_url, verify=trust, timeout=10,
+                      headers=site.api_headers()) as client:
         for spec, node in zip(specs, nodes, strict=True):
             acks = events(node, "ack")
             assert len(acks) == REPORTS

@@ -42,7 +42,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 @pytest.fixture(scope="module")
 def client(site: Site) -> Iterator[httpx.Client]:
     trust = ssl.create_default_context(cafile=site.pki / "ca.pem")
-    with httpx.Client(base_url=site.cloud_url, verify=trust, timeout=10) as c:
+    with httpx.Client(base_url=site.cloud_url, verify=trust, timeout=10,
+                      headers=site.api_headers()) as c:
         yield c
 
 

@@ -112,9 +112,9 @@ class ServerThread:
     def port(self) -> int:
         return self.server.port
 
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         """Run a coroutine on the server's loop and return its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=10)
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout=timeout)
 
     def call(self, fn: Callable[[], T]) -> T:
         """Call fn on the server's loop thread (to read its state safely)."""

@@ -209,3 +209,22 @@ def test_a_fault_in_the_reflex_never_reaches_the_ingress(
 
     asyncio.run(scenario())
     assert "reflex failed on a report" in caplog.text
+
+
+def test_the_policy_action_limit_never_holds_back_an_emergency_stop(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with modbus_controller() as port:
+            outbox = _outbox(tmp_path)
+            rules = parse_rules_text(RULES.format(port=port, flag=tmp_path / "siren"))
+            outcomes: list[Outcome] = []
+            reflex = Reflex(rules, outbox, GatewayMetrics(), on_outcome=outcomes.append)
+            reflex.may_act = lambda: False  # the policy's limit is used up
+            reflex.take(_report(1, 1000, temp=85.5))
+            await reflex.settle()
+            assert await _coil(port, 3)
+            assert [(o.action, o.ok) for o in outcomes] == [("stop_press", True)]
+            assert not (tmp_path / "siren").exists()  # the siren was limited
+            await reflex.close()
+            outbox.database.close()
+
+    asyncio.run(scenario())

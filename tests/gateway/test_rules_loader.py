@@ -108,6 +108,8 @@ def test_a_good_file_loads_into_plain_definitions(tmp_path: Path) -> None:
      r"rules.toml:35: rule\[1\].when.any\[0\].input: vib has bands band0..band15"),
     (('name = "bearing"', 'name = "overheat"'), r"rule\[1\].name: duplicate rule name"),
     (("coil = 0", "coil = 0\nregister = 4"), r"action.stop_press.coil: give exactly one"),
+    (("port = 1502", 'port = 1502\nbus = "line1"'), r"action.stop_press.host: give exactly one"),
+    (('host = "127.0.0.1"', 'host = ""'), r"action.stop_press.host: give exactly one"),
     (("version = 1", "version = 2"), r"rules.toml:1: version: expected 1, got 2"),
     (("[[rule]]\nname = \"bearing\"", "[[rule]\nname = \"bearing\""), r"rules.toml: .*line 31"),
 ])
@@ -117,6 +119,12 @@ def test_errors_name_file_line_and_field(tmp_path: Path, edit: tuple[str, str],
     path = _write(tmp_path / "rules.toml", GOOD.replace(*edit))
     with pytest.raises(RulesError, match=message):
         load_rules(path)
+
+
+def test_a_stop_may_name_a_configured_bus_instead_of_a_host(tmp_path: Path) -> None:
+    text = GOOD.replace('host = "127.0.0.1"\nport = 1502', 'bus = "line1"')
+    ruleset = load_rules(_write(tmp_path / "rules.toml", text))
+    assert ruleset.actions["stop_press"] == EmergencyStopSpec(unit=1, coil=0, bus="line1")
 
 
 def test_rules_errors_are_config_errors_so_the_gateway_refuses_to_start() -> None:

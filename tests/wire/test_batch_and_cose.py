@@ -65,7 +65,7 @@ def test_malformed_envelopes(envelope: bytes, reason: str) -> None:
 
 
 @pytest.mark.parametrize("mutate", [
-    lambda b: b.update(v=2),
+    lambda b: b.update(v=4),  # 1, 2 (sealed records) and 3 (raw snippets) are defined
     lambda b: b.update(seq=0),
     lambda b: b.update(gw=""),
     lambda b: b.update(recs="nope"),

@@ -1,0 +1,54 @@
+"""Putting a verified policy release in force: privacy stage, device policy, action limits.
+
+`install` builds everything new first and swaps only when all of it could
+be built, so a release this gateway cannot carry out (pseudonymisation
+without a sealed key, encryption without the cloud's data key) changes
+nothing: the previous policy stays in force.
+"""
+
+from __future__ import annotations
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway.access.device_policy import DevicePolicy
+from gateway.keystore import KeyStoreError, SecretStore
+from gateway.policy.limits import ActionLimiter
+from gateway.privacy.gate import PrivacyGate
+from gateway.privacy.keys import pseudonym_key
+from gateway.privacy.stage import PrivacyConfigError, PrivacyStage
+from wire.release import Release
+
+
+class Enforcer:
+    """Applies releases to the gateway's enforcement points."""
+
+    def __init__(self, gate: PrivacyGate, devices: DevicePolicy, limiter: ActionLimiter,
+                 secrets: SecretStore, recipient: ec.EllipticCurvePublicKey | None) -> None:
+        self._gate = gate
+        self._devices = devices
+        self._limiter = limiter
+        self._secrets = secrets
+        self._recipient = recipient
+        self._pseudonym_key: bytes | None = None
+
+    def install(self, release: Release) -> None:
+        """Enforce release from now on; PrivacyConfigError (nothing changed) if impossible.
+
+        Runs on the database thread: it may unseal the pseudonym key, and all
+        key-store use is kept on that one thread (the uplink signs there).
+        """
+        doc = release.doc
+        key = self._key() if doc.privacy.device_ids == "pseudonymise" else None
+        stage = PrivacyStage(doc.privacy, key, self._recipient)
+        self._gate.install(stage)
+        devices = doc.devices
+        self._devices.set_policy(devices.allowed, devices.revoked, dict(devices.resources))
+        self._limiter.per_minute = doc.limits.max_actions_per_minute
+
+    def _key(self) -> bytes:
+        if self._pseudonym_key is None:
+            try:
+                self._pseudonym_key = pseudonym_key(self._secrets)
+            except KeyStoreError as exc:
+                raise PrivacyConfigError(f"pseudonym key unavailable: {exc}") from None
+        return self._pseudonym_key

@@ -1,0 +1,45 @@
+"""The local revocation list: a file of device names, reloaded whenever it changes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from pathlib import Path
+
+from gateway.access.device_policy import DevicePolicy, parse_revocation_list
+from gateway.filewatch import FileWatch
+
+log = logging.getLogger(__name__)
+
+
+class RevocationList:
+    """Keeps DevicePolicy's revocation list in step with the file."""
+
+    def __init__(self, path: Path, policy: DevicePolicy) -> None:
+        self._watch = FileWatch(path)
+        self._policy = policy
+        self.reload()
+
+    def reload(self) -> bool:
+        """Re-read the file if it changed; a vanished file revokes nobody. True if reloaded."""
+        if not self._watch.changed():
+            return False
+        try:
+            names = parse_revocation_list(self._watch.path.read_text())
+        except FileNotFoundError:
+            names = frozenset()
+        except (OSError, UnicodeDecodeError) as exc:
+            log.error("revocation list %s unreadable (%s); keeping the previous one",
+                      self._watch.path, exc)
+            return False
+        self._policy.set_revocation_list(names)
+        log.info("revocation list %s: %d devices revoked", self._watch.path, len(names))
+        return True
+
+    async def run(self, stop: asyncio.Event, poll_s: float = 1.0) -> None:
+        """Poll the file until stop is set."""
+        while not stop.is_set():
+            self.reload()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), poll_s)

@@ -1,0 +1,93 @@
+"""Wires security into the gateway: privacy gate on the outbox, revocation list, policy agent."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from gateway import enrolled
+from gateway.access.device_policy import DevicePolicy
+from gateway.config import GatewayConfig
+from gateway.database import GatewayDatabase
+from gateway.keystore import GatewayKeyStore
+from gateway.metrics import GatewayMetrics
+from gateway.outbox import Outbox
+from gateway.policy.agent import PolicyAgent
+from gateway.policy.enforce import Enforcer
+from gateway.policy.limits import ActionLimiter
+from gateway.policy.revocation import RevocationList
+from gateway.privacy.gate import PrivacyGate
+
+log = logging.getLogger(__name__)
+
+POLICY_DIR = "policy"
+
+
+class SecurityService:
+    """Everything the signed policy and the revocation list act on, and the tasks keeping them."""
+
+    def __init__(self, config: GatewayConfig, database: GatewayDatabase, outbox: Outbox,
+                 keystore: GatewayKeyStore, metrics: GatewayMetrics,
+                 devices: DevicePolicy, http: httpx.AsyncClient | None = None) -> None:
+        data_dir = config.gateway.data_dir
+        self.gate = PrivacyGate(database, metrics.registry)
+        outbox.admission = self.gate
+        self.limiter = ActionLimiter()
+        self.enforcer = Enforcer(self.gate, devices, self.limiter, keystore,
+                                 _key(config.policy.data_key, data_dir, enrolled.DATA_KEY))
+        self.revocations = RevocationList(config.coap.revocation_file, devices) \
+            if config.coap.revocation_file is not None else None
+        self.agent = self._agent(config, database, keystore, http)
+        if self.agent is not None:
+            database.call_sync(self.agent.restore)
+
+    def _agent(self, config: GatewayConfig, database: GatewayDatabase,
+               keystore: GatewayKeyStore, http: httpx.AsyncClient | None) -> PolicyAgent | None:
+        data_dir = config.gateway.data_dir
+        url = config.policy.url or config.uplink.url
+        trusted = _key(config.policy.trust_key, data_dir, enrolled.POLICY_KEY)
+        enrolment = enrolled.load(data_dir)
+        if not url or trusted is None or enrolment is None:
+            log.warning("no security policy: needs enrolment (tandem-gateway enrol) "
+                        "and a cloud URL")
+            return None
+        http = http or httpx.AsyncClient(base_url=url, verify=_tls(config, url), timeout=10.0)
+        return PolicyAgent(config.gateway.id, enrolment.group, trusted, data_dir / POLICY_DIR,
+                           self.enforcer.install, keystore, http, database.call,
+                           config.policy.poll_s)
+
+    def tasks(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+        """The watcher tasks to run."""
+        found: list[tuple[str, Coroutine[Any, Any, None]]] = []
+        if self.revocations is not None:
+            found.append(("revocation-list", self.revocations.run(stop)))
+        if self.agent is not None:
+            found.append(("policy-agent", self.agent.run(stop)))
+        return found
+
+    async def close(self) -> None:
+        """Close the policy client."""
+        if self.agent is not None:
+            await self.agent.close()
+
+
+def _key(configured: Path | None, data_dir: Path, name: str) -> ec.EllipticCurvePublicKey | None:
+    path = configured or enrolled.enrolment_dir(data_dir) / name
+    if configured is None and not path.exists():
+        return None
+    return enrolled.public_key(path)
+
+
+def _tls(config: GatewayConfig, url: str) -> ssl.SSLContext | bool:
+    if url.startswith("http://"):
+        return False
+    context = ssl.create_default_context(cafile=str(config.uplink.ca or config.identity.ca))
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context

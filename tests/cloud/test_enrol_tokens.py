@@ -1,0 +1,62 @@
+"""Installer tokens at the cloud: single use, only for enrolment, and every enrolment audited."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+
+from cloud import auditlog, close_app, database, enrol_store
+from gateway.enrol import build_csr
+from gateway.keystore import SoftwareKeyStore
+from tests.enrolkit import make_app, new_token
+from tools.pki import SiteCA
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Iterator[Flask]:
+    application = make_app(tmp_path, SiteCA.create(tmp_path / "pki", "site-a"))
+    yield application
+    close_app(application)
+
+
+def _csr(tmp_path: Path, name: str = "gw-01") -> str:
+    store = SoftwareKeyStore.generate(tmp_path / f"{name}.pem", b"pass")
+    return build_csr(store, name).decode()
+
+
+def test_enrolment_needs_a_valid_installer_token(tmp_path: Path, app: Flask) -> None:
+    client = app.test_client()
+    body = {"csr": _csr(tmp_path)}
+    assert client.post("/enrol/v1/csr", json=body).status_code == 401
+    bad = {"Authorization": "Bearer tdi_not-a-token"}
+    assert client.post("/enrol/v1/csr", json=body, headers=bad).json["error"] == "invalid_token"
+    good = {"Authorization": f"Bearer {new_token(app, 'gw-01')}"}
+    assert client.post("/enrol/v1/csr", json={"csr": "junk"}, headers=good).status_code == 422
+    response = client.post("/enrol/v1/csr", json=body, headers=good)
+    assert response.status_code == 200 and response.json["gateway"] == "gw-01"
+    assert client.post("/enrol/v1/csr", json=body, headers=good).status_code == 401
+
+
+def test_an_installer_token_opens_nothing_else(tmp_path: Path, app: Flask) -> None:
+    headers = {"Authorization": f"Bearer {new_token(app, 'gw-01')}"}
+    response = app.test_client().get("/api/v1/summaries", headers=headers)
+    assert (response.status_code, response.json["error"]) == (403, "forbidden")
+
+
+def test_enrolment_is_audited_and_the_token_is_stored_only_hashed(tmp_path: Path,
+                                                                   app: Flask) -> None:
+    token = new_token(app, "gw-01", "plant-a")
+    app.test_client().post("/enrol/v1/csr", json={"csr": _csr(tmp_path)},
+                           headers={"Authorization": f"Bearer {token}"})
+    with database.sessions(app)() as session:
+        entries = [e for e in auditlog.entries(session) if e.event == "gateway.enrol"]
+        stored = session.get(enrol_store.InstallerToken, enrol_store.token_hash(token))
+        assert stored is not None and stored.used_ms is not None
+        assert enrol_store.group_of(session, "gw-01") == "plant-a"
+    assert len(entries) == 1 and entries[0].actor == "installer:gw-01"
+    assert '"group":"plant-a"' in entries[0].detail
+    raw = Path(database.engine(app).url.database or "").read_bytes()
+    assert token.encode() not in raw
