@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from cloud import auditlog, database
 from cloud.auth import current_principal
+from cloud.timestamps import now_ms
 
 # Event names; other modules may add their own "<area>.<what>" names.
 LOGIN_OK = "login.ok"
@@ -46,10 +46,10 @@ def record(event: str, actor: str | None = None, detail: Mapping[str, Any] | Non
     """Append one event to the audit log of the current app."""
     who = actor if actor is not None else request_actor()
     if session is not None:
-        auditlog.append(session, event, who, detail or {}, _now_ms())
+        auditlog.append(session, event, who, detail or {}, now_ms())
         return
     with database.sessions().begin() as own:
-        auditlog.append(own, event, who, detail or {}, _now_ms())
+        auditlog.append(own, event, who, detail or {}, now_ms())
 
 
 def request_actor() -> str:
@@ -68,7 +68,3 @@ def cli_actor() -> str:
         return f"cli:{getpass.getuser()}"
     except (KeyError, OSError):
         return f"cli:uid{os.getuid()}"
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

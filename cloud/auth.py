@@ -35,7 +35,6 @@ without credentials); `principal.label` is what the audit log records.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -49,6 +48,7 @@ from cloud import accounts, database
 from cloud.config import CloudConfig
 from cloud.errors import error_response
 from cloud.permissions import Permission, granted
+from cloud.timestamps import now_ms
 
 PUBLIC = "public"
 SESSION_USER = "uid"
@@ -212,7 +212,7 @@ def _from_bearer(secret: str) -> Principal | None:
 
 def _api_token_principal(secret: str) -> Principal | None:
     with database.sessions()() as db:
-        owner = accounts.resolve_token(db, secret, _now_ms())
+        owner = accounts.resolve_token(db, secret, now_ms())
         if owner is None:
             return None
         return Principal(kind="token", name=owner.user.name, role=owner.user.role,
@@ -256,9 +256,6 @@ def _state(app: Flask) -> _State:
     state: _State = app.extensions[_EXTENSION]
     return state
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 __all__ = ["PUBLIC", "Principal", "TokenResolver", "add_token_resolver",

@@ -6,7 +6,6 @@ Users, API tokens, the audit log and data keys: cloud/cli_access.py.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
@@ -38,6 +37,7 @@ from cloud.config import ENV_CONFIG_FILE, CloudConfig, ConfigError, load_config
 from cloud.database import create_schema
 from cloud.enrolment import EnrolmentError, check_gateway_cert
 from cloud.server import bind, serve_until_signalled, tls_context
+from cloud.timestamps import iso_utc
 
 PROG = "tandem-cloud"
 
@@ -242,7 +242,7 @@ def _gateway_list(args: argparse.Namespace) -> int:
                           for r in rows]))
         return 0
     for name, status, created, fingerprint in rows:
-        print(f"{name}\t{status}\t{_iso(created)}\t{fingerprint}")
+        print(f"{name}\t{status}\t{iso_utc(created)}\t{fingerprint}")
     return 0
 
 
@@ -264,9 +264,6 @@ def _read(path: Path, what: str) -> bytes:
     except OSError as exc:
         raise CommandError(f"cannot read {what} {path}: {exc.strerror or exc}") from None
 
-
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 if __name__ == "__main__":

@@ -13,21 +13,17 @@ Every change is recorded in the audit log, in the same transaction, as cli:<logi
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import getpass
 import json
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias
-
-from sqlalchemy.orm import Session
 
 from cloud import accounts, audit, auditlog, database, kms
 from cloud.config import CloudConfig
 from cloud.permissions import USER_ROLES
+from cloud.timestamps import iso_utc, now_ms
 
 Actions: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 ConfigLoader = Callable[[argparse.Namespace], CloudConfig]
@@ -118,8 +114,8 @@ def _bind(handler: Callable[[argparse.Namespace, CloudConfig], int],
 
 def _user_add(args: argparse.Namespace, config: CloudConfig) -> int:
     password = None if args.no_password else _password(args.password_file)
-    with _session(config) as session, session.begin():
-        accounts.add_user(session, args.name, args.role, password, _now_ms(), args.email)
+    with database.cli_session(config) as session, session.begin():
+        accounts.add_user(session, args.name, args.role, password, now_ms(), args.email)
         audit.record(audit.USER_ADD, audit.cli_actor(),
                      {"user": args.name, "role": args.role, "password": password is not None},
                      session=session)
@@ -128,7 +124,7 @@ def _user_add(args: argparse.Namespace, config: CloudConfig) -> int:
 
 
 def _user_list(args: argparse.Namespace, config: CloudConfig) -> int:
-    with _session(config) as session:
+    with database.cli_session(config) as session:
         rows: list[dict[str, Any]] = [{"name": u.name, "role": u.role, "active": u.active,
                  "password": u.password_hash is not None, "created": u.created_ms,
                  "email": u.email} for u in accounts.list_users(session)]
@@ -137,7 +133,7 @@ def _user_list(args: argparse.Namespace, config: CloudConfig) -> int:
         return 0
     for r in rows:
         print("\t".join((r["name"], r["role"], "active" if r["active"] else "disabled",
-                         "password" if r["password"] else "token-only", _iso(r["created"]),
+                         "password" if r["password"] else "token-only", iso_utc(r["created"]),
                          r["email"] or "-")))
     return 0
 
@@ -146,7 +142,7 @@ def _user_activation(active: bool) -> Callable[[argparse.Namespace, CloudConfig]
     verb = "enabled" if active else "disabled"
 
     def change(args: argparse.Namespace, config: CloudConfig) -> int:
-        with _session(config) as session, session.begin():
+        with database.cli_session(config) as session, session.begin():
             changed = accounts.set_active(session, args.name, active)
             if changed:
                 audit.record(audit.USER_ENABLE if active else audit.USER_DISABLE,
@@ -158,17 +154,17 @@ def _user_activation(active: bool) -> Callable[[argparse.Namespace, CloudConfig]
 
 
 def _token_create(args: argparse.Namespace, config: CloudConfig) -> int:
-    now = _now_ms()
+    now = now_ms()
     days = _expiry_days(args.expires_days, config)
     expires = None if days == 0 else now + days * DAY_MS
-    with _session(config) as session, session.begin():
+    with database.cli_session(config) as session, session.begin():
         secret = accounts.create_token(session, args.user, args.name, now, expires, args.note)
         audit.record(audit.TOKEN_CREATE, audit.cli_actor(),
                      {"user": args.user, "token": args.name, "expires": expires},
                      session=session)
     print(secret)
     print(f"token {args.user}/{args.name} created; expires "
-          f"{'never' if expires is None else _iso(expires)}. It is shown only this once.",
+          f"{'never' if expires is None else iso_utc(expires)}. It is shown only this once.",
           file=sys.stderr)
     return 0
 
@@ -183,8 +179,8 @@ def _expiry_days(wanted: int | None, config: CloudConfig) -> int:
 
 
 def _token_list(args: argparse.Namespace, config: CloudConfig) -> int:
-    now = _now_ms()
-    with _session(config) as session:
+    now = now_ms()
+    with database.cli_session(config) as session:
         rows: list[dict[str, Any]] = [{"user": user, "name": t.name, "state": _token_state(t, now),
                  "created": t.created_ms, "expires": t.expires_ms, "note": t.note}
                 for user, t in accounts.list_tokens(session, args.user)]
@@ -192,8 +188,8 @@ def _token_list(args: argparse.Namespace, config: CloudConfig) -> int:
         print(json.dumps(rows))
         return 0
     for r in rows:
-        expires = "never" if r["expires"] is None else _iso(r["expires"])
-        print(f"{r['user']}\t{r['name']}\t{r['state']}\t{_iso(r['created'])}\t{expires}")
+        expires = "never" if r["expires"] is None else iso_utc(r["expires"])
+        print(f"{r['user']}\t{r['name']}\t{r['state']}\t{iso_utc(r['created'])}\t{expires}")
     return 0
 
 
@@ -204,8 +200,8 @@ def _token_state(token: accounts.ApiToken, now: int) -> str:
 
 
 def _token_revoke(args: argparse.Namespace, config: CloudConfig) -> int:
-    with _session(config) as session, session.begin():
-        changed = accounts.revoke_token(session, args.user, args.name, _now_ms())
+    with database.cli_session(config) as session, session.begin():
+        changed = accounts.revoke_token(session, args.user, args.name, now_ms())
         if changed:
             audit.record(audit.TOKEN_REVOKE, audit.cli_actor(),
                          {"user": args.user, "token": args.name}, session=session)
@@ -214,7 +210,7 @@ def _token_revoke(args: argparse.Namespace, config: CloudConfig) -> int:
 
 
 def _audit_verify(args: argparse.Namespace, config: CloudConfig) -> int:
-    with _session(config) as session:
+    with database.cli_session(config) as session:
         verdict = auditlog.verify(session, args.expect_head)
     if verdict.ok:
         print(f"audit log ok: {verdict.rows} rows, head {verdict.head}")
@@ -230,7 +226,7 @@ def _key_rotate(args: argparse.Namespace, config: CloudConfig) -> int:
         raise kms.KeyUnavailable(f"{config.security.key_provider!r} keys are rotated by "
                                  "their own key service")
     key_id = provider.rotate()
-    with _session(config) as session, session.begin():
+    with database.cli_session(config) as session, session.begin():
         audit.record(audit.KEY_ROTATE, audit.cli_actor(), {"key": key_id}, session=session)
     print(f"data key {key_id} is now current ({provider.path})")
     return 0
@@ -248,21 +244,3 @@ def _password(path: Path | None) -> str:
         raise accounts.AccountError("the passwords differ")
     return first
 
-
-@contextmanager
-def _session(config: CloudConfig) -> Iterator[Session]:
-    engine = database.connect(config)
-    try:
-        database.create_schema(engine)
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
-def _iso(ms: Any) -> str:
-    return dt.datetime.fromtimestamp(int(ms) / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -9,7 +11,7 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from cloud import accounts, auditlog, enrol_store, kms, policy_store, sealed_store  # noqa: F401 (their tables join Base.metadata)  # noqa: F401 (tables)
+from cloud import accounts, auditlog, enrol_store, kms, policy_store, sealed_store  # noqa: F401 (their tables join Base.metadata)
 from cloud.config import CloudConfig
 from cloud.registry import Base
 
@@ -96,3 +98,15 @@ def check(app: Flask | None = None) -> None:
 def close(app: Flask) -> None:
     """Release the app's database connections."""
     engine(app).dispose()
+
+
+@contextmanager
+def cli_session(config: CloudConfig) -> Iterator[Session]:
+    """A session for one CLI command: connect, make sure the schema exists, dispose after."""
+    engine = connect(config)
+    try:
+        create_schema(engine)
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -12,7 +12,6 @@ that uses up the token and writes the audit entry.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 from cryptography import x509
@@ -28,6 +27,7 @@ from cloud.gateway_requests import signed_request
 from cloud.issuer import IssueError, certify, issuing_ca
 from cloud.keyfiles import KeyFileError, load_private_key, public_pem
 from cloud.permissions import Permission
+from cloud.timestamps import now_ms
 
 bp = Blueprint("enrol", __name__, url_prefix="/enrol/v1")
 GATEWAY_RENEW = "gateway.renew"
@@ -41,7 +41,7 @@ def init_app(app: Flask) -> None:
 
 def _installer(secret: str) -> Principal | None:
     with database.sessions()() as session:
-        grant = enrol_store.find_grant(session, secret, _now_ms())
+        grant = enrol_store.find_grant(session, secret, now_ms())
     if grant is None:
         return None
     return Principal(kind="installer", name=grant.gateway, role="installer", via="bearer")
@@ -52,7 +52,7 @@ def _installer(secret: str) -> Principal | None:
 def enrol() -> tuple[Response, int]:
     """Certify and register the gateway the installer token names."""
     secret = request.headers.get("Authorization", "").partition(" ")[2].strip()
-    now = _now_ms()
+    now = now_ms()
     with database.sessions()() as session:
         grant = enrol_store.find_grant(session, secret, now)
     if grant is None:
@@ -77,7 +77,7 @@ def renew() -> tuple[Response, int]:
     if not isinstance(csr, str):
         raise Rejection(422, "bad_csr", "body needs csr (PEM text)")
     cert = _certify(csr.encode(), signed.gateway)
-    now = _now_ms()
+    now = now_ms()
     with database.sessions().begin() as session:
         _register(session, signed.gateway, cert, now)
         group = enrol_store.group_of(session, signed.gateway)
@@ -140,7 +140,3 @@ def _serial(cert: x509.Certificate) -> str:
 def _config() -> CloudConfig:
     config: CloudConfig = current_app.config["TANDEM"]
     return config
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -7,7 +7,6 @@ an unknown or revoked gateway is refused exactly as its batches are.
 from __future__ import annotations
 
 import base64
-import time
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -16,6 +15,7 @@ from flask import current_app, request
 from cloud import database, registry
 from cloud.config import CloudConfig
 from cloud.errors import Rejection
+from cloud.timestamps import now_ms
 from wire.errors import WireError
 from wire.gwrequest import GatewayRequest, open_request
 
@@ -38,7 +38,7 @@ def signed_request(op: str) -> GatewayRequest:
         raw = request.get_data(cache=False)
     config: CloudConfig = current_app.config["TANDEM"]
     try:
-        return open_request(raw, registered_key, op, _now_ms(),
+        return open_request(raw, registered_key, op, now_ms(),
                             config.enrol.request_skew_s * 1000)
     except WireError as exc:
         status, code = _FAULTS.get(exc.reason, (400, "malformed"))
@@ -55,7 +55,3 @@ def registered_key(gateway: str) -> ec.EllipticCurvePublicKey | None:
         raise Rejection(403, "revoked_gateway", f"gateway {gateway!r} is revoked")
     key = serialization.load_pem_public_key(found.public_key_pem.encode())
     return key if isinstance(key, ec.EllipticCurvePublicKey) else None
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -27,6 +27,7 @@ from cloud.auth import public
 from cloud.config import CloudConfig
 from cloud.errors import RecordsRefused, Rejection, error_response
 from cloud.metrics import metrics
+from cloud.timestamps import now_ms
 from wire.batch import Batch, decode_batch
 from wire.cose import MEDIA_TYPE, verify1
 from wire.errors import WireError
@@ -91,7 +92,7 @@ def _handle() -> tuple[Response, int]:
     _check_media_type()
     batch = _admit(_read_body())
     try:
-        stored = _store(batch, _now_ms())
+        stored = _store(batch, now_ms())
     except RecordsRefused as exc:
         raise Rejection(422, "invalid_batch", str(exc)) from None
     outcome = "stored" if stored else "duplicate"
@@ -181,7 +182,7 @@ def _gateway_key(kid: str) -> ec.EllipticCurvePublicKey | None:
 def _check_age(batch: Batch) -> None:
     """Refuse batches outside the replay window, the span the ledger is guaranteed to cover."""
     limits = _config().ingest
-    now = _now_ms()
+    now = now_ms()
     if limits.replay_window_s and batch.sent_ms < now - limits.replay_window_s * 1000:
         raise Rejection(422, "stale_batch",
                         f"sent {(now - batch.sent_ms) // 1000} s ago, beyond the replay window "
@@ -230,7 +231,3 @@ def _store(batch: Batch, received_ms: int) -> bool:
 def _config() -> CloudConfig:
     config: CloudConfig = current_app.config["TANDEM"]
     return config
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

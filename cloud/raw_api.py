@@ -16,7 +16,6 @@ The snippet itself arrives as a raw record in an ordinary signed batch
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
@@ -27,6 +26,7 @@ from cloud.config import CloudConfig
 from cloud.errors import Rejection
 from cloud.gateway_requests import signed_request
 from cloud.permissions import Permission
+from cloud.timestamps import now_ms
 
 bp = Blueprint("raw", __name__)
 RAW_REQUESTED = "data.raw_request"
@@ -46,12 +46,12 @@ def create() -> tuple[Response, int]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or set(body) - {"device", "t_ms"}:
         raise Rejection(400, "bad_parameter", 'send a JSON object {"device": ..., "t_ms": ...}')
-    device, t_ms = body.get("device"), body.get("t_ms", _now_ms())
+    device, t_ms = body.get("device"), body.get("t_ms", now_ms())
     if not isinstance(device, str) or not 0 < len(device) <= 64 or not device.isprintable():
         raise Rejection(400, "bad_parameter", "device must be 1..64 printable chars")
     if type(t_ms) is not int or not 0 <= t_ms <= _MAX_T_MS:
         raise Rejection(400, "bad_parameter", "t_ms must be a Unix time in ms")
-    now = _now_ms()
+    now = now_ms()
     with database.sessions().begin() as session:
         gateway = raw_store.gateway_of(session, device)
         if gateway is None:
@@ -77,7 +77,7 @@ def status(request_id: str) -> Response:
     if not request_id.isascii() or not request_id.isdigit() or len(request_id) > 18:
         raise Rejection(404, "not_found", "raw request ids are decimal integers")
     with database.sessions().begin() as session:
-        raw_store.expire(session, _now_ms(), _config().raw.request_timeout_s * 1000)
+        raw_store.expire(session, now_ms(), _config().raw.request_timeout_s * 1000)
         found = raw_store.get(session, int(request_id))
         if found is None:
             raise Rejection(404, "not_found", f"no raw request {request_id}")
@@ -89,7 +89,7 @@ def status(request_id: str) -> Response:
 def edge_requests() -> Response:
     """The asking gateway's open requests (pending ones are marked sent)."""
     signed = signed_request("edge-requests")
-    now = _now_ms()
+    now = now_ms()
     with database.sessions().begin() as session:
         raw_store.expire(session, now, _config().raw.request_timeout_s * 1000)
         rows = raw_store.take_open(session, signed.gateway, now)
@@ -106,7 +106,7 @@ def edge_result() -> tuple[Response, int]:
     if type(rid) is not int or ok is not False or not isinstance(reason, str):
         raise Rejection(422, "invalid_result", 'body needs id, "ok": false and a reason')
     with database.sessions().begin() as session:
-        if not raw_store.fail(session, signed.gateway, rid, reason, _now_ms()):
+        if not raw_store.fail(session, signed.gateway, rid, reason, now_ms()):
             raise Rejection(404, "not_found", f"no open request {rid} of {signed.gateway}")
     return jsonify(status="recorded"), 200
 
@@ -129,7 +129,3 @@ def _request_json(row: raw_store.RawRequest,
 def _config() -> CloudConfig:
     config: CloudConfig = current_app.config["TANDEM"]
     return config
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

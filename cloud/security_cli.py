@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias
-
-from sqlalchemy.orm import Session
 
 from cloud import audit, database, enrol_store, policy_store, sealed_store
 from cloud.config import CloudConfig
 from cloud.keyfiles import KeyFileError, load_private_key, write_new_key
 from cloud.policies import PolicyFileError, load_policy_file, push
+from cloud.timestamps import iso_utc, now_ms
 from wire.errors import WireError
 from wire.sealed import open_sealed
 
@@ -74,8 +70,8 @@ def add_commands(commands: Subparsers, config: argparse.ArgumentParser,
 def _token(args: argparse.Namespace) -> int:
     config = _config(args)
     ttl = _ttl(args.ttl) if args.ttl else config.enrol.token_ttl_s
-    with _session(config) as session, session.begin():
-        secret = enrol_store.create_token(session, args.gateway, args.group, ttl, _now_ms())
+    with database.cli_session(config) as session, session.begin():
+        secret = enrol_store.create_token(session, args.gateway, args.group, ttl, now_ms())
         audit.record("enrol.token", session=session, detail={
             "gateway": args.gateway, "group": args.group, "ttl_s": ttl})
     print(secret)
@@ -85,8 +81,8 @@ def _token(args: argparse.Namespace) -> int:
 def _push(args: argparse.Namespace) -> int:
     config = _config(args)
     doc = load_policy_file(args.file)
-    with _session(config) as session, session.begin():
-        release = push(session, config, args.group, doc, _now_ms())
+    with database.cli_session(config) as session, session.begin():
+        release = push(session, config, args.group, doc, now_ms())
         audit.record(audit.POLICY_PUSH, session=session, detail={
             "group": args.group, "version": release.version, "file": str(args.file)})
     print(f"policy {args.group} v{release.version} published")
@@ -94,11 +90,11 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    with _session(_config(args)) as session:
-        groups = [{"group": g.group, "version": g.version, "issued": _iso(g.issued_ms)}
+    with database.cli_session(_config(args)) as session:
+        groups = [{"group": g.group, "version": g.version, "issued": iso_utc(g.issued_ms)}
                   for g in policy_store.groups(session)]
         acks = [{"gateway": a.gateway, "group": a.group, "version": a.version, "ok": a.ok,
-                 "reason": a.reason, "at": _iso(a.acked_ms)} for a in policy_store.acks(session)]
+                 "reason": a.reason, "at": iso_utc(a.acked_ms)} for a in policy_store.acks(session)]
     if args.json:
         print(json.dumps({"groups": groups, "gateways": acks}))
         return 0
@@ -122,7 +118,7 @@ def _show(args: argparse.Namespace) -> int:
         raise KeyFileError("set [policy] data_key to open sealed records")
     key = load_private_key(config.policy.data_key, config.policy.passphrase_env,
                            "policy.data_key")
-    with _session(config) as session:
+    with database.cli_session(config) as session:
         rows = sealed_store.read(session, args.gateway, args.limit)
     for gateway, record in rows:
         hidden: dict[str, Any] = open_sealed(record, key)
@@ -142,21 +138,3 @@ def _config(args: argparse.Namespace) -> CloudConfig:
     config: CloudConfig = args.load_config(args)
     return config
 
-
-@contextmanager
-def _session(config: CloudConfig) -> Iterator[Session]:
-    engine = database.connect(config)
-    try:
-        database.create_schema(engine)
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
-def _iso(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
