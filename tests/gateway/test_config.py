@@ -3,8 +3,10 @@
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from gateway.config import ConfigError, load_config
+from gateway.config import ConfigError, load_config, parse_config
 
 GOOD = """\
 version = 1
@@ -59,3 +61,33 @@ def test_errors_name_file_line_and_field(tmp_path: Path, edit: tuple[str, str],
 def test_a_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml", environ={})
+
+
+toml_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["version", "gateway", "identity", "coap", "uplink",
+                                        "pipeline", "outbox", "metrics", "rules", "junk"]),
+                       toml_values, max_size=8))
+def test_any_document_is_either_a_config_or_a_config_error(document: dict[str, object]) -> None:
+    try:
+        parse_config(document)
+    except ConfigError as exc:
+        assert str(exc)  # says what is wrong
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=400))
+def test_any_file_text_is_either_a_config_or_a_config_error(
+        tmp_path_factory: pytest.TempPathFactory, text: str) -> None:
+    path = tmp_path_factory.mktemp("fuzz") / "gw.toml"
+    path.write_text(text)
+    try:
+        load_config(path, environ={})
+    except ConfigError as exc:
+        assert str(path) in str(exc)
