@@ -8,7 +8,7 @@ window summaries. Raw bytes are what shipping the waveform itself would cost
 uplink bytes are what the gateway actually sent, read from its own metrics
 (gzip-compressed HTTPS bodies). The goal is at least 200x fewer.
 
-The vibration firmware needs a 96 KB heap on the unix port (its bytecode
+The vibration firmware needs 96-112 KB of heap on the unix port (its bytecode
 lives in the heap there; on the ESP32 it is frozen in flash).
 """
 
@@ -28,6 +28,7 @@ import httpx
 from tools.site import NodeSpec, Site, SitePorts, free_tcp_port
 
 GOAL_RATIO = 200
+VIBRATION_HEAP = "112K"  # the unix port keeps bytecode in the heap; see the module docstring
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,11 +54,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tandem bench bytes",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--nodes", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--seconds", type=float, default=120.0)
     parser.add_argument("--rate-hz", type=int, default=800)
     parser.add_argument("--samples", type=int, default=128, help="samples per report")
     parser.add_argument("--period-ms", type=int, default=250)
-    parser.add_argument("--window", type=float, default=10.0, help="gateway summary window, s")
+    parser.add_argument("--window", type=float, default=60.0, help="gateway summary window, s")
     return parser
 
 
@@ -68,8 +69,8 @@ def _run(site: Site, args: argparse.Namespace) -> tuple[int, int, int]:
               "scenario": "normal", "seed": 1}
     nodes = []
     for i in range(args.nodes):
-        spec = NodeSpec(f"vib-{i + 1:02d}", period_ms=args.period_ms, heap="96K",
-                        extra=(("sensor", {**sensor, "seed": i + 1}),))
+        spec = NodeSpec(f"vib-{i + 1:02d}", period_ms=args.period_ms, heap=VIBRATION_HEAP,
+                        extra=(("sensor", {**sensor, "seed": i + 1}), ("outbox", 8)))
         nodes.append(site.start_node(spec, site.issue_node(spec)))
     time.sleep(args.seconds)  # the benchmark's measured interval
     for node in nodes:

@@ -16,6 +16,11 @@ channels), the CoAP round trip (send -> 2.04 decrypted, in the generator,
 so it includes the generator's own queueing), the gateway's CPU time over
 the window (all its threads, from /proc/<pid>/stat) and its ratio to one
 core, and the gateway's RSS (VmRSS) before and after.
+
+Where the time goes (py-spy on the gateway's main thread, 500 peers, 8
+channels): aiocoap's message manager, pipes, site and message copies 41 %,
+DTLS (pyOpenSSL, socket send) 29 %, asyncio 14 %, windows and summaries 6 %,
+report decoding 4 %, ingress 4 %.
 """
 
 from __future__ import annotations

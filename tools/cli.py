@@ -97,11 +97,13 @@ def _demo(args: argparse.Namespace) -> int:
 # -- bench: each benchmark's own main, its options passed through ----------------------
 
 _BENCHES = {"reflex": "tools.bench_reflex", "modbus": "tools.bench_modbus",
-            "ingest": "tools.bench_ingest", "coap": "tools.bench_coap"}
+            "ingest": "tools.bench_ingest", "coap": "tools.bench_coap",
+            "drain": "tools.bench_drain", "bytes": "tools.bench_bytes",
+            "latency": "tools.bench_latency"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    bench = sub.add_parser("bench", help="run a benchmark (reflex, modbus, ingest, coap)",
+    bench = sub.add_parser("bench", help="run a benchmark (" + ", ".join(sorted(_BENCHES)) + ")",
                            description="Run one benchmark; options after its name go to it "
                            "(e.g. `tandem bench coap --peers 500 --soak 10`, "
                            "`tandem bench reflex -- --help`).")
