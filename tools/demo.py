@@ -23,6 +23,28 @@ from tools.site import NodeSpec, Site, SitePorts
 
 SCENARIOS = ("normal", "bearing_fault", "over_temp")
 
+# The gateway acts on these locally (docs/rules.md); the cloud sees the events.
+DEMO_RULES = """\
+version = 1
+
+[action.siren]
+kind = "local_alarm"
+
+[[rule]]
+name = "overheat"
+severity = 3
+for_ms = 2000
+when = { input = "temp", above = 25.0, clear_below = 24.0 }
+actions = ["siren"]
+
+[[rule]]
+name = "bearing"
+severity = 2
+for_ms = 2000
+when = { input = "vib", above = 0.2, clear_below = 0.15 }
+actions = ["siren"]
+"""
+
 
 @dataclass(frozen=True)
 class DemoOptions:
@@ -44,7 +66,7 @@ def run_demo(options: DemoOptions) -> int:
     _on_signals(stop)
     site = Site(options.workdir.resolve(),
                 SitePorts(options.cloud_port, options.coap_port, options.metrics_port),
-                window_s=options.window_s, echo=_echo_problems)
+                window_s=options.window_s, echo=_echo_problems, rules=DEMO_RULES)
     try:
         _start(site, options)
         print(f"\nTandem demo is up after {time.monotonic() - started:.1f} s:\n"
@@ -103,6 +125,7 @@ def _live(site: Site, stop: threading.Event, started: float, duration_s: float) 
 def _status_line(client: httpx.Client) -> str:
     try:
         points = client.get("/api/v1/summaries", params={"limit": 1000}).json()["points"]
+        fired = client.get("/api/v1/events", params={"limit": 1000}).json()["events"]
     except (httpx.HTTPError, ValueError, KeyError):
         return ""
     latest: dict[tuple[str, str], dict[str, float]] = {}
@@ -110,8 +133,13 @@ def _status_line(client: httpx.Client) -> str:
         key = (point["device"], point["channel"])
         if key not in latest or point["t0"] > latest[key]["t0"]:
             latest[key] = point
-    parts = [f"{dev} {ch}={p['mean']:.2f}" for (dev, ch), p in sorted(latest.items())]
-    return f"cloud has {len(points)} summaries | " + "  ".join(parts) if parts else ""
+    devices = sorted({device for device, _ in latest})
+    nodes = [f"{d} " + " ".join(f"{ch}={latest[(d, ch)]['mean']:.2f}"
+                                for dd, ch in sorted(latest) if dd == d) for d in devices]
+    alarms = sorted({f"{e['name']}@{e['device']}" for e in fired
+                     if "/" not in e["name"] and e["severity"] > 0})
+    said = f"{len(alarms)} alarms ({', '.join(alarms)})" if alarms else "no alarms"
+    return f"cloud: {len(points)} summaries, {said} | " + " | ".join(nodes) if nodes else ""
 
 
 def _echo_problems(name: str, line: str) -> None:
