@@ -37,7 +37,7 @@ demo: venv
 	$(BIN)/tandem demo
 
 test: venv-test
-	$(BIN)/python -m pytest -q --durations=15 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -rs --durations=15 $(PYTEST_ARGS)
 
 lint: venv-test
 	$(BIN)/ruff check .

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import ssl
 import tempfile
 import time
 from collections.abc import Sequence
@@ -25,7 +24,7 @@ from pathlib import Path
 
 import httpx
 
-from tools.site import NodeSpec, Site, SitePorts, free_tcp_port
+from tools.site import NodeSpec, Site, local_site
 
 GOAL_RATIO = 200
 VIBRATION_HEAP = "112K"  # the unix port keeps bytecode in the heap; see the module docstring
@@ -35,9 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the site, print raw bytes, uplink bytes and their ratio."""
     args = _parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tandem-bytes-") as tmp:
-        site = Site(Path(tmp) / "site", SitePorts(free_tcp_port(), free_tcp_port(),
-                                                  free_tcp_port()), window_s=args.window)
-        site.prepare("bench")
+        site = local_site(Path(tmp) / "site", window_s=args.window)
         try:
             raw, uplink, reports = _run(site, args)
         finally:
@@ -81,8 +78,6 @@ def _run(site: Site, args: argparse.Namespace) -> tuple[int, int, int]:
     metrics = httpx.get(f"http://127.0.0.1:{site.ports.metrics}/metrics", timeout=10).text
     uplink = sum(int(float(v)) for v in
                  re.findall(r'^tandem_gw_uplink_bytes_total\{[^}]*\} (\S+)$', metrics, re.M))
-    trust = ssl.create_default_context(cafile=site.pki / "ca.pem")
-    httpx.get(f"{site.cloud_url}/healthz", verify=trust, timeout=10)
     return reports * args.samples * 3 * 2, uplink, reports
 
 

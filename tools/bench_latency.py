@@ -12,25 +12,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import ssl
 import statistics
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import httpx
-
-from tools.site import NodeSpec, Site, SitePorts, free_tcp_port
+from tools.site import NodeSpec, Site, local_site
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Measure and print reading latencies."""
     args = _parser().parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="tandem-latency-") as tmp:
-        site = Site(Path(tmp) / "site", SitePorts(free_tcp_port(), free_tcp_port(),
-                                                  free_tcp_port()), window_s=args.window)
-        site.prepare("bench")
+        site = local_site(Path(tmp) / "site", window_s=args.window)
         try:
             latencies = _measure(site, args)
         finally:
@@ -59,9 +54,7 @@ def _measure(site: Site, args: argparse.Namespace) -> list[float]:
     node = site.start_node(spec, site.issue_node(spec))
     acked: dict[int, float] = {}  # node time (ms) -> wall clock at the ack
     seen: dict[int, float] = {}
-    trust = ssl.create_default_context(cafile=site.pki / "ca.pem")
-    with httpx.Client(base_url=site.cloud_url, verify=trust, timeout=5,
-                      headers=site.api_headers()) as client:
+    with site.cloud_client(timeout=5) as client:
         deadline = time.monotonic() + args.reports * args.period_ms / 1000 + 30
         done = 0
         while time.monotonic() < deadline:

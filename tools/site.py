@@ -10,11 +10,14 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import httpx
 
 from tools.pki import Identity, Role, SiteCA
 from tools.procs import Child
@@ -101,6 +104,12 @@ class Site:
     def api_headers(self) -> dict[str, str]:
         """Headers authenticating a client of the cloud API (after start_cloud)."""
         return {"Authorization": f"Bearer {self.api_token}"}
+
+    def cloud_client(self, timeout: float = 10.0) -> httpx.Client:
+        """An HTTPS client of the cloud API: trusts the site CA, carries the API token."""
+        trust = ssl.create_default_context(cafile=self.pki / "ca.pem")
+        return httpx.Client(base_url=self.cloud_url, verify=trust, timeout=timeout,
+                            headers=self.api_headers())
 
     def _issue_api_token(self) -> str:
         """Create a token-only operator and an API token for it (what the demo and tests use)."""
@@ -225,6 +234,22 @@ port = {self.ports.metrics}
         path = directory / "node.json"
         path.write_text(json.dumps(config, indent=2))
         return path
+
+
+def local_site(root: Path, window_s: float = 5.0, **options: object) -> Site:
+    """A prepared site (PKI and configs written) listening on free loopback ports."""
+    site = Site(root, SitePorts(free_tcp_port(), free_udp_port(), free_tcp_port()),
+                window_s=window_s, **options)  # type: ignore[arg-type]
+    site.prepare()
+    return site
+
+
+def free_udp_port() -> int:
+    """A UDP port on 127.0.0.1 that nothing is bound to right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def free_tcp_port() -> int:

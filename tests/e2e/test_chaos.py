@@ -10,19 +10,16 @@ exactly those the nodes saw acknowledged: none lost, none counted twice.
 from __future__ import annotations
 
 import random
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.e2e.readings import assert_exactly, events, wait_for_counts
 from tests.netcut import CuttableLink
-from tests.ports import free_port, free_udp_port
 from tools.procs import Child
-from tools.site import NodeSpec, Site, SitePorts
+from tools.site import NodeSpec, Site, local_site
 
 KILLS = 20
 REPORTS = 300
@@ -35,9 +32,7 @@ NODE_TUNING = (("outbox", 64), ("link", {"backoff_max_ms": 1000}),
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    running = Site(tmp_path / "site", SitePorts(free_port(), free_udp_port(), free_port()),
-                   window_s=1.0)
-    running.prepare()
+    running = local_site(tmp_path / "site", window_s=1.0)
     try:
         yield running
     finally:
@@ -114,9 +109,7 @@ def test_outage_cut_link_and_twenty_gateway_crashes_lose_and_repeat_nothing(
         node.wait_for(r'"ev": ?"exit"', timeout=180)
         assert node.proc.wait(30) == 0, node.tail()
 
-    trust = ssl.create_default_context(cafile=site.pki / "ca.pem")
-    with httpx.Client(base_url=site.cloud_url, verify=trust, timeout=10,
-                      headers=site.api_headers()) as client:
+    with site.cloud_client() as client:
         for spec, node in zip(specs, nodes, strict=True):
             acks = events(node, "ack")
             assert len(acks) == REPORTS

@@ -11,7 +11,6 @@ acknowledged reading, the latter partly in coarser windows.
 from __future__ import annotations
 
 import re
-import ssl
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,8 +19,7 @@ import httpx
 import pytest
 
 from tests.e2e.readings import assert_exactly, events, wait_for_counts
-from tests.ports import free_port, free_udp_port
-from tools.site import NodeSpec, Site, SitePorts
+from tools.site import NodeSpec, Site, local_site
 
 THRESHOLDS = (25, 30, 35, 40)  # the over_temp node climbs 0.4 degC per report from ~22
 REPORTS = 200
@@ -34,8 +32,7 @@ RULES = "version = 1\n\n[action.siren]\nkind = \"local_alarm\"\n" + "".join(
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    running = Site(tmp_path / "site", SitePorts(free_port(), free_udp_port(), free_port()))
-    running.prepare()
+    running = local_site(tmp_path / "site")
     try:
         yield running
     finally:
@@ -68,9 +65,7 @@ def test_a_full_outbox_degrades_gracefully_and_delivers_every_alarm(site: Site) 
     site.start_cloud()  # the outage ends
     acks = events(node, "ack")
     assert len(acks) == REPORTS
-    trust = ssl.create_default_context(cafile=site.pki / "ca.pem")
-    with httpx.Client(base_url=site.cloud_url, verify=trust, timeout=10,
-                      headers=site.api_headers()) as client:
+    with site.cloud_client() as client:
         points = wait_for_counts(client, spec.name, REPORTS, timeout=120)
         assert_exactly(points, acks)
         assert any(p["t1"] - p["t0"] > 200 for p in points), "no window was merged"

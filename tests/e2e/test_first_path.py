@@ -8,7 +8,6 @@ the cloud's query endpoint under that node's identity.
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,9 +16,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.e2e.readings import assert_exactly, events, summaries, wait_for_counts
-from tests.ports import free_port, free_udp_port
 from tools.pki import SiteCA
-from tools.site import NodeSpec, Site, SitePorts
+from tools.site import NodeSpec, Site, local_site
 from wire.batch import Batch, Summary, encode_batch
 from wire.cose import SoftwareSigner, sign1
 
@@ -28,9 +26,7 @@ REPORTS = 12
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("site")
-    running = Site(root, SitePorts(free_port(), free_udp_port(), free_port()), window_s=1.0)
-    running.prepare()
+    running = local_site(tmp_path_factory.mktemp("site"), window_s=1.0)
     try:
         running.start_cloud()
         running.start_gateway()
@@ -41,9 +37,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def client(site: Site) -> Iterator[httpx.Client]:
-    trust = ssl.create_default_context(cafile=site.pki / "ca.pem")
-    with httpx.Client(base_url=site.cloud_url, verify=trust, timeout=10,
-                      headers=site.api_headers()) as c:
+    with site.cloud_client() as c:
         yield c
 
 

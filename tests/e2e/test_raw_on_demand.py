@@ -23,9 +23,8 @@ import httpx
 import pytest
 
 from tests.e2e.readings import events
-from tests.ports import free_port, free_udp_port
 from tools.procs import Child
-from tools.site import NodeSpec, Site, SitePorts
+from tools.site import NodeSpec, Site, local_site
 
 pytestmark = pytest.mark.timeout(240)
 T = TypeVar("T")
@@ -39,9 +38,7 @@ NODE = NodeSpec("node-01", period_ms=250, heap="144K", extra=(
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("site")
-    running = Site(root, SitePorts(free_port(), free_udp_port(), free_port()), window_s=1.0)
-    running.prepare()
+    running = local_site(tmp_path_factory.mktemp("site"), window_s=1.0)
     try:
         running.start_cloud()
         running.start_gateway(env={"TANDEM_GW_RAWCACHE_REQUEST_POLL_S": "0.3"})

@@ -11,7 +11,6 @@ directory holds no private key or sealed secret in plaintext.
 from __future__ import annotations
 
 import json
-import ssl
 import subprocess
 import sys
 import time
@@ -24,8 +23,7 @@ import pytest
 
 from gateway.keystore import SoftwareKeyStore
 from gateway.privacy.keys import PSEUDONYM_SECRET
-from tests.ports import free_port, free_udp_port
-from tools.site import NodeSpec, Site, SitePorts
+from tools.site import NodeSpec, Site, local_site
 
 PASSPHRASE_ENV = "TANDEM_E2E_KEY_PASSPHRASE"
 PASSPHRASE = "e2e passphrase, not a secret"
@@ -57,9 +55,8 @@ def _environ() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("site")
-    running = Site(root, SitePorts(free_port(), free_udp_port(), free_port()), window_s=1.0)
-    running.prepare()
+    running = local_site(tmp_path_factory.mktemp("site"), window_s=1.0)
+    root = running.root
     keys = root / "cloud-keys"
     for name in ("policy.pem", "data.pem", "forger.pem"):
         _cli("tandem-cloud", "policy", "keygen", "--out", str(keys / name))
@@ -83,9 +80,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
 
 @pytest.fixture(scope="module")
 def client(site: Site) -> Iterator[httpx.Client]:
-    trust = ssl.create_default_context(cafile=site.pki / "ca.pem")
-    with httpx.Client(base_url=site.cloud_url, verify=trust, timeout=10,
-                      headers=site.api_headers()) as c:
+    with site.cloud_client() as c:
         yield c
 
 
