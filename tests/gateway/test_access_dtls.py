@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,29 +18,12 @@ from tests.gateway.test_access_peers import (
     ServerThread,
     Site,
     libcoap_post,
-    make_site,
     report_post,
     sample_report,
     wait_until,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Site:
-    return make_site(tmp_path)
-
-
-@pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
-
-
-@pytest.fixture
-def server(site: Site, sink: RecordingSink) -> Iterator[ServerThread]:
-    with ServerThread(site.config(), sink) as running:
-        yield running
 
 
 def sessions(server: ServerThread) -> list[tuple[SessionState, str | None]]:

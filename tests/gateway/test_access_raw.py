@@ -30,7 +30,6 @@ from tests.gateway.test_access_peers import (
     RecordingSink,
     ServerThread,
     Site,
-    make_site,
     wait_until,
 )
 from tests.nodeproc import NodeProcess, write_node_config
@@ -64,11 +63,6 @@ class Gateway:
 
     def snippets(self) -> int:
         return int(self.database.call_sync(self.cache.totals_sync)[0])
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Site:
-    return make_site(tmp_path)
 
 
 @pytest.fixture

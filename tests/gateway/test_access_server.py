@@ -18,28 +18,11 @@ from tests.gateway.test_access_peers import (
     ServerThread,
     Site,
     libcoap_post,
-    make_site,
     report_post,
     sample_report,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Site:
-    return make_site(tmp_path)
-
-
-@pytest.fixture
-def sink() -> RecordingSink:
-    return RecordingSink()
-
-
-@pytest.fixture
-def server(site: Site, sink: RecordingSink) -> Iterator[ServerThread]:
-    with ServerThread(site.config(), sink) as running:
-        yield running
 
 
 @pytest.fixture

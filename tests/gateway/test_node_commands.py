@@ -15,7 +15,7 @@ from gateway.config import CommandsSection
 from gateway.nodecommands import NodeCommands
 from gateway.rules.actions import Firing, NodeAlarm
 from gateway.rules.definitions import NodeAlarmSpec
-from tests.gateway.test_access_peers import RecordingSink, ServerThread, Site, make_site
+from tests.gateway.test_access_peers import RecordingSink, ServerThread, Site
 from tests.nodeproc import NodeProcess, write_node_config
 
 pytestmark = pytest.mark.timeout(90)
@@ -79,11 +79,6 @@ def test_a_node_is_reachable_while_it_polls_and_an_unconfirmed_command_times_out
         assert served(commands, "n", 0) == {"id": 1, "alarm": {"rule": "hot", "active": True}}
 
     asyncio.run(main())
-
-
-@pytest.fixture
-def site(tmp_path: Path) -> Site:
-    return make_site(tmp_path)
 
 
 @pytest.fixture
