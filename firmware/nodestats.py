@@ -8,6 +8,8 @@ def stats(node):
     if hasattr(node, "late_max_ms"):  # fieldnode.FieldNode
         s["window_late_max_ms"] = node.late_max_ms
         s["spilled"] = getattr(node.outbox, "spilled", 0)
+        spill = getattr(node.outbox, "spill", None)
+        s["spill_pending"] = spill.count if spill is not None else 0
     j = getattr(node.sensors, "jitter", None)
     if j is not None:
         s["jitter_us"] = {"p50": j.quantile_us(500), "p99": j.quantile_us(990),
