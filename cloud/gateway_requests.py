@@ -46,7 +46,10 @@ def signed_request(op: str) -> GatewayRequest:
 
 
 def registered_key(gateway: str) -> ec.EllipticCurvePublicKey | None:
-    """The active gateway's key; None if unknown; Rejection if revoked."""
+    """The active gateway's key (batches and signed requests alike); None if unknown.
+
+    Raises Rejection for a revoked gateway or one registered without an EC key.
+    """
     with database.sessions()() as session:
         found = registry.find_gateway(session, gateway)
     if found is None:
@@ -54,4 +57,6 @@ def registered_key(gateway: str) -> ec.EllipticCurvePublicKey | None:
     if not found.active:
         raise Rejection(403, "revoked_gateway", f"gateway {gateway!r} is revoked")
     key = serialization.load_pem_public_key(found.public_key_pem.encode())
-    return key if isinstance(key, ec.EllipticCurvePublicKey) else None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise Rejection(403, "unknown_gateway", f"gateway {gateway!r} has no EC key")
+    return key

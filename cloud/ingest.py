@@ -15,8 +15,6 @@ import time
 import zlib
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -26,6 +24,7 @@ from cloud import audit, database, raw_store, registry, sealed_store, timeseries
 from cloud.auth import public
 from cloud.config import CloudConfig
 from cloud.errors import RecordsRefused, Rejection, error_response
+from cloud.gateway_requests import registered_key
 from cloud.metrics import metrics
 from cloud.timestamps import now_ms
 from wire.batch import Batch, decode_batch
@@ -153,7 +152,7 @@ def _decoded(body: bytes, limit: int) -> bytes:
 def _admit(body: bytes) -> Batch:
     """Check signature, schema, sender and age; return the batch or raise Rejection."""
     try:
-        verified = verify1(body, _gateway_key)
+        verified = verify1(body, registered_key)
         batch = decode_batch(verified.payload)
     except WireError as exc:
         status, code = WIRE_FAULTS.get(exc.reason, (400, "malformed"))
@@ -163,20 +162,6 @@ def _admit(body: bytes) -> Batch:
                         f"batch names gateway {batch.gateway!r} but is signed by {verified.kid!r}")
     _check_age(batch)
     return batch
-
-
-def _gateway_key(kid: str) -> ec.EllipticCurvePublicKey | None:
-    """The active gateway's public key; None if unknown, Rejection if revoked."""
-    with database.sessions()() as session:
-        gateway = registry.find_gateway(session, kid)
-    if gateway is None:
-        return None
-    if not gateway.active:
-        raise Rejection(403, "revoked_gateway", f"gateway {kid!r} is revoked")
-    key = serialization.load_pem_public_key(gateway.public_key_pem.encode())
-    if not isinstance(key, ec.EllipticCurvePublicKey):
-        raise Rejection(403, "unknown_gateway", f"gateway {kid!r} has no EC key")
-    return key
 
 
 def _check_age(batch: Batch) -> None:

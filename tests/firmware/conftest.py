@@ -11,7 +11,7 @@ from types import ModuleType
 import pytest
 
 from tests.firmware.dtls_peer import DtlsCoapPeer, Handler, ack_changed
-from tests.nodeproc import REPO, micropython_binary
+from tests.nodeproc import REPO, NodeProcess, micropython_binary
 from tools.pki import Identity, Role, SiteCA
 
 
@@ -98,3 +98,14 @@ def coap_server_binary() -> str:
     if not found:
         pytest.skip("coap-server-openssl (Debian libcoap3-bin) not installed")
     return found
+
+
+@pytest.fixture
+def nodes() -> Iterator[list[NodeProcess]]:
+    """Node processes a test starts (append them); all stopped afterwards, also on failure."""
+    started: list[NodeProcess] = []
+    try:
+        yield started
+    finally:
+        for node in started:
+            node.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -28,16 +27,6 @@ pytestmark = pytest.mark.timeout(90)
 
 FAST: dict[str, Any] = {"period_ms": 100, "coap": {"ack_timeout_ms": 300, "max_retransmit": 2},
         "link": {"backoff_min_ms": 50, "backoff_max_ms": 400, "handshake_timeout_ms": 3000}}
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[NodeProcess]]:
-    started: list[NodeProcess] = []
-    try:
-        yield started
-    finally:
-        for node in started:
-            node.stop()
 
 
 def _start(nodes: list[NodeProcess], config: Path) -> NodeProcess:

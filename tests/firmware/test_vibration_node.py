@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -37,16 +36,6 @@ FAST: dict[str, Any] = {"period_ms": PERIOD, "outbox": 8,
                         "link": {"backoff_min_ms": 50, "backoff_max_ms": 400,
                                  "handshake_timeout_ms": 1000}}
 AXES = [f"a{a}_{f}" for a in "xyz" for f in ("rms", "peak", "crest")]
-
-
-@pytest.fixture
-def nodes() -> Iterator[list[NodeProcess]]:
-    started: list[NodeProcess] = []
-    try:
-        yield started
-    finally:
-        for node in started:
-            node.stop()
 
 
 def _start(nodes: list[NodeProcess], config: Path, heap: str = HEAP) -> NodeProcess:
