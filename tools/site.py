@@ -19,12 +19,14 @@ from pathlib import Path
 
 import httpx
 
+from tools.build import host_image
 from tools.pki import Identity, Role, SiteCA
 from tools.procs import Child
 
 REPO = Path(__file__).resolve().parent.parent
-# TANDEM_FIRMWARE points the nodes at another firmware tree (e.g. a built bundle).
-FIRMWARE = Path(os.environ.get("TANDEM_FIRMWARE", REPO / "firmware"))
+# TANDEM_FIRMWARE points the nodes at another firmware tree (e.g. the sources,
+# firmware/); by default they run the host board's compiled bundle.
+FIRMWARE_OVERRIDE = os.environ.get("TANDEM_FIRMWARE")
 NODE_HEAP = "64K"
 
 
@@ -145,8 +147,9 @@ class Site:
     def start_node(self, spec: NodeSpec, config: Path | None = None) -> Child:
         """Start one MicroPython node with an ESP32-sized heap."""
         config = config or self.root / "nodes" / spec.name / "node.json"
+        main = Path(FIRMWARE_OVERRIDE) / "main.py" if FIRMWARE_OVERRIDE else host_image()
         return self._spawn(spec.name, [micropython(), "-X", f"heapsize={spec.heap}",
-                                       str(FIRMWARE / "main.py"), str(config)])
+                                       str(main), str(config)])
 
     def stop_all(self) -> None:
         """Stop every child, newest first (nodes, then gateway, then cloud)."""

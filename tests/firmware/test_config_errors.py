@@ -21,7 +21,7 @@ def _fatal(config: Path) -> dict[str, object]:
         fatal = node.wait_for("fatal")
     finally:
         node.stop()
-    assert "Traceback" not in node.stderr, node.stderr
+    assert "Traceback" not in node.output, node.output
     assert node.of("boot") == [] and node.other_lines == []
     return fatal
 

@@ -65,8 +65,8 @@ def test_node_serves_modbus_while_reporting(tmp_path: Path, node_id: Identity,
             finally:
                 client.close()
             node.wait_for("modbus_write", point="period_ms", value=50)
-            assert node.wait_exit(30) == 0, node.stderr
+            assert node.wait_exit(30) == 0, node.output
             done = node.wait_for("exit")
     print(f"node+modbus: peak_heap={done['peak_heap']} of {done['heap_size']}")
-    assert "MemoryError" not in node.stderr and done["peak_heap"] < done["heap_size"]
+    assert "MemoryError" not in node.output and done["peak_heap"] < done["heap_size"]
     assert done["reports"] == 40

@@ -46,7 +46,7 @@ def test_reports_are_acknowledged_over_mutual_dtls(
     cfg = write_node_config(tmp_path, node_id, peer.port, max_reports=8,
                             sensor={"scenario": "bearing_fault", "seed": 42}, **FAST)
     node = _start(nodes, cfg)
-    assert node.wait_exit(30) == 0, node.stderr
+    assert node.wait_exit(30) == 0, node.output
     boot = node.wait_for("boot")["boot"]
     connected = node.wait_for("connected")
     acks = node.of("ack")
@@ -69,7 +69,7 @@ def test_reports_are_acknowledged_over_mutual_dtls(
     rtts = [a["rtt_ms"] for a in acks]
     print(f"\nhandshake_ms={connected['handshake_ms']} rtt_ms(max)={max(rtts)} "
           f"peak_heap={done['peak_heap']} of {done['heap_size']}")
-    assert "MemoryError" not in node.stderr and done["peak_heap"] < done["heap_size"]
+    assert "MemoryError" not in node.output and done["peak_heap"] < done["heap_size"]
 
 
 def test_long_run_fits_a_64k_heap(tmp_path: Path, node_id: Identity, start_peer: PeerFactory,
@@ -78,12 +78,12 @@ def test_long_run_fits_a_64k_heap(tmp_path: Path, node_id: Identity, start_peer:
     cfg = write_node_config(tmp_path, node_id, peer.port, max_reports=400,
                             **{**FAST, "period_ms": 10})
     node = _start(nodes, cfg)
-    assert node.wait_exit(60) == 0, node.stderr
+    assert node.wait_exit(60) == 0, node.output
     done = node.wait_for("exit")
     rtts = sorted(a["rtt_ms"] for a in node.of("ack"))
     print(f"\n400 reports: rtt_ms median={rtts[len(rtts) // 2]} max={rtts[-1]} "
           f"peak_heap={done['peak_heap']} live_heap={done['live_heap']} of {done['heap_size']}")
-    assert done["reports"] == 400 and "MemoryError" not in node.stderr
+    assert done["reports"] == 400 and "MemoryError" not in node.output
     assert _seqs(peer.requests) == list(range(1, 401))
 
 
@@ -100,7 +100,7 @@ def test_interoperates_with_libcoap_server(
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         node = _start(nodes, cfg)
-        assert node.wait_exit(30) == 0, node.stderr
+        assert node.wait_exit(30) == 0, node.output
         acks = node.of("ack")
         assert [a["seq"] for a in acks] == [1, 2, 3]
         # coap-server creates /r on the first POST (2.01), then updates it.
@@ -205,7 +205,7 @@ def test_retransmission_keeps_message_id_and_ignores_junk(
     peer = start_peer(lossy)
     node = _start(nodes, write_node_config(tmp_path / "n", node_id, peer.port,
                                            max_reports=3, log="debug", **FAST))
-    assert node.wait_exit(30) == 0, node.stderr
+    assert node.wait_exit(30) == 0, node.output
     assert [a["seq"] for a in node.of("ack")] == [1, 2, 3]
     mids = [m.mid for m in peer.requests]
     assert len(mids) == 6 and mids[0::2] == mids[1::2]  # each resent once, same MID
@@ -234,7 +234,7 @@ def test_busy_bad_request_and_separate_response(
     peer = start_peer(moody)
     node = _start(nodes, write_node_config(tmp_path / "n", node_id, peer.port,
                                            max_reports=3, **FAST))
-    assert node.wait_exit(30) == 0, node.stderr
+    assert node.wait_exit(30) == 0, node.output
     assert node.wait_for("busy")["seq"] == 1
     rejected = node.wait_for("rejected")
     assert (rejected["seq"], rejected["code"], rejected["diag"]) == (2, "4.00", "schema: nope")

@@ -188,7 +188,7 @@ def rtu(tmp_path: Path) -> Iterator[tuple[PtyPair, SlaveProcess]]:
     with PtyPair(tmp_path) as pty, SlaveProcess(pty.a, unit=7) as slave:
         yield pty, slave
         slave.stop()
-        assert "Traceback" not in slave.stderr, slave.stderr
+        assert "Traceback" not in slave.output, slave.output
 
 
 def _rtu_bus(pty: PtyPair, *units: ModbusUnit) -> ModbusBus:
