@@ -13,8 +13,8 @@ ticks_diff = time.ticks_diff
 
 
 class FieldNode(Node):
-    def __init__(self, cfg, board, link, log, bus=None, sensors=None):
-        super().__init__(cfg, board, link, log, bus, sensors)
+    def __init__(self, cfg, board, link, log, sensors=None):
+        super().__init__(cfg, board, link, log, sensors)
         if cfg.spill_bytes:
             from spill import Spill, SpillingOutbox
 

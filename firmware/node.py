@@ -27,7 +27,7 @@ ticks_diff = time.ticks_diff
 
 
 class Node:
-    def __init__(self, cfg, board, link, log, bus=None, sensors=None):
+    def __init__(self, cfg, board, link, log, sensors=None):
         # sensors: channels and sample(seq, out); the board's own when None.
         self.cfg = cfg
         self.board = board
@@ -51,9 +51,11 @@ class Node:
         self.opened_at = 0
         self.next_sample = 0
         self.backlog = False  # records may still wait inside mbedtls
-        self.bus = bus  # optional Modbus RTU slave (modbus_node.NodeBus), served every loop
-        if bus is not None:
-            bus.attach(self)
+        self.bus = None  # optional Modbus RTU slave (modbus_node.NodeBus), served every loop
+
+    def attach_bus(self, bus):
+        self.bus = bus
+        bus.attach(self)
 
     def run(self):
         self.log.always("boot", device=self.cfg.device_id, boot=self.boot,

@@ -96,12 +96,19 @@ def main(argv):
     if cfg.sensor_model == "accel" or cfg.cmd_poll_ms or cfg.raw_szx >= 0 or cfg.spill_bytes \
             or cfg.stats_every:
         cls = __import__("fieldnode").FieldNode  # only then compiled
-    n = cls(cfg, hw, dtls, log, _modbus(cfg, log), sensors)
+    # The node's buffers first, while the heap is still in one piece; then
+    # the bus, whose map loading leaves small holes behind.
+    n = cls(cfg, hw, dtls, log, sensors)
+    bus = _modbus(cfg, log)
+    if bus is not None:
+        n.attach_bus(bus)
     try:
         n.run()
     except KeyboardInterrupt:
         dtls.close()
+    stats = n.stats()
     n.collect_garbage()
+    # modules: what this configuration loaded (tests weigh their code on the heap)
     log.always("exit", live_heap=gc.mem_alloc(), heap_size=gc.mem_alloc() + gc.mem_free(),
-               **n.stats())
+               modules=list(sys.modules), **stats)
     return 0
