@@ -1,4 +1,4 @@
-# The node's Modbus RTU slave, one more step of the node's poll loop: main.py
+# The node's Modbus RTU slave, one more step of the node's poll loop: startup.py
 # builds it when node.json has a "modbus" section; Node calls attach() once,
 # sampled() after each sample, wait_ms()/poll() every loop. Live values,
 # status and counters are input registers; the sample period and alarm
