@@ -36,6 +36,7 @@ _NOT_FIRMWARE = ("manifest",)  # the freezing manifest is a build input, not a m
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed: the same sources give the same zip
 HOST_BOARD = "host-sim"
 HOST_IMAGE_CACHE = REPO / "build" / "host-image"
+_HOST_IMAGES_KEPT = 3
 
 
 class BuildError(Exception):
@@ -223,4 +224,13 @@ def host_image(cache: Path = HOST_IMAGE_CACHE, binary: str | None = None) -> Pat
                     raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+        _prune(cache, keep=_HOST_IMAGES_KEPT)
     return target / "main.py"
+
+
+def _prune(cache: Path, keep: int) -> None:
+    # Older revisions' images, beyond the newest few (a running node may use one).
+    images = sorted((p for p in cache.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in images[keep:]:
+        shutil.rmtree(old, ignore_errors=True)

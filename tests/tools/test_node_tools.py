@@ -152,3 +152,19 @@ def test_board_files_are_checked(tmp_path: Path) -> None:
     with pytest.raises(BoardError, match=r"pins\.relay: GPIO2 is already pins\.led"):
         load_board(bad)
     assert load_board("host-sim").sensor_model == "accel"
+
+
+def test_the_host_image_is_built_once_per_revision_and_old_ones_are_pruned(
+        tmp_path: Path) -> None:
+    for i in range(4):  # images of earlier revisions
+        old = tmp_path / f"old{i}"
+        old.mkdir()
+        os.utime(old, (1_000_000 + i, 1_000_000 + i))
+    main_py = build.host_image(tmp_path)
+    image = main_py.parent
+    names = {p.name for p in image.iterdir()}
+    assert {"main.py", "startup.mpy", "board_host.mpy", "sim.mpy", "uart_host.mpy"} <= names
+    assert not names & {"board_esp32.mpy", "uart_esp32.mpy", "node.py"}
+    built_at = image.stat().st_mtime_ns
+    assert build.host_image(tmp_path) == main_py and image.stat().st_mtime_ns == built_at
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([image.name, "old2", "old3"])
