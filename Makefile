@@ -16,14 +16,14 @@ help:
 	@echo "make lint   - ruff + mypy"
 
 # One stamp per set of extras, so `make test` after `make demo` adds what tests need.
-$(BIN)/.installed-run: setup.cfg pyproject.toml
+$(BIN)/.installed-run: setup.cfg setup.py pyproject.toml
 	@tools/sh/ensure-debian-packages $(DEB_RUN)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[$(EXTRAS_RUN)]'
 	@touch $@
 
-$(BIN)/.installed-test: setup.cfg pyproject.toml
+$(BIN)/.installed-test: setup.cfg setup.py pyproject.toml
 	@tools/sh/ensure-debian-packages $(DEB_TEST)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
@@ -39,7 +39,14 @@ demo: venv
 test: venv-test
 	$(BIN)/python -m pytest -q -rs --durations=15 $(PYTEST_ARGS)
 
-lint: venv-test
+# mypy reads packages from folders: build/typecheck/tandem links the program folders
+# under the names they are installed as (setup.py maps them into `tandem`).
+TYPECHECK := build/typecheck/tandem
+$(TYPECHECK):
+	mkdir -p $@
+	for p in wire gateway cloud tools; do ln -sfn ../../../$$p $@/$$p; done
+
+lint: venv-test $(TYPECHECK)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 

@@ -3,7 +3,7 @@
 `create_app` builds the Flask app: one blueprint per area (`ingest`, `api`,
 `login`; `admin` comes next) and one `init_app` per resource (database,
 time-series store, metrics, auth). Every route declares who may call it
-(cloud/auth.py); `auth.init_app` checks that centrally and denies by default.
+(cloud/access/auth.py); `auth.init_app` checks that centrally and denies by default.
 """
 
 from __future__ import annotations
@@ -14,21 +14,10 @@ from typing import Any
 
 from flask import Flask
 
-from cloud import (  # enrolment and security policies
-    access_api,
-    api,
-    auth,
-    database,
-    enrol_api,
-    errors,
-    ingest,
-    login,
-    metrics,
-    policy_api,
-    raw_api,
-    timeseries,
-)
-from cloud.config import (
+from tandem.cloud import errors, metrics
+from tandem.cloud.access import auth, login
+from tandem.cloud.access import routes as access_api
+from tandem.cloud.config import (
     DEFAULT_SECRET,
     ENV_CONFIG_FILE,
     CloudConfig,
@@ -36,6 +25,13 @@ from cloud.config import (
     from_mapping,
     load_config,
 )
+from tandem.cloud.db import engine as database
+from tandem.cloud.fleet import routes as enrol_api
+from tandem.cloud.ingest import routes as ingest
+from tandem.cloud.policy import routes as policy_api
+from tandem.cloud.query import routes as api
+from tandem.cloud.raw import routes as raw_api
+from tandem.cloud.timeseries import store as timeseries
 
 __all__ = ["CloudConfig", "ConfigError", "close_app", "create_app"]
 
@@ -46,7 +42,8 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     if resolved.production and resolved.server.secret_key == DEFAULT_SECRET:
         raise resolved.error("server.secret_key", "refusing to run in production mode with "
                              "the default secret; set one (or TANDEM_CLOUD_SERVER_SECRET_KEY)")
-    app = Flask(__name__)
+    # instance_path given: Flask cannot derive one for a package mapped into a namespace.
+    app = Flask(__name__, instance_path=str(resolved.data_dir.absolute()))
     app.config.update(SECRET_KEY=resolved.server.secret_key, TANDEM=resolved,
                       MAX_CONTENT_LENGTH=resolved.ingest.max_batch_bytes)
     errors.init_app(app)

@@ -89,7 +89,7 @@ class IngestConfig:
 
 @dataclass(frozen=True)
 class RawConfig:
-    """Raw snippets fetched from the edge on request (cloud/raw_api.py)."""
+    """Raw snippets fetched from the edge on request (cloud/raw/routes.py)."""
 
     retention_days: int = 7  # snippets and finished requests are pruned after this
     request_timeout_s: int = 600  # a request not answered by then has failed
@@ -98,7 +98,7 @@ class RawConfig:
 
 @dataclass(frozen=True)
 class SecurityConfig:
-    """Keys for encryption at rest, browser sessions and API tokens (see cloud/auth.py)."""
+    """Keys for encryption at rest, browser sessions and API tokens (see cloud/access/auth.py)."""
 
     key_provider: str = "local"
     key_file: Path | None = None
@@ -108,7 +108,7 @@ class SecurityConfig:
 
 @dataclass(frozen=True)
 class EnrolConfig:
-    """Enrolment: which CA key certifies gateways' CSRs, and for how long (cloud/issuer.py)."""
+    """Enrolment: which CA key certifies gateways' CSRs, and for how long (fleet/issuer.py)."""
 
     ca_cert: Path | None = None
     ca_key: Path | None = None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gateway.modbus.config import ModbusConfigError, ModbusSection
+from tandem.gateway.modbus.config import ModbusConfigError, ModbusSection
 
 CONFIG_VERSION = 1
 ENV_PREFIX = "TANDEM_GW_"

@@ -15,25 +15,25 @@ from typing import Any
 
 from prometheus_client import start_http_server
 
-from gateway.access.config import AccessConfig
-from gateway.access.server import CoapDtlsServer
-from gateway.config import GatewayConfig
-from gateway.database import GatewayDatabase
-from gateway.fieldbus import CrossLoopSink, FieldbusThread
-from gateway.keystore import GatewayKeyStore
-from gateway.keystores import open_keystore
-from gateway.metrics import GatewayMetrics
-from gateway.modbus.service import ModbusService
-from gateway.nodeservices import NodeServices
-from gateway.outbox import Outbox
-from gateway.pipeline.ingress import Ingress
-from gateway.pipeline.journal import Journal
-from gateway.pipeline.local_control import LocalControl
-from gateway.pipeline.summarise import SummaryPipeline
-from gateway.pipeline.windows import TumblingWindows
-from gateway.policy.service import SecurityService
-from gateway.rules.actions import ActuatorPorts
-from gateway.uplink import Uplink
+from tandem.gateway.access.config import AccessConfig
+from tandem.gateway.access.server import CoapDtlsServer
+from tandem.gateway.cloudlink.uplink import Uplink
+from tandem.gateway.config import GatewayConfig
+from tandem.gateway.identity.keystore import GatewayKeyStore
+from tandem.gateway.identity.kinds import open_keystore
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.modbus.fieldbus import CrossLoopSink, FieldbusThread
+from tandem.gateway.modbus.service import ModbusService
+from tandem.gateway.nodes.services import NodeServices
+from tandem.gateway.pipeline.ingress import Ingress
+from tandem.gateway.pipeline.journal import Journal
+from tandem.gateway.pipeline.summarise import SummaryPipeline
+from tandem.gateway.pipeline.windows import TumblingWindows
+from tandem.gateway.policy.service import SecurityService
+from tandem.gateway.rules.actions import ActuatorPorts
+from tandem.gateway.rules.local_control import LocalControl
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,12 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 
-from cloud import create_app, database, enrol_store
-from cloud.keyfiles import load_private_key, write_new_key
-from gateway.config import GatewayConfig, parse_config
-from tools.pki import SiteCA
+from tandem.cloud import create_app
+from tandem.cloud.db import engine as database
+from tandem.cloud.fleet import tokens as enrol_store
+from tandem.cloud.keys.keyfiles import load_private_key, write_new_key
+from tandem.gateway.config import GatewayConfig, parse_config
+from tandem.tools.pki import SiteCA
 
 PASSPHRASE_ENV = "TANDEM_TEST_KEY_PASSPHRASE"
 PASSPHRASE = "correct horse battery staple"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import serial
 
+from tandem.tools.modbus_rig import REGISTERS_JSON, PtyPair, crc16, rtu_frame, slave_argv
 from tests.nodeproc import DEFAULT_HEAP, SOURCE_MAIN, NodeProcess
-from tools.modbus_rig import REGISTERS_JSON, PtyPair, crc16, rtu_frame, slave_argv
 
 __all__ = ["PtyPair", "RawRtu", "SlaveProcess", "crc16", "rtu_frame"]
 

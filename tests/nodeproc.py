@@ -76,7 +76,7 @@ def write_node_config(directory: Path, identity: Any, gateway_port: int,
 @cache
 def firmware_main() -> Path:
     """main.py of the host bundle, built once per firmware revision."""
-    from tools.build import host_image
+    from tandem.tools.build import host_image
 
     return host_image()
 

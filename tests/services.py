@@ -18,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tools.services import InfluxServer, PostgresCluster, influxd, postgres
+from tandem.tools.services import InfluxServer, PostgresCluster, influxd, postgres
 
 
 @pytest.fixture(scope="session")

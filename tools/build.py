@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.boards import Board, load_board
+from tandem.tools.boards import Board, load_board
 
 REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"

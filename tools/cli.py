@@ -6,14 +6,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from tools.pki import PKIError, Role, SiteCA
+from tandem.tools.pki import PKIError, Role, SiteCA
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the tandem command."""
     args = _parser().parse_args(argv)
     if getattr(args, "node_command", False):
-        from tools.node_commands import run_guarded
+        from tandem.tools.node_commands import run_guarded
 
         return run_guarded(args.handler, args)
     try:
@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_pki(sub)
     _add_demo(sub)
     _add_bench(sub)
-    from tools.node_commands import add_commands
+    from tandem.tools.node_commands import add_commands
 
     add_commands(sub)
     return parser
@@ -86,7 +86,7 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from tools.demo import DemoOptions, run_demo
+    from tandem.tools.demo import DemoOptions, run_demo
 
     return run_demo(DemoOptions(workdir=args.workdir, nodes=args.nodes,
                                 cloud_port=args.cloud_port, coap_port=args.coap_port,
@@ -96,10 +96,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 # -- bench: each benchmark's own main, its options passed through ----------------------
 
-_BENCHES = {"reflex": "tools.bench_reflex", "modbus": "tools.bench_modbus",
-            "ingest": "tools.bench_ingest", "coap": "tools.bench_coap",
-            "drain": "tools.bench_drain", "bytes": "tools.bench_bytes",
-            "latency": "tools.bench_latency"}
+_BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench.modbus",
+            "ingest": "tandem.tools.bench.ingest", "coap": "tandem.tools.bench.coap",
+            "drain": "tandem.tools.bench.drain", "bytes": "tandem.tools.bench.bytes",
+            "latency": "tandem.tools.bench.latency"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

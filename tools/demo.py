@@ -18,8 +18,8 @@ from types import FrameType
 
 import httpx
 
-from tools.procs import ProcessFailed
-from tools.site import NodeSpec, Site, SitePorts
+from tandem.tools.procs import ProcessFailed
+from tandem.tools.site import NodeSpec, Site, SitePorts
 
 SCENARIOS = ("normal", "bearing_fault", "over_temp")
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tools.boards import Board
+from tandem.tools.boards import Board
 
 NODE_FILES = ("node.json", "cert.der", "key.der", "ca.der")
 _MPREMOTE_TRIES = 5  # the board reboots (and formats its filesystem) after flashing

@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from gateway.modbus.registers import RegisterMapError, firmware_json, load_register_map
+from tandem.gateway.modbus.registers import RegisterMapError, firmware_json, load_register_map
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_MAP = REPO / "hw" / "registers" / "sensor-node.toml"

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from gateway.pipeline.spectrum import Bands, band_energies
+from tandem.gateway.features.spectrum import Bands, band_energies
 
 F32 = npt.NDArray[np.float32]
 

@@ -1,6 +1,6 @@
 """A Modbus RTU bench on one machine: a socat pty pair and the firmware's slave in MicroPython.
 
-Used by tools/bench_modbus.py and the tests. A pty has no baud-rate timing:
+Used by tools/bench/modbus.py and the tests. A pty has no baud-rate timing:
 frames cross it as fast as the processes run, so figures measured on it are
 compared with each other (pymodbus vs raw pyserial), never with a real line.
 """

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
-from tools.boards import BoardError, load_board
-from tools.serialports import PortError, choose_port, describe, list_ports
+from tandem.tools.boards import BoardError, load_board
+from tandem.tools.serialports import PortError, choose_port, describe, list_ports
 
 DEFAULT_BOARD = "esp32-devkitc"
 if TYPE_CHECKING:
@@ -38,8 +38,8 @@ def add_commands(sub: Sub) -> None:
 
 def run_guarded(handler: Any, args: argparse.Namespace) -> int:
     """Run a handler; known failures become one line on stderr and exit code 2."""
-    from tools.build import BuildError
-    from tools.flash import FlashError
+    from tandem.tools.build import BuildError
+    from tandem.tools.flash import FlashError
 
     try:
         return int(handler(args))
@@ -94,7 +94,7 @@ def _add_build(sub: Sub) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from tools import build
+    from tandem.tools import build
 
     board = load_board(args.board)
     if args.dry_run:
@@ -137,7 +137,7 @@ def _add_flash(sub: Sub) -> None:
 
 
 def _flash(args: argparse.Namespace) -> int:
-    from tools import build, flash
+    from tandem.tools import build, flash
 
     if _listed(args):
         return 0
@@ -186,8 +186,8 @@ def _add_provision(sub: Sub) -> None:
 
 
 def _provision(args: argparse.Namespace) -> int:
-    from tools import provision
-    from tools.pki import PKIError
+    from tandem.tools import provision
+    from tandem.tools.pki import PKIError
 
     if _listed(args):
         return 0
@@ -211,7 +211,7 @@ def _provision(args: argparse.Namespace) -> int:
         bar.update()
         print(f"staged {files[0].parent}: {', '.join(f.name for f in files)}")
         if push:
-            from tools.flash import run
+            from tandem.tools.flash import run
 
             run([push])
             bar.update()
@@ -238,7 +238,7 @@ def _add_monitor(sub: Sub) -> None:
 def _monitor(args: argparse.Namespace) -> int:
     import serial
 
-    from tools import monitor
+    from tandem.tools import monitor
 
     if _listed(args):
         return 0

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tools.boards import Board
-from tools.pki import Role, SiteCA
+from tandem.tools.boards import Board
+from tandem.tools.pki import Role, SiteCA
 
 PASSWORD_ENV = "TANDEM_WIFI_PASSWORD"
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from tools.procs import Child, ProcessFailed
+from tandem.tools.procs import Child, ProcessFailed
 
 PG_ROOTS = (Path("/usr/lib/postgresql"),)
 PG_USER = "postgres"  # initdb refuses to run as root; as root we run it as this user

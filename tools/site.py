@@ -19,9 +19,9 @@ from pathlib import Path
 
 import httpx
 
-from tools.build import host_image
-from tools.pki import Identity, Role, SiteCA
-from tools.procs import Child
+from tandem.tools.build import host_image
+from tandem.tools.pki import Identity, Role, SiteCA
+from tandem.tools.procs import Child
 
 REPO = Path(__file__).resolve().parent.parent
 # TANDEM_FIRMWARE points the nodes at another firmware tree (e.g. the sources,

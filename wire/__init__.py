@@ -6,6 +6,6 @@ node -> gateway reading reports (`report`), gateway -> cloud uplink batches
 the bytes.
 """
 
-from wire.errors import WireError
+from tandem.wire.errors import WireError
 
 __all__ = ["WireError"]

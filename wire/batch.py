@@ -19,9 +19,9 @@ from typing import Any
 
 import cbor2
 
-from wire import strictcbor
-from wire.errors import WireError
-from wire.raw import RawSnippet, decode_raw_record, encode_raw_record
+from tandem.wire import strictcbor
+from tandem.wire.errors import WireError
+from tandem.wire.raw import RawSnippet, decode_raw_record, encode_raw_record
 
 BATCH_VERSION = 1
 SEALED_BATCH_VERSION = 2

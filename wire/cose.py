@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     encode_dss_signature,
 )
 
-from wire import strictcbor
-from wire.errors import WireError
+from tandem.wire import strictcbor
+from tandem.wire.errors import WireError
 
 COSE_SIGN1_TAG = 18
 HEADER_ALG = 1

@@ -15,9 +15,9 @@ from typing import Any
 
 import cbor2
 
-from wire import strictcbor
-from wire.cose import KeyLookup, Signer, sign1, verify1
-from wire.errors import WireError
+from tandem.wire import strictcbor
+from tandem.wire.cose import KeyLookup, Signer, sign1, verify1
+from tandem.wire.errors import WireError
 
 MEDIA_TYPE = 'application/cose; cose-type="cose-sign1"'
 

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from wire import strictcbor
-from wire.errors import WireError
+from tandem.wire import strictcbor
+from tandem.wire.errors import WireError
 
 RAW_PATH = "raw"
 MAX_TRANSFER_BYTES = 64 * 1024  # a whole node body, all blocks together

@@ -17,10 +17,10 @@ import cbor2
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from wire import strictcbor
-from wire.cose import Signer, sign1, verify1
-from wire.errors import WireError
-from wire.policy import PolicyDocument, PolicyError, parse_policy, to_plain
+from tandem.wire import strictcbor
+from tandem.wire.cose import Signer, sign1, verify1
+from tandem.wire.errors import WireError
+from tandem.wire.policy import PolicyDocument, PolicyError, parse_policy, to_plain
 
 RELEASE_VERSION = 1
 MAX_RELEASE_BYTES = 256 * 1024

@@ -18,8 +18,8 @@ from typing import Any
 
 import cbor2
 
-from wire import strictcbor
-from wire.errors import WireError
+from tandem.wire import strictcbor
+from tandem.wire.errors import WireError
 
 READINGS_PATH = "r"
 CONTENT_FORMAT_CBOR = 60

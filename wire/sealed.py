@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap, aes_key_wrap
 
-from wire import strictcbor
-from wire.batch import Event, Sealed, Summary
-from wire.errors import WireError
+from tandem.wire import strictcbor
+from tandem.wire.batch import Event, Sealed, Summary
+from tandem.wire.errors import WireError
 
 INFO = b"tandem-sealed-v1 ECDH-ES+A256KW "
 AAD_LABEL = "tandem-sealed-v1"

@@ -7,7 +7,7 @@ from typing import Any
 
 import cbor2
 
-from wire.errors import WireError
+from tandem.wire.errors import WireError
 
 _DECODE_ERRORS = (cbor2.CBORDecodeError, ValueError, TypeError, OverflowError, RecursionError,
                   MemoryError, LookupError)

@@ -10,8 +10,8 @@ from aiocoap.message import Message
 from aiocoap.numbers.constants import TransportTuning
 from aiocoap.util import hostportjoin
 
-from gateway.access.session import Endpoint, Session, SessionHandler
-from gateway.access.stats import AccessStats
+from tandem.gateway.access.session import Endpoint, Session, SessionHandler
+from tandem.gateway.access.stats import AccessStats
 
 OpenEndpoint = Callable[[SessionHandler], Awaitable[Endpoint]]
 
@@ -21,7 +21,7 @@ class SiteTuning(TransportTuning):  # type: ignore[misc]
 
     MAX_LATENCY sets how long aiocoap's de-duplication remembers every CON and its
     response (EXCHANGE_LIFETIME): 247 s by default, 55 s here. At 1,200 reports/s the
-    default held ~300k messages, ~500 MB (tools/bench_coap.py --soak). The nodes still
+    default held ~300k messages, ~500 MB (tools/bench/coap.py --soak). The nodes still
     retransmit within MAX_TRANSMIT_SPAN (45 s); a later repeat is caught by (boot, seq).
     """
 
@@ -134,7 +134,7 @@ class SessionMessageInterface(interfaces.MessageInterface):  # type: ignore[misc
             message = Message.decode(data, remote=self._remote(session))
         except (error.UnparsableMessage, ValueError) as exc:
             # aiocoap 0.4.17 raises UnicodeDecodeError (a ValueError) for a string
-            # option that is not UTF-8 (found by tools/fuzz_ingress.py)
+            # option that is not UTF-8 (found by tools/fuzz/ingress.py)
             self._stats.count("decode_error", f"{session.address}: {exc!r}")
             return
         message.transport_tuning = SITE_TUNING

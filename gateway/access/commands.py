@@ -8,17 +8,17 @@ from aiocoap import resource
 from aiocoap.message import Message
 from aiocoap.numbers.codes import Code
 
-from gateway.access.coap_transport import SessionRemote
-from gateway.access.device_policy import DevicePolicy
-from gateway.access.stats import AccessStats
-from wire.report import CONTENT_FORMAT_CBOR
+from tandem.gateway.access.coap_transport import SessionRemote
+from tandem.gateway.access.device_policy import DevicePolicy
+from tandem.gateway.access.stats import AccessStats
+from tandem.wire.report import CONTENT_FORMAT_CBOR
 
 COMMANDS_PATH = "c"
 _MAX_ID = (1 << 32) - 1
 
 
 class CommandSource(Protocol):
-    """Where the commands for a node wait (gateway/nodecommands.py)."""
+    """Where the commands for a node wait (gateway/nodes/commands.py)."""
 
     def poll(self, device: str, applied: int) -> bytes:
         """The next command for device as CBOR (b"" for none), having seen it applied `applied`."""

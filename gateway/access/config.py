@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.access.dtls import PeerLimits
+from tandem.gateway.access.dtls import PeerLimits
 
 
 @dataclass(frozen=True, slots=True)

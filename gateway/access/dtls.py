@@ -13,10 +13,10 @@ from typing import cast
 
 from OpenSSL import SSL
 
-from gateway.access.dtls_session import DtlsSession, SessionState
-from gateway.access.records import client_hello_random, is_client_hello, looks_like_dtls
-from gateway.access.session import Address, SessionHandler
-from gateway.access.stats import AccessStats
+from tandem.gateway.access.dtls_session import DtlsSession, SessionState
+from tandem.gateway.access.records import client_hello_random, is_client_hello, looks_like_dtls
+from tandem.gateway.access.session import Address, SessionHandler
+from tandem.gateway.access.stats import AccessStats
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ from typing import Protocol
 
 from OpenSSL import SSL, crypto
 
-from gateway.access.identity import IdentityError, device_identity
-from gateway.access.session import Address
+from tandem.gateway.access.identity import IdentityError, device_identity
+from tandem.gateway.access.session import Address
 
 _DTLS_1_2 = 0xFEFD  # pyOpenSSL has no DTLS version constants
 _MODE_NO_AUTO_CHAIN = 0x8  # keep the CA out of the server flight so it fits one datagram

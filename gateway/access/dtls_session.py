@@ -10,9 +10,9 @@ from collections.abc import Callable
 
 from OpenSSL import SSL
 
-from gateway.access.records import pack_datagrams
-from gateway.access.session import Address, SessionHandler
-from gateway.access.stats import AccessStats
+from tandem.gateway.access.records import pack_datagrams
+from tandem.gateway.access.session import Address, SessionHandler
+from tandem.gateway.access.stats import AccessStats
 
 _READ_SIZE = 16384
 _NO_CERT = "peer did not return a certificate"

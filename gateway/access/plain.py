@@ -9,8 +9,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import cast
 
-from gateway.access.session import Address, SessionHandler
-from gateway.access.stats import AccessStats
+from tandem.gateway.access.session import Address, SessionHandler
+from tandem.gateway.access.stats import AccessStats
 
 _log = logging.getLogger("tandem.gateway.access")
 

@@ -18,13 +18,13 @@ from aiocoap.message import Message
 from aiocoap.numbers.codes import Code
 from aiocoap.pipe import Pipe
 
-from gateway.access.coap_transport import SessionRemote
-from gateway.access.device_policy import DevicePolicy
-from gateway.access.readings import wall_clock_ms
-from gateway.access.stats import AccessStats
-from wire.errors import WireError
-from wire.raw import MAX_TRANSFER_BYTES, RawSnippet, decode_node_body
-from wire.report import CONTENT_FORMAT_CBOR
+from tandem.gateway.access.coap_transport import SessionRemote
+from tandem.gateway.access.device_policy import DevicePolicy
+from tandem.gateway.access.readings import wall_clock_ms
+from tandem.gateway.access.stats import AccessStats
+from tandem.wire.errors import WireError
+from tandem.wire.raw import MAX_TRANSFER_BYTES, RawSnippet, decode_node_body
+from tandem.wire.report import CONTENT_FORMAT_CBOR
 
 _WINDOW_S = 60.0  # the rate limit counts transfers started within this
 _RETRY_AFTER_S = 1

@@ -9,12 +9,12 @@ from aiocoap import resource
 from aiocoap.message import Message
 from aiocoap.numbers.codes import Code
 
-from gateway.access.coap_transport import SessionRemote
-from gateway.access.device_policy import DevicePolicy
-from gateway.access.stats import AccessStats
-from gateway.model import DeviceReport, ReportSink
-from wire.errors import WireError
-from wire.report import CONTENT_FORMAT_CBOR, MAX_REPORT_BYTES, decode_report
+from tandem.gateway.access.coap_transport import SessionRemote
+from tandem.gateway.access.device_policy import DevicePolicy
+from tandem.gateway.access.stats import AccessStats
+from tandem.gateway.reports import DeviceReport, ReportSink
+from tandem.wire.errors import WireError
+from tandem.wire.report import CONTENT_FORMAT_CBOR, MAX_REPORT_BYTES, decode_report
 
 _RETRY_AFTER_S = 1
 _DIAGNOSTIC_MAX = 80  # a diagnostic payload stays well inside one datagram

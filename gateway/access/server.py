@@ -7,17 +7,17 @@ from types import TracebackType
 
 from aiocoap import Context, interfaces, resource
 
-from gateway.access.coap_transport import SessionMessageInterface
-from gateway.access.config import AccessConfig
-from gateway.access.device_policy import DevicePolicy
-from gateway.access.dtls import DtlsEndpoint
-from gateway.access.dtls_context import CookieJar, server_context
-from gateway.access.plain import PlainEndpoint
-from gateway.access.readings import ReadingsResource, wall_clock_ms
-from gateway.access.session import Endpoint, SessionHandler
-from gateway.access.stats import AccessStats
-from gateway.model import ReportSink
-from wire.report import READINGS_PATH
+from tandem.gateway.access.coap_transport import SessionMessageInterface
+from tandem.gateway.access.config import AccessConfig
+from tandem.gateway.access.device_policy import DevicePolicy
+from tandem.gateway.access.dtls import DtlsEndpoint
+from tandem.gateway.access.dtls_context import CookieJar, server_context
+from tandem.gateway.access.plain import PlainEndpoint
+from tandem.gateway.access.readings import ReadingsResource, wall_clock_ms
+from tandem.gateway.access.session import Endpoint, SessionHandler
+from tandem.gateway.access.stats import AccessStats
+from tandem.gateway.reports import ReportSink
+from tandem.wire.report import READINGS_PATH
 
 
 class CoapDtlsServer:
@@ -32,7 +32,7 @@ class CoapDtlsServer:
                                    dict(config.device_resources))
         self._sink = sink
         self._clock_ms = clock_ms
-        # Further resources by path (/c, /raw: gateway/nodeservices.py), added before start().
+        # Further resources by path (/c, /raw: gateway/nodes/services.py), added before start().
         self.resources: dict[tuple[str, ...], resource.Resource] = {}
         self._context: Context | None = None
         self._interface: SessionMessageInterface | None = None

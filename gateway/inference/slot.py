@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy.typing as npt
 
-from gateway.filewatch import FileWatch
-from gateway.inference.model import ModelError, ScoringModel, interpreter_class
+from tandem.gateway.filewatch import FileWatch
+from tandem.gateway.inference.model import ModelError, ScoringModel, interpreter_class
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pymodbus import FramerType
 from pymodbus.client import AsyncModbusSerialClient, AsyncModbusTcpClient
 from pymodbus.client.base import ModbusBaseClient
 
-from gateway.modbus.config import ModbusBus
+from tandem.gateway.modbus.config import ModbusBus
 
 # pymodbus closes a connection after this many unanswered requests in a row; on a
 # shared bus a dead unit must not take its live neighbours' connection with it.

@@ -13,7 +13,7 @@ import struct
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from gateway.modbus.registers import DataType, Point, Table
+from tandem.gateway.modbus.registers import DataType, Point, Table
 
 MAX_READ_REGISTERS = 125  # FC03/FC04
 MAX_READ_BITS = 2000  # FC01/FC02

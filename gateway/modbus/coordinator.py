@@ -23,13 +23,13 @@ from typing import Any
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
-from gateway.modbus.clients import inter_frame_s, make_client
-from gateway.modbus.codec import Block, DecodeError, plan_reads
-from gateway.modbus.config import ModbusBus, ModbusUnit
-from gateway.modbus.metrics import ModbusMetrics, RateLimitedLog
-from gateway.modbus.registers import Point, RegisterMap, Table, load_register_map
-from gateway.model import DeviceReport, ReportSink
-from wire.report import Report
+from tandem.gateway.modbus.clients import inter_frame_s, make_client
+from tandem.gateway.modbus.codec import Block, DecodeError, plan_reads
+from tandem.gateway.modbus.config import ModbusBus, ModbusUnit
+from tandem.gateway.modbus.metrics import ModbusMetrics, RateLimitedLog
+from tandem.gateway.modbus.registers import Point, RegisterMap, Table, load_register_map
+from tandem.gateway.reports import DeviceReport, ReportSink
+from tandem.wire.report import Report
 
 Clock = Callable[[], float]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-log = logging.getLogger("gateway.modbus")
+log = logging.getLogger("tandem.gateway.modbus")
 
 LOG_EVERY_S = 60.0
 _FAST = (5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0, 2.0)

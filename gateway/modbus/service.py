@@ -8,12 +8,12 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from gateway.modbus.config import ModbusSection
-from gateway.modbus.coordinator import BusCoordinator
-from gateway.modbus.metrics import ModbusMetrics
-from gateway.modbus.registers import RegisterMap
-from gateway.model import ReportSink
-from gateway.rules.actuator import ActuatorPort, ModbusTcpPort
+from tandem.gateway.modbus.config import ModbusSection
+from tandem.gateway.modbus.coordinator import BusCoordinator
+from tandem.gateway.modbus.metrics import ModbusMetrics
+from tandem.gateway.modbus.registers import RegisterMap
+from tandem.gateway.reports import ReportSink
+from tandem.gateway.rules.actuator import ActuatorPort, ModbusTcpPort
 
 
 class ModbusService:

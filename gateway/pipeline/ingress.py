@@ -14,8 +14,8 @@ import logging
 from collections import OrderedDict
 from collections.abc import Callable
 
-from gateway.model import DeviceReport
-from gateway.pipeline.journal import Journal, Journaled
+from tandem.gateway.pipeline.journal import Journal, Journaled
+from tandem.gateway.reports import DeviceReport
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import cbor2
 
-from gateway.database import GatewayDatabase
-from gateway.model import DeviceReport
-from gateway.outbox import Outbox, Priority
-from wire.batch import Summary
-from wire.report import Report
+from tandem.gateway.reports import DeviceReport
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox, Priority
+from tandem.wire.batch import Summary
+from tandem.wire.report import Report
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS journal (

@@ -13,11 +13,11 @@ import logging
 import time
 from typing import Protocol
 
-from gateway.metrics import GatewayMetrics
-from gateway.outbox import OutboxFull, Priority
-from gateway.pipeline.journal import Journal, Journaled, Recovery, Watermark
-from gateway.pipeline.windows import TumblingWindows
-from wire.batch import Record, Summary
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.pipeline.journal import Journal, Journaled, Recovery, Watermark
+from tandem.gateway.pipeline.windows import TumblingWindows
+from tandem.gateway.store.outbox import OutboxFull, Priority
+from tandem.wire.batch import Record, Summary
 
 log = logging.getLogger(__name__)
 

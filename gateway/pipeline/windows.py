@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from wire.batch import Summary
+from tandem.wire.batch import Summary
 
 
 @dataclass(slots=True)

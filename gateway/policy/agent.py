@@ -23,12 +23,12 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.keystore import KeyStore
-from gateway.privacy.stage import PrivacyConfigError
-from gateway.secretfiles import write_private
-from wire.errors import WireError
-from wire.gwrequest import MEDIA_TYPE, sign_request
-from wire.release import Release, open_release
+from tandem.gateway.identity.keystore import KeyStore
+from tandem.gateway.identity.secretfiles import write_private
+from tandem.gateway.privacy.stage import PrivacyConfigError
+from tandem.wire.errors import WireError
+from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
+from tandem.wire.release import Release, open_release
 
 log = logging.getLogger(__name__)
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.access.device_policy import DevicePolicy
-from gateway.keystore import KeyStoreError, SecretStore
-from gateway.policy.limits import ActionLimiter
-from gateway.privacy.gate import PrivacyGate
-from gateway.privacy.keys import pseudonym_key
-from gateway.privacy.stage import PrivacyConfigError, PrivacyStage
-from wire.release import Release
+from tandem.gateway.access.device_policy import DevicePolicy
+from tandem.gateway.identity.keystore import KeyStoreError, SecretStore
+from tandem.gateway.policy.limits import ActionLimiter
+from tandem.gateway.privacy.gate import PrivacyGate
+from tandem.gateway.privacy.keys import pseudonym_key
+from tandem.gateway.privacy.stage import PrivacyConfigError, PrivacyStage
+from tandem.wire.release import Release
 
 
 class Enforcer:

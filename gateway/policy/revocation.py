@@ -7,8 +7,8 @@ import contextlib
 import logging
 from pathlib import Path
 
-from gateway.access.device_policy import DevicePolicy, parse_revocation_list
-from gateway.filewatch import FileWatch
+from tandem.gateway.access.device_policy import DevicePolicy, parse_revocation_list
+from tandem.gateway.filewatch import FileWatch
 
 log = logging.getLogger(__name__)
 

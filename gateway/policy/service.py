@@ -12,18 +12,18 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway import enrolled
-from gateway.access.device_policy import DevicePolicy
-from gateway.config import GatewayConfig
-from gateway.database import GatewayDatabase
-from gateway.keystore import GatewayKeyStore
-from gateway.metrics import GatewayMetrics
-from gateway.outbox import Outbox
-from gateway.policy.agent import PolicyAgent
-from gateway.policy.enforce import Enforcer
-from gateway.policy.limits import ActionLimiter
-from gateway.policy.revocation import RevocationList
-from gateway.privacy.gate import PrivacyGate
+from tandem.gateway.access.device_policy import DevicePolicy
+from tandem.gateway.config import GatewayConfig
+from tandem.gateway.identity import enrolled
+from tandem.gateway.identity.keystore import GatewayKeyStore
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.policy.agent import PolicyAgent
+from tandem.gateway.policy.enforce import Enforcer
+from tandem.gateway.policy.limits import ActionLimiter
+from tandem.gateway.policy.revocation import RevocationList
+from tandem.gateway.privacy.gate import PrivacyGate
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter
 
-from gateway.database import GatewayDatabase
-from gateway.privacy.stage import PrivacyStage, Tally
-from wire.batch import Record
-from wire.policy import PrivacyPolicy
+from tandem.gateway.privacy.stage import PrivacyStage, Tally
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.wire.batch import Record
+from tandem.wire.policy import PrivacyPolicy
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS privacy_counts (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 
-from gateway.keystore import SecretMissing, SecretStore
+from tandem.gateway.identity.keystore import SecretMissing, SecretStore
 
 log = logging.getLogger(__name__)
 

@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.privacy import transforms
-from wire.batch import Event, Record, Sealed, Summary
-from wire.policy import FieldRule, PrivacyPolicy
-from wire.raw import RawSnippet
-from wire.sealed import seal_event_values, seal_summary
+from tandem.gateway.privacy import transforms
+from tandem.wire.batch import Event, Record, Sealed, Summary
+from tandem.wire.policy import FieldRule, PrivacyPolicy
+from tandem.wire.raw import RawSnippet
+from tandem.wire.sealed import seal_event_values, seal_summary
 
 DEVICE_FIELD = "device"
 RAW_FIELD = "raw"  # raw snippets (wire.raw), sent only when the cloud asked for them

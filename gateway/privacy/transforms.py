@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from wire.batch import Summary
-from wire.policy import FieldRule
+from tandem.wire.batch import Summary
+from tandem.wire.policy import FieldRule
 
 PSEUDONYM_PREFIX = "p-"
 PSEUDONYM_HEX = 24  # 96 bits: collisions within one site are not a concern

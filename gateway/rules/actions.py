@@ -15,8 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gateway.rules.actuator import ActuatorError, ActuatorPort, ModbusTcpPort
-from gateway.rules.definitions import (
+from tandem.gateway.rules.actuator import ActuatorError, ActuatorPort, ModbusTcpPort
+from tandem.gateway.rules.definitions import (
     ActionSpec,
     EmergencyStopSpec,
     LocalAlarmSpec,
@@ -50,7 +50,7 @@ class Action(Protocol):
 
 
 class NodeCommander(Protocol):
-    """Sends a command to a node (gateway/nodecommands.py: queued until the node polls GET /c)."""
+    """Sends a command to a node (gateway/nodes/commands.py: queued until the node polls GET /c)."""
 
     async def command(self, device: str, path: str, payload: Mapping[str, Any]) -> bool:
         """Deliver `payload` to `path` on `device`; True when the node acknowledged it."""
@@ -194,7 +194,7 @@ def _local_alarm(name: str, spec: Any, ctx: ActionContext) -> Action:
     return LocalAlarm(name, spec)
 
 
-# Actions whose I/O belongs on the field-bus thread (gateway/fieldbus.py), when there is one.
+# Actions whose I/O belongs on the field-bus thread (gateway/modbus/fieldbus.py), when there is one.
 FIELDBUS_KINDS = frozenset({EmergencyStop.kind})
 
 _BUILDERS: dict[type[ActionSpec], Callable[[str, Any, ActionContext], Action]] = {

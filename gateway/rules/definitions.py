@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from gateway.pipeline.features import FeatureSettings
+from tandem.gateway.features.extract import FeatureSettings
 
 ANY_DEVICE = "*"
 SCORE_CHANNEL = "score"

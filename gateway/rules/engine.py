@@ -13,7 +13,7 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from gateway.rules.definitions import (
+from tandem.gateway.rules.definitions import (
     ANY_DEVICE,
     AllOf,
     AnyOf,

@@ -27,15 +27,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
-from gateway.config import ConfigError
-from gateway.pipeline.features import (
+from tandem.gateway.config import ConfigError
+from tandem.gateway.features.extract import (
     MAX_BANDS,
     FeatureSettings,
     SeriesSettings,
     is_feature_name,
 )
-from gateway.pipeline.spectrum import Bands
-from gateway.rules.definitions import (
+from tandem.gateway.features.spectrum import Bands
+from tandem.gateway.rules.definitions import (
     ActionSpec,
     AllOf,
     AnyOf,
@@ -49,7 +49,7 @@ from gateway.rules.definitions import (
     RuleSet,
     Threshold,
 )
-from gateway.rules.tomlfields import FieldFault, Table, line_of
+from tandem.gateway.rules.tomlfields import FieldFault, Table, line_of
 
 RULES_VERSION = 1
 NAME = r"[A-Za-z0-9_.-]+"

@@ -11,9 +11,9 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-from gateway.filewatch import FileWatch
-from gateway.rules.definitions import RuleSet
-from gateway.rules.loader import RulesError, load_rules
+from tandem.gateway.filewatch import FileWatch
+from tandem.gateway.rules.definitions import RuleSet
+from tandem.gateway.rules.loader import RulesError, load_rules
 
 log = logging.getLogger(__name__)
 

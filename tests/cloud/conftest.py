@@ -27,18 +27,22 @@ from flask.testing import FlaskClient
 from sqlalchemy import inspect, text
 from werkzeug.test import TestResponse
 
-from cloud import accounts, close_app, create_app, database, registry, timeseries
-from cloud.enrolment import check_gateway_cert
-from cloud.timeseries import EventQuery, SummaryQuery
+from tandem.cloud import close_app, create_app
+from tandem.cloud.access import accounts
+from tandem.cloud.db import engine as database
+from tandem.cloud.fleet import registry
+from tandem.cloud.fleet.enrolment import check_gateway_cert
+from tandem.cloud.timeseries import store as timeseries
+from tandem.cloud.timeseries.store import EventQuery, SummaryQuery
+from tandem.tools.pki import Identity, Role, SiteCA
+from tandem.wire.batch import Batch, Event, Record, Summary, encode_batch
+from tandem.wire.cose import MEDIA_TYPE, SoftwareSigner, sign1
 from tests.services import (  # noqa: F401 (fixtures)
     influx_database,
     influx_server,
     postgres_cluster,
     postgres_database,
 )
-from tools.pki import Identity, Role, SiteCA
-from wire.batch import Batch, Event, Record, Summary, encode_batch
-from wire.cose import MEDIA_TYPE, SoftwareSigner, sign1
 
 # registry database + time-series backend
 STORAGES = ("sqlite", "influxdb", "postgresql", "postgresql+influxdb")

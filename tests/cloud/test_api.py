@@ -119,7 +119,7 @@ def test_healthz_reports_ok(client):
 def test_healthz_reports_a_failing_store(app, client, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
-    from cloud import timeseries
+    from tandem.cloud.timeseries import store as timeseries
 
     def down():
         raise OperationalError("SELECT 1", {}, Exception("gone"))

@@ -11,8 +11,10 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from cloud import audit, auditlog, database
-from cloud.cli import main
+from tandem.cloud.audit import chain as auditlog
+from tandem.cloud.audit import record as audit
+from tandem.cloud.cli.main import main
+from tandem.cloud.db import engine as database
 
 pytestmark = pytest.mark.storages("sqlite", "postgresql")
 

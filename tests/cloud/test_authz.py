@@ -2,7 +2,7 @@
 
 The matrix enumerates `app.url_map`, so a route added without a declaration
 fails here, and one added with a declaration is checked against the role
-table (cloud/permissions.py) with no edit to this file.
+table (cloud/access/permissions.py) with no edit to this file.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ from __future__ import annotations
 import pytest
 from flask import Flask
 
-from cloud import accounts, auth, database
-from cloud.auth import PUBLIC, Principal, declared_permission
-from cloud.permissions import ROLE_PERMISSIONS, USER_ROLES, Permission, Role, granted
+from tandem.cloud.access import accounts, auth
+from tandem.cloud.access.auth import PUBLIC, Principal, declared_permission
+from tandem.cloud.access.permissions import ROLE_PERMISSIONS, USER_ROLES, Permission, Role, granted
+from tandem.cloud.db import engine as database
 
 ANONYMOUS = "anonymous"
 DENIALS = {"unauthenticated", "forbidden"}  # the central check's refusals of valid tokens

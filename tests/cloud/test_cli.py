@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud.cli import main
-from tools.pki import Role, SiteCA
+from tandem.cloud.cli.main import main
+from tandem.tools.pki import Role, SiteCA
 
 
 @pytest.fixture

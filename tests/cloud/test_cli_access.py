@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from cloud import close_app, create_app
-from cloud.cli import main
-from cloud.config import load_config
+from tandem.cloud import close_app, create_app
+from tandem.cloud.cli.main import main
+from tandem.cloud.config import load_config
 
 
 @pytest.fixture

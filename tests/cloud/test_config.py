@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from cloud import create_app
-from cloud.config import DEFAULT_SECRET, CloudConfig, ConfigError, from_mapping, load_config
+from tandem.cloud import create_app
+from tandem.cloud.config import DEFAULT_SECRET, CloudConfig, ConfigError, from_mapping, load_config
 
 FULL = """
 version = 1
@@ -145,7 +145,7 @@ def test_production_with_the_default_secret_refuses_to_start(tmp_path):
 
 
 def test_production_with_a_secret_starts(tmp_path):
-    from cloud import close_app
+    from tandem.cloud import close_app
 
     app = create_app({"data_dir": str(tmp_path), "server": {"secret_key": "not-the-default"}})
     close_app(app)

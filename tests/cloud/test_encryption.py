@@ -11,9 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from cloud import accounts, database, kms
-from cloud.config import ConfigError, from_mapping
-from cloud.encrypted import DecryptionError, key_id_of, seal, unseal
+from tandem.cloud.access import accounts
+from tandem.cloud.config import ConfigError, from_mapping
+from tandem.cloud.db import engine as database
+from tandem.cloud.keys import kms
+from tandem.cloud.keys.encrypted import DecryptionError, key_id_of, seal, unseal
 
 EMAIL = "alice.secret@example.org"
 NOTE = "deploy pipeline for plant 7"

@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 from flask import Flask
 
-from cloud import auditlog, close_app, database, enrol_store
-from gateway.enrol import build_csr
-from gateway.keystore import SoftwareKeyStore
+from tandem.cloud import close_app
+from tandem.cloud.audit import chain as auditlog
+from tandem.cloud.db import engine as database
+from tandem.cloud.fleet import tokens as enrol_store
+from tandem.gateway.identity.csr import build_csr
+from tandem.gateway.identity.keystore import SoftwareKeyStore
+from tandem.tools.pki import SiteCA
 from tests.enrolkit import make_app, new_token
-from tools.pki import SiteCA
 
 
 @pytest.fixture

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from cloud.enrolment import EnrolmentError, check_gateway_cert
-from tools.pki import Role, SiteCA
+from tandem.cloud.fleet.enrolment import EnrolmentError, check_gateway_cert
+from tandem.tools.pki import Role, SiteCA
 
 
 def test_gateway_cert_from_the_site_ca_is_accepted(pki):

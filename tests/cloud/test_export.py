@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from cloud.dataset import csv_lines, jsonl, label
-from cloud.rollup import StoredEvent, StoredSummary
-from wire.batch import Event, Summary
+from tandem.cloud.query.dataset import csv_lines, jsonl, label
+from tandem.cloud.timeseries.rollup import StoredEvent, StoredSummary
+from tandem.wire.batch import Event, Summary
 
 MINUTE = 60_000
 

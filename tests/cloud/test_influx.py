@@ -7,11 +7,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cloud.config import from_mapping
-from cloud.errors import StorageUnavailable
-from cloud.influx import InfluxTimeSeries
-from cloud.influxhttp import InfluxHTTP
-from cloud.lineprotocol import (
+from tandem.cloud.config import from_mapping
+from tandem.cloud.errors import StorageUnavailable
+from tandem.cloud.timeseries.influx import InfluxTimeSeries
+from tandem.cloud.timeseries.influxhttp import InfluxHTTP
+from tandem.cloud.timeseries.lineprotocol import (
     event_line,
     field_string,
     string_literal,
@@ -20,9 +20,9 @@ from cloud.lineprotocol import (
     tag_value,
     untag,
 )
-from cloud.timeseries import EventQuery, SummaryQuery
+from tandem.cloud.timeseries.store import EventQuery, SummaryQuery
+from tandem.wire.batch import Event, Summary
 from tests.services import influx_database
-from wire.batch import Event, Summary
 
 names = st.text(st.characters(blacklist_categories=("Cc", "Cs", "Zl", "Zp", "Cf", "Co", "Cn")),
                 min_size=1, max_size=64).filter(str.isprintable)
@@ -182,7 +182,7 @@ def test_points_older_than_retention_are_not_kept(influx_store):
 
 
 def test_store_starts_while_influxd_is_down_and_sets_up_later(influx_server, tmp_path):
-    from tools.services import free_port
+    from tandem.tools.services import free_port
 
     config = from_mapping({"mode": "development", "data_dir": str(tmp_path), "timeseries": {
         "backend": "influxdb", "url": f"http://127.0.0.1:{free_port()}"}})

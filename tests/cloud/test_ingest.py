@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import text
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from cloud import database
-from wire.batch import Batch, encode_batch
-from wire.cose import sign1
+from tandem.cloud.db import engine as database
+from tandem.wire.batch import Batch, encode_batch
+from tandem.wire.cose import sign1
 
 
 @pytest.mark.storages("sqlite", "influxdb", "postgresql", "postgresql+influxdb")
@@ -140,7 +140,7 @@ def test_bare_application_cose_is_accepted(client, pki, kit):
 
 
 def test_body_over_the_limit_is_refused_with_413(tmp_path, pki, kit):
-    from cloud import close_app, create_app
+    from tandem.cloud import close_app, create_app
 
     small = create_app(kit.app_config(tmp_path, pki, max_batch_bytes=512))
     try:
@@ -157,7 +157,7 @@ def test_body_over_the_limit_is_refused_with_413(tmp_path, pki, kit):
 
 
 def test_chunked_body_over_the_limit_is_refused_with_413(tmp_path, pki, kit):
-    from cloud import close_app, create_app
+    from tandem.cloud import close_app, create_app
 
     small = create_app(kit.app_config(tmp_path, pki, max_batch_bytes=512))
     try:
@@ -177,7 +177,7 @@ def test_chunked_body_over_the_limit_is_refused_with_413(tmp_path, pki, kit):
 
 @pytest.mark.storages("sqlite", "postgresql")
 def test_a_failed_write_rolls_back_the_ledger(app, client, pki, kit, monkeypatch):
-    from cloud import timeseries
+    from tandem.cloud.timeseries import store as timeseries
 
     def broken_write(gateway, records, tx):
         tx.execute(text("SELECT * FROM no_such_table"))
@@ -222,7 +222,7 @@ def test_a_failure_after_the_points_is_repaired_by_the_resend(app, client, pki, 
     """Points may land before the ledger commits (InfluxDB); the resend has the same effect."""
     from sqlalchemy.exc import OperationalError
 
-    from cloud import registry
+    from tandem.cloud.fleet import registry
 
     real_touch = registry.touch_devices
     calls = []
@@ -251,8 +251,8 @@ def test_a_failure_after_the_points_is_repaired_by_the_resend(app, client, pki, 
 @pytest.mark.storages("influxdb")
 def test_unreachable_influxdb_answers_503_and_commits_no_ledger(tmp_path, pki, kit,
                                                                 storage_config):
-    from cloud import close_app, create_app
-    from tools.services import free_port
+    from tandem.cloud import close_app, create_app
+    from tandem.tools.services import free_port
 
     config = kit.app_config(tmp_path, pki)
     config["timeseries"] = {**storage_config["timeseries"],
@@ -273,7 +273,7 @@ def test_unreachable_influxdb_answers_503_and_commits_no_ledger(tmp_path, pki, k
 
 @pytest.mark.storages("influxdb")
 def test_a_time_influxdb_cannot_hold_is_refused_with_422(app, client, pki, kit):
-    from cloud.lineprotocol import MAX_TIME_MS
+    from tandem.cloud.timeseries.lineprotocol import MAX_TIME_MS
 
     before = kit.snapshot(app)
     body = kit.envelope(pki.gateway, 1, [kit.summary(), kit.summary(t0_ms=MAX_TIME_MS + 1)])

@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask
 from flask.testing import FlaskClient
 
-from wire.cose import MEDIA_TYPE
+from tandem.wire.cose import MEDIA_TYPE
 
 
 def _post(client: FlaskClient, body: bytes, encoding: str) -> tuple[int, str]:

@@ -10,8 +10,8 @@ from flask import Flask
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cloud import close_app, create_app
-from wire.cose import sign1
+from tandem.cloud import close_app, create_app
+from tandem.wire.cose import sign1
 
 FUZZ = settings(max_examples=150, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])

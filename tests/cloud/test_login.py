@@ -7,7 +7,9 @@ import time
 
 import pytest
 
-from cloud import accounts, auditlog, database
+from tandem.cloud.access import accounts
+from tandem.cloud.audit import chain as auditlog
+from tandem.cloud.db import engine as database
 
 PASSWORD = "correct horse battery staple"
 

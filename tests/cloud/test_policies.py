@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from cloud import cli
-from cloud.policies import PolicyFileError, load_policy_file
+from tandem.cloud.cli import main as cli
+from tandem.cloud.policy.release import PolicyFileError, load_policy_file
+from tandem.tools.pki import SiteCA
+from tandem.wire.cose import SoftwareSigner
+from tandem.wire.gwrequest import sign_request
+from tandem.wire.release import open_release
 from tests.enrolkit import cloud_mapping, policy_key
-from tools.pki import SiteCA
-from wire.cose import SoftwareSigner
-from wire.gwrequest import sign_request
-from wire.release import open_release
 
 GOOD = """\
 version = 1
@@ -92,8 +92,8 @@ def test_push_signs_increasing_versions_and_status_shows_them(
 
 def test_tokens_print_once_and_gateways_fetch_their_groups_signed_release(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from cloud import close_app, create_app
-    from cloud.config import load_config
+    from tandem.cloud import close_app, create_app
+    from tandem.cloud.config import load_config
 
     config = _config_file(tmp_path)
     code, out, _ = _run(capsys, "enrol", "token", "--config", str(config), "--gateway", "gw-01",
@@ -124,7 +124,7 @@ def test_tokens_print_once_and_gateways_fetch_their_groups_signed_release(
 def _saved_release(tmp_path: Path, config: Path):  # type: ignore[no-untyped-def]
     from sqlalchemy import create_engine, text
 
-    from cloud.config import load_config
+    from tandem.cloud.config import load_config
 
     url = load_config(config).database.url
     with create_engine(url).connect() as conn:

@@ -19,12 +19,15 @@ from flask.testing import FlaskClient
 from sqlalchemy import update
 from werkzeug.test import TestResponse
 
-from cloud import database, raw_store, retention, timeseries
-from tools.pki import Identity
-from wire.batch import Batch, Summary, decode_batch, encode_batch
-from wire.errors import WireError
-from wire.gwrequest import MEDIA_TYPE, sign_request
-from wire.raw import RawSnippet, decode_node_body
+from tandem.cloud.db import engine as database
+from tandem.cloud.raw import store as raw_store
+from tandem.cloud.timeseries import retention
+from tandem.cloud.timeseries import store as timeseries
+from tandem.tools.pki import Identity
+from tandem.wire.batch import Batch, Summary, decode_batch, encode_batch
+from tandem.wire.errors import WireError
+from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
+from tandem.wire.raw import RawSnippet, decode_node_body
 
 SAMPLES = struct.pack("<12h", *([1, -2, 256] * 4))
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import IntegrityError
 
-from cloud import database, registry
+from tandem.cloud.db import engine as database
+from tandem.cloud.fleet import registry
 
 pytestmark = pytest.mark.storages("sqlite", "postgresql")
 

@@ -6,9 +6,12 @@ import threading
 
 import pytest
 
-from cloud import close_app, create_app, database, retention, timeseries
-from cloud.cli import main
-from cloud.timeseries import EventQuery, SummaryQuery
+from tandem.cloud import close_app, create_app
+from tandem.cloud.cli.main import main
+from tandem.cloud.db import engine as database
+from tandem.cloud.timeseries import retention
+from tandem.cloud.timeseries import store as timeseries
+from tandem.cloud.timeseries.store import EventQuery, SummaryQuery
 
 DAY = 86_400_000
 NOW = 1_800_000_000_000
@@ -28,7 +31,7 @@ def keeping(tmp_path, pki, kit, storage_config):
 
 @pytest.mark.storages("sqlite", "postgresql")
 def test_prune_deletes_points_past_retention_and_ledger_past_the_replay_window(keeping, kit):
-    from cloud import registry
+    from tandem.cloud.fleet import registry
 
     store = timeseries.store(keeping)
     with database.engine(keeping).begin() as tx:

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloud.rollup import StoredSummary, merge, rollup
-from wire.batch import Summary
+from tandem.cloud.timeseries.rollup import StoredSummary, merge, rollup
+from tandem.wire.batch import Summary
 
 
 def s(t0: int, n: int, lo: float, mean: float, hi: float, last: float, channel: str = "t",

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from wire.cose import MEDIA_TYPE
+from tandem.wire.cose import MEDIA_TYPE
 
 REPO = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(r"^tandem-cloud listening on https://127\.0\.0\.1:(\d+)$")
@@ -26,7 +26,7 @@ class Server:
 
     def __init__(self, config: Path) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-u", "-m", "cloud.cli", "serve", "--config", str(config)],
+            [sys.executable, "-u", "-m", "tandem.cloud.cli.main", "serve", "--config", str(config)],
             cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         self.lines: queue.Queue[str | None] = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
@@ -85,7 +85,7 @@ def server(server_config: Path) -> Iterator[Server]:
 
 
 def cli(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "cloud.cli", *argv], cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "tandem.cloud.cli.main", *argv], cwd=REPO,
                           capture_output=True, text=True, timeout=60, check=False)
 
 

@@ -9,7 +9,7 @@ import threading
 import httpx
 import pytest
 
-from cloud.server import bind, serve_until_signalled
+from tandem.cloud.server import bind, serve_until_signalled
 
 
 @pytest.mark.timeout(30)

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from cloud import database, timeseries
-from cloud.timeseries import EventQuery, SummaryQuery
-from wire.batch import Summary
+from tandem.cloud.db import engine as database
+from tandem.cloud.timeseries import store as timeseries
+from tandem.cloud.timeseries.store import EventQuery, SummaryQuery
+from tandem.wire.batch import Summary
 
 pytestmark = pytest.mark.storages("sqlite", "influxdb", "postgresql")
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tools.procs import Child
+from tandem.tools.procs import Child
 
 Point = dict[str, Any]
 

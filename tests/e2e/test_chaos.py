@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tandem.tools.procs import Child
+from tandem.tools.site import NodeSpec, Site, local_site
 from tests.e2e.readings import assert_exactly, events, wait_for_counts
 from tests.netcut import CuttableLink
-from tools.procs import Child
-from tools.site import NodeSpec, Site, local_site
 
 KILLS = 20
 REPORTS = 300

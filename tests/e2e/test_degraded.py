@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tandem.tools.site import NodeSpec, Site, local_site
 from tests.e2e.readings import assert_exactly, events, wait_for_counts
-from tools.site import NodeSpec, Site, local_site
 
 THRESHOLDS = (25, 30, 35, 40)  # the over_temp node climbs 0.4 degC per report from ~22
 REPORTS = 200

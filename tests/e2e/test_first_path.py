@@ -15,11 +15,11 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tandem.tools.pki import SiteCA
+from tandem.tools.site import NodeSpec, Site, local_site
+from tandem.wire.batch import Batch, Summary, encode_batch
+from tandem.wire.cose import SoftwareSigner, sign1
 from tests.e2e.readings import assert_exactly, events, summaries, wait_for_counts
-from tools.pki import SiteCA
-from tools.site import NodeSpec, Site, local_site
-from wire.batch import Batch, Summary, encode_batch
-from wire.cose import SoftwareSigner, sign1
 
 REPORTS = 12
 

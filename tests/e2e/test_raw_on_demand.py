@@ -22,9 +22,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
+from tandem.tools.procs import Child
+from tandem.tools.site import NodeSpec, Site, local_site
 from tests.e2e.readings import events
-from tools.procs import Child
-from tools.site import NodeSpec, Site, local_site
 
 pytestmark = pytest.mark.timeout(240)
 T = TypeVar("T")
@@ -119,9 +119,9 @@ def eventually(probe: Callable[[], T | None], what: str, timeout: float = 90) ->
 
 
 def cloud_cli(*argv: str) -> str:
-    """Run `tandem-cloud` (as python -m cloud.cli) and return its stdout."""
-    done = subprocess.run([sys.executable, "-m", "cloud.cli", *argv], capture_output=True,
-                          text=True, timeout=60, check=False)
+    """Run `tandem-cloud` (as python -m) and return its stdout."""
+    done = subprocess.run([sys.executable, "-m", "tandem.cloud.cli.main", *argv],
+                          capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     return done.stdout
 

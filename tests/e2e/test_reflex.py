@@ -22,9 +22,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from pymodbus.client import ModbusTcpClient
 
+from tandem.tools.site import REPO, NodeSpec, Site, SitePorts
 from tests.modbus_rig import PtyPair, SlaveProcess
 from tests.ports import free_port, free_udp_port
-from tools.site import REPO, NodeSpec, Site, SitePorts
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -123,7 +123,7 @@ class PlcProcess:
     """tools/modbus_sim.py in its own process: serves until its stdin closes."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tools.modbus_sim"], cwd=REPO,
+        self.proc = subprocess.Popen([sys.executable, "-m", "tandem.tools.modbus_sim"], cwd=REPO,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()  # the port, once it listens

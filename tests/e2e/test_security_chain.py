@@ -21,9 +21,9 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway.keystore import SoftwareKeyStore
-from gateway.privacy.keys import PSEUDONYM_SECRET
-from tools.site import NodeSpec, Site, local_site
+from tandem.gateway.identity.keystore import SoftwareKeyStore
+from tandem.gateway.privacy.keys import PSEUDONYM_SECRET
+from tandem.tools.site import NodeSpec, Site, local_site
 
 PASSPHRASE_ENV = "TANDEM_E2E_KEY_PASSPHRASE"
 PASSPHRASE = "e2e passphrase, not a secret"

@@ -10,9 +10,9 @@ from types import ModuleType
 
 import pytest
 
+from tandem.tools.pki import Identity, Role, SiteCA
 from tests.firmware.dtls_peer import DtlsCoapPeer, Handler, ack_changed
 from tests.nodeproc import REPO, NodeProcess, micropython_binary
-from tools.pki import Identity, Role, SiteCA
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -9,8 +9,8 @@ from pathlib import Path
 import cbor2
 import pytest
 
+from tandem.wire.report import Report, decode_report, encode_report
 from tests.nodeproc import run_script
-from wire.report import Report, decode_report, encode_report
 
 SCRIPT = Path(__file__).with_name("mp_codec.py")
 pytestmark = pytest.mark.timeout(120)

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tandem.tools.pki import Identity
 from tests.nodeproc import NodeProcess, write_node_config
-from tools.pki import Identity
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -21,13 +21,13 @@ import pytest
 from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient
 
+from tandem.tools.modbus_rig import REGISTERS_JSON
+from tandem.tools.pki import Identity
+from tandem.wire.report import decode_report
 from tests.firmware.conftest import PeerFactory
 from tests.firmware.vib_peer import VibrationGateway
 from tests.modbus_rig import PtyPair
 from tests.nodeproc import NodeProcess, firmware_main, micropython_binary, write_node_config
-from tools.modbus_rig import REGISTERS_JSON
-from tools.pki import Identity
-from wire.report import decode_report
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -8,8 +8,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tandem.tools.modbus_rig import rtu_frame
 from tests.nodeproc import REPO, run_script
-from tools.modbus_rig import rtu_frame
 
 SCRIPT = REPO / "tests" / "firmware" / "modbus_fuzz_main.py"
 FUNCTIONS = (1, 2, 3, 4, 5, 6, 15, 16, 0, 7, 0x2B, 0x80, 0xFF)

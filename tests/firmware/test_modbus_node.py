@@ -15,11 +15,11 @@ import pytest
 from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient
 
+from tandem.tools.modbus_rig import REGISTERS_JSON
+from tandem.tools.pki import Identity
 from tests.firmware.conftest import PeerFactory
 from tests.modbus_rig import PtyPair
 from tests.nodeproc import NodeProcess, write_node_config
-from tools.modbus_rig import REGISTERS_JSON
-from tools.pki import Identity
 
 pytestmark = pytest.mark.timeout(90)
 

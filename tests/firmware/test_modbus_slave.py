@@ -174,7 +174,7 @@ def test_frames_for_other_units_are_ignored(raw: RawRtu, client: ModbusSerialCli
 
 
 def test_back_to_back_polls_raw_and_async(raw: RawRtu, pty: PtyPair) -> None:
-    """Sanity only (tools/bench_modbus.py measures): many polls, every answer right."""
+    """Sanity only (tools/bench/modbus.py measures): many polls, every answer right."""
     request = rtu_frame(bytes([UNIT, 0x04, 0x00, 0x04, 0x00, 0x02]))
     expected = rtu_frame(bytes([UNIT, 0x04, 0x04, 0x08, 0x66, 0x02, 0xEE]))
     for _ in range(200):

@@ -16,12 +16,12 @@ import pytest
 from aiocoap import ACK, CHANGED, CON, POST, Message
 from aiocoap.numbers.codes import Code
 
+from tandem.tools.pki import Identity, Role, SiteCA
+from tandem.wire.report import Report, decode_report, encode_report
 from tests.firmware.conftest import PeerFactory
 from tests.firmware.dtls_peer import coap_message, reply
 from tests.nodeproc import NodeProcess, write_node_config
 from tests.ports import free_udp_port
-from tools.pki import Identity, Role, SiteCA
-from wire.report import Report, decode_report, encode_report
 
 pytestmark = pytest.mark.timeout(90)
 

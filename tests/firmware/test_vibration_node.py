@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
+from tandem.tools.pki import Identity
+from tandem.wire.report import decode_report
 from tests.firmware.conftest import PeerFactory
 from tests.firmware.vib_peer import VibrationGateway
 from tests.nodeproc import NodeProcess, write_node_config
-from tools.pki import Identity
-from wire.report import decode_report
 
 pytestmark = pytest.mark.timeout(120)
 HEAP = "96K"

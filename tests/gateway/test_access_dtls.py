@@ -10,8 +10,8 @@ import pytest
 from aiocoap import CHANGED
 from OpenSSL import SSL
 
-from gateway.access.dtls import DtlsEndpoint
-from gateway.access.dtls_session import SessionState
+from tandem.gateway.access.dtls import DtlsEndpoint
+from tandem.gateway.access.dtls_session import SessionState
 from tests.gateway.test_access_peers import (
     DtlsClient,
     RecordingSink,

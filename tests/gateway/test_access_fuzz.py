@@ -22,6 +22,8 @@ from aiocoap.message import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tandem.wire.errors import WireError
+from tandem.wire.report import CONTENT_FORMAT_CBOR, MAX_REPORT_BYTES, decode_report
 from tests.gateway.test_access_peers import (
     DtlsClient,
     RecordingSink,
@@ -30,8 +32,6 @@ from tests.gateway.test_access_peers import (
     make_site,
     sample_report,
 )
-from wire.errors import WireError
-from wire.report import CONTENT_FORMAT_CBOR, MAX_REPORT_BYTES, decode_report
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -236,7 +236,7 @@ def test_plain_coap_ingress_survives_random_input(plain: Harness) -> None:
 
 
 def test_a_string_option_that_is_not_utf8_is_a_decode_error(plain: Harness) -> None:
-    # found by tools/fuzz_ingress.py: aiocoap raised UnicodeDecodeError, counted as internal_error
+    # found by tools/fuzz/ingress.py: aiocoap raised UnicodeDecodeError, counted as internal_error
     before = plain.server.call(plain.server.server.stats.snapshot).get("decode_error", 0)
     plain.check(bytes.fromhex(f"4102{next(_MIDS) % 65536:04x}01b2e2a2"), {})
     assert plain.server.call(plain.server.server.stats.snapshot)["decode_error"] == before + 1

@@ -11,6 +11,7 @@ import pytest
 from aiocoap import CHANGED
 from aiocoap.message import Message
 
+from tandem.tools.pki import Identity
 from tests.gateway.test_access_peers import (
     RecordingSink,
     ServerThread,
@@ -19,7 +20,6 @@ from tests.gateway.test_access_peers import (
     sample_report,
     wait_until,
 )
-from tools.pki import Identity
 
 MICROPYTHON = shutil.which("micropython", path=str(Path(sys.executable).parent))
 

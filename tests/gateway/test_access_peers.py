@@ -24,11 +24,11 @@ from aiocoap import CON, POST
 from aiocoap.message import Message
 from OpenSSL import SSL
 
-from gateway.access import AccessConfig, CoapDtlsServer
-from gateway.access.records import pack_datagrams
-from gateway.model import DeviceReport
-from tools.pki import Identity, Role, SiteCA
-from wire.report import CONTENT_FORMAT_CBOR, Report, encode_report
+from tandem.gateway.access import AccessConfig, CoapDtlsServer
+from tandem.gateway.access.records import pack_datagrams
+from tandem.gateway.reports import DeviceReport
+from tandem.tools.pki import Identity, Role, SiteCA
+from tandem.wire.report import CONTENT_FORMAT_CBOR, Report, encode_report
 
 T = TypeVar("T")
 COAP_CLIENT = "coap-client-openssl"

@@ -19,12 +19,13 @@ from aiocoap.message import Message
 from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 
-from gateway.access.commands import CommandsResource
-from gateway.access.raw import RawResource
-from gateway.config import RawCacheSection
-from gateway.database import GatewayDatabase
-from gateway.nodecommands import NodeCommands
-from gateway.rawcache import RawCache
+from tandem.gateway.access.commands import CommandsResource
+from tandem.gateway.access.raw import RawResource
+from tandem.gateway.config import RawCacheSection
+from tandem.gateway.nodes.commands import NodeCommands
+from tandem.gateway.nodes.rawcache import RawCache
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.wire.raw import MAX_TRANSFER_BYTES, RawSnippet, decode_raw_record
 from tests.gateway.test_access_peers import (
     DtlsClient,
     RecordingSink,
@@ -33,7 +34,6 @@ from tests.gateway.test_access_peers import (
     wait_until,
 )
 from tests.nodeproc import NodeProcess, write_node_config
-from wire.raw import MAX_TRANSFER_BYTES, RawSnippet, decode_raw_record
 
 pytestmark = pytest.mark.timeout(90)
 SENSOR: dict[str, Any] = {"model": "accel", "rate_hz": 800, "samples": 128,

@@ -8,17 +8,17 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from gateway.access import AccessConfig, AccessStats, DevicePolicy
-from gateway.access.dtls_context import CookieJar
-from gateway.access.identity import IdentityError, device_identity
-from gateway.access.records import (
+from tandem.gateway.access import AccessConfig, AccessStats, DevicePolicy
+from tandem.gateway.access.dtls_context import CookieJar
+from tandem.gateway.access.identity import IdentityError, device_identity
+from tandem.gateway.access.records import (
     client_hello_random,
     is_client_hello,
     looks_like_dtls,
     pack_datagrams,
     split_records,
 )
-from tools.pki import Role, SiteCA
+from tandem.tools.pki import Role, SiteCA
 
 
 def record(content: int, body: bytes, epoch: int = 0) -> bytes:

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.config import ConfigError, load_config, parse_config
+from tandem.gateway.config import ConfigError, load_config, parse_config
 
 GOOD = """\
 version = 1

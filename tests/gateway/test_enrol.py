@@ -12,11 +12,11 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from gateway.enrol import KeyStoreSigningKey, build_csr
-from gateway.keystore import SoftwareKeyStore
-from gateway.keystore_tpm import TpmKeyStore
+from tandem.gateway.identity.csr import KeyStoreSigningKey, build_csr
+from tandem.gateway.identity.keystore import SoftwareKeyStore
+from tandem.gateway.identity.tpm_keystore import TpmKeyStore
+from tandem.tools.pki import PKIError, Role, SiteCA
 from tests.tpm import SoftwareTpm, needs_swtpm
-from tools.pki import PKIError, Role, SiteCA
 
 
 @pytest.fixture

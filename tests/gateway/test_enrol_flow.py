@@ -16,9 +16,15 @@ from cryptography import x509
 from flask import Flask
 from flask.testing import FlaskClient
 
-from cloud import close_app, database, registry
-from gateway import enrol_client, enrolled
-from gateway.keystores import open_keystore
+from tandem.cloud import close_app
+from tandem.cloud.db import engine as database
+from tandem.cloud.fleet import registry
+from tandem.gateway.identity import enrolled
+from tandem.gateway.identity import enrolment as enrol_client
+from tandem.gateway.identity.kinds import open_keystore
+from tandem.tools.pki import SiteCA
+from tandem.wire.batch import Batch, Summary, encode_batch
+from tandem.wire.cose import MEDIA_TYPE, Signer, sign1
 from tests.enrolkit import (
     PASSPHRASE,
     PASSPHRASE_ENV,
@@ -28,9 +34,6 @@ from tests.enrolkit import (
     wsgi_client,
 )
 from tests.tpm import SoftwareTpm, needs_swtpm
-from tools.pki import SiteCA
-from wire.batch import Batch, Summary, encode_batch
-from wire.cose import MEDIA_TYPE, Signer, sign1
 
 
 @pytest.fixture

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from gateway.pipeline.features import FeatureBank, FeatureSettings, Series, SeriesSettings
-from gateway.pipeline.spectrum import Bands, band_energies
+from tandem.gateway.features.extract import FeatureBank, FeatureSettings, Series, SeriesSettings
+from tandem.gateway.features.spectrum import Bands, band_energies
 
 RATE_HZ = 1000.0
 

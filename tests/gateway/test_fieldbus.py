@@ -10,19 +10,19 @@ from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.fieldbus import CrossLoopSink, FieldbusThread
-from gateway.metrics import GatewayMetrics
-from gateway.modbus.config import ModbusBus, ModbusSection, ModbusUnit
-from gateway.modbus.coordinator import BusCoordinator
-from gateway.modbus.service import ModbusService
-from gateway.model import DeviceReport
-from gateway.pipeline.reflex import Outcome, Reflex
-from gateway.rules.actions import ActuatorPorts, EmergencyStop
-from gateway.rules.actuator import ActuatorError, ModbusTcpPort
-from gateway.rules.loader import parse_rules_text
-from tools.modbus_sim import modbus_controller
-from wire.batch import Record
-from wire.report import Report
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.modbus.config import ModbusBus, ModbusSection, ModbusUnit
+from tandem.gateway.modbus.coordinator import BusCoordinator
+from tandem.gateway.modbus.fieldbus import CrossLoopSink, FieldbusThread
+from tandem.gateway.modbus.service import ModbusService
+from tandem.gateway.reports import DeviceReport
+from tandem.gateway.rules.actions import ActuatorPorts, EmergencyStop
+from tandem.gateway.rules.actuator import ActuatorError, ModbusTcpPort
+from tandem.gateway.rules.loader import parse_rules_text
+from tandem.gateway.rules.reflex import Outcome, Reflex
+from tandem.tools.modbus_sim import modbus_controller
+from tandem.wire.batch import Record
+from tandem.wire.report import Report
 
 SENSOR_MAP = Path(__file__).resolve().parents[2] / "hw" / "registers" / "sensor-node.toml"
 

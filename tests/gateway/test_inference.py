@@ -9,16 +9,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gateway.inference.model import ModelError, ScoringModel, interpreter_class
-from gateway.inference.slot import ModelSlot
-from gateway.metrics import GatewayMetrics
-from gateway.model import DeviceReport
-from gateway.pipeline.reflex import Reflex, ScoreSource
-from gateway.pipeline.spectrum import Bands, band_energies
-from gateway.rules.loader import parse_rules_text
-from tools import make_model
-from wire.batch import Record
-from wire.report import Report
+from tandem.gateway.features.spectrum import Bands, band_energies
+from tandem.gateway.inference.model import ModelError, ScoringModel, interpreter_class
+from tandem.gateway.inference.slot import ModelSlot
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.reports import DeviceReport
+from tandem.gateway.rules.loader import parse_rules_text
+from tandem.gateway.rules.reflex import Reflex, ScoreSource
+from tandem.tools import make_model
+from tandem.wire.batch import Record
+from tandem.wire.report import Report
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "anomaly16.tflite"
 needs_litert = pytest.mark.skipif(interpreter_class() is None,
@@ -200,7 +200,7 @@ def test_without_a_model_the_reflex_runs_and_score_rules_stay_quiet() -> None:
 
 def test_without_a_runtime_inference_is_off_with_a_clear_message(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
-    monkeypatch.setattr("gateway.inference.model._INTERPRETER_MODULES",
+    monkeypatch.setattr("tandem.gateway.inference.model._INTERPRETER_MODULES",
                         ("tandem_no_such_runtime.interpreter",))
     assert interpreter_class() is None
     with pytest.raises(ModelError, match="no LiteRT runtime"):

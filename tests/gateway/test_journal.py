@@ -11,16 +11,16 @@ import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
-from gateway.database import GatewayDatabase
-from gateway.metrics import GatewayMetrics
-from gateway.model import DeviceReport
-from gateway.outbox import Outbox
-from gateway.pipeline.ingress import Ingress
-from gateway.pipeline.journal import Journal
-from gateway.pipeline.summarise import SummaryPipeline
-from gateway.pipeline.windows import TumblingWindows
-from wire.batch import Record, Summary
-from wire.report import Report
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.pipeline.ingress import Ingress
+from tandem.gateway.pipeline.journal import Journal
+from tandem.gateway.pipeline.summarise import SummaryPipeline
+from tandem.gateway.pipeline.windows import TumblingWindows
+from tandem.gateway.reports import DeviceReport
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox
+from tandem.wire.batch import Record, Summary
+from tandem.wire.report import Report
 
 
 class Stack:

@@ -14,11 +14,11 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway import passbox
-from gateway.config import IdentitySection, load_config
-from gateway.keystore import KeyStoreError, SoftwareKeyStore, write_encrypted_key
-from gateway.keystores import open_keystore
-from wire.cose import sign1, verify1
+from tandem.gateway.config import IdentitySection, load_config
+from tandem.gateway.identity import passbox
+from tandem.gateway.identity.keystore import KeyStoreError, SoftwareKeyStore, write_encrypted_key
+from tandem.gateway.identity.kinds import open_keystore
+from tandem.wire.cose import sign1, verify1
 
 PASS = b"correct horse battery staple"
 SECRET = bytes(range(7, 39))  # 32 distinctive bytes

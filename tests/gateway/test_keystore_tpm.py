@@ -15,13 +15,13 @@ import pytest
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.config import IdentitySection
-from gateway.keystore import KeyStoreError
-from gateway.keystore_tpm import TpmKeyStore
-from gateway.keystores import open_keystore
-from gateway.tpm import PolicyFailed
+from tandem.gateway.config import IdentitySection
+from tandem.gateway.identity.keystore import KeyStoreError
+from tandem.gateway.identity.kinds import open_keystore
+from tandem.gateway.identity.tpm import PolicyFailed
+from tandem.gateway.identity.tpm_keystore import TpmKeyStore
+from tandem.wire.cose import sign1, verify1
 from tests.tpm import SoftwareTpm, needs_swtpm
-from wire.cose import sign1, verify1
 
 pytestmark = needs_swtpm
 

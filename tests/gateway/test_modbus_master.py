@@ -22,11 +22,11 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
-from gateway.modbus.config import ModbusBus, ModbusSection, ModbusUnit
-from gateway.modbus.coordinator import BusCoordinator
-from gateway.modbus.metrics import ModbusMetrics
-from gateway.modbus.service import ModbusService
-from gateway.model import DeviceReport
+from tandem.gateway.modbus.config import ModbusBus, ModbusSection, ModbusUnit
+from tandem.gateway.modbus.coordinator import BusCoordinator
+from tandem.gateway.modbus.metrics import ModbusMetrics
+from tandem.gateway.modbus.service import ModbusService
+from tandem.gateway.reports import DeviceReport
 from tests.modbus_rig import PtyPair, SlaveProcess
 from tests.nodeproc import REPO
 from tests.ports import free_port

@@ -10,16 +10,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gateway.config import ConfigError, load_config
-from gateway.modbus.codec import DecodeError, decode, encode, plan_reads
-from gateway.modbus.registers import (
+from tandem.gateway.config import ConfigError, load_config
+from tandem.gateway.modbus.codec import DecodeError, decode, encode, plan_reads
+from tandem.gateway.modbus.registers import (
     DataType,
     Point,
     RegisterMapError,
     Table,
     load_register_map,
 )
-from tools.hw_registers import DEFAULT_MAP, DEFAULT_OUT, export_registers, render
+from tandem.tools.hw_registers import DEFAULT_MAP, DEFAULT_OUT, export_registers, render
 
 MINIMAL = 'version = 1\nname = "x"\n\n[[point]]\nname = "a"\ntable = "input"\naddress = 0\n' \
           'type = "int16"\n'

@@ -10,11 +10,11 @@ from typing import Any
 import cbor2
 import pytest
 
-from gateway.access.commands import CommandsResource
-from gateway.config import CommandsSection
-from gateway.nodecommands import NodeCommands
-from gateway.rules.actions import Firing, NodeAlarm
-from gateway.rules.definitions import NodeAlarmSpec
+from tandem.gateway.access.commands import CommandsResource
+from tandem.gateway.config import CommandsSection
+from tandem.gateway.nodes.commands import NodeCommands
+from tandem.gateway.rules.actions import Firing, NodeAlarm
+from tandem.gateway.rules.definitions import NodeAlarmSpec
 from tests.gateway.test_access_peers import RecordingSink, ServerThread, Site
 from tests.nodeproc import NodeProcess, write_node_config
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from gateway.database import GatewayDatabase
-from gateway.outbox import Outbox, OutboxFull, Priority
-from wire.batch import Event, Record, Summary
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox, OutboxFull, Priority
+from tandem.wire.batch import Event, Record, Summary
 
 
 def _summary(i: int) -> Summary:

@@ -13,16 +13,23 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 
-from cloud import close_app, database, policy_store
-from cloud.policies import push
-from gateway import enrol_client
-from gateway.access.device_policy import DevicePolicy
-from gateway.config import GatewayConfig
-from gateway.database import GatewayDatabase
-from gateway.keystores import open_keystore
-from gateway.metrics import GatewayMetrics
-from gateway.outbox import Outbox
-from gateway.policy.service import SecurityService
+from tandem.cloud import close_app
+from tandem.cloud.db import engine as database
+from tandem.cloud.policy import store as policy_store
+from tandem.cloud.policy.release import push
+from tandem.gateway.access.device_policy import DevicePolicy
+from tandem.gateway.config import GatewayConfig
+from tandem.gateway.identity import enrolment as enrol_client
+from tandem.gateway.identity.kinds import open_keystore
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.policy.service import SecurityService
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox
+from tandem.tools.pki import SiteCA
+from tandem.wire.batch import Summary
+from tandem.wire.cose import SoftwareSigner
+from tandem.wire.policy import parse_policy
+from tandem.wire.release import Release, sign_release
 from tests.enrolkit import (
     PASSPHRASE,
     PASSPHRASE_ENV,
@@ -32,11 +39,6 @@ from tests.enrolkit import (
     policy_key,
     wsgi_client,
 )
-from tools.pki import SiteCA
-from wire.batch import Summary
-from wire.cose import SoftwareSigner
-from wire.policy import parse_policy
-from wire.release import Release, sign_release
 
 POLICY = {"version": 1,
           "privacy": {"device_ids": "pseudonymise", "rule": [{"field": "hum", "action": "drop"}]},
@@ -173,7 +175,7 @@ def test_a_policy_the_gateway_cannot_carry_out_is_refused(
 
 
 def test_the_revocation_list_file_is_reloaded_when_it_changes(tmp_path: Path) -> None:
-    from gateway.policy.revocation import RevocationList
+    from tandem.gateway.policy.revocation import RevocationList
 
     devices = DevicePolicy()
     path = tmp_path / "revoked.txt"
@@ -189,7 +191,7 @@ def test_the_revocation_list_file_is_reloaded_when_it_changes(tmp_path: Path) ->
 
 
 def test_the_action_limiter_allows_n_per_minute() -> None:
-    from gateway.policy.limits import ActionLimiter
+    from tandem.gateway.policy.limits import ActionLimiter
 
     now = [0.0]
     limiter = ActionLimiter(2, clock=lambda: now[0])

@@ -9,17 +9,17 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.database import GatewayDatabase
-from gateway.keystore import SoftwareKeyStore
-from gateway.outbox import Outbox, Priority
-from gateway.privacy import transforms
-from gateway.privacy.gate import PrivacyGate, read_counts
-from gateway.privacy.keys import PSEUDONYM_SECRET, pseudonym_key
-from gateway.privacy.stage import PrivacyConfigError, PrivacyStage
-from wire.batch import Batch, Event, Sealed, Summary, decode_batch, encode_batch
-from wire.errors import WireError
-from wire.policy import FieldRule, PrivacyPolicy
-from wire.sealed import open_sealed
+from tandem.gateway.identity.keystore import SoftwareKeyStore
+from tandem.gateway.privacy import transforms
+from tandem.gateway.privacy.gate import PrivacyGate, read_counts
+from tandem.gateway.privacy.keys import PSEUDONYM_SECRET, pseudonym_key
+from tandem.gateway.privacy.stage import PrivacyConfigError, PrivacyStage
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox, Priority
+from tandem.wire.batch import Batch, Event, Sealed, Summary, decode_batch, encode_batch
+from tandem.wire.errors import WireError
+from tandem.wire.policy import FieldRule, PrivacyPolicy
+from tandem.wire.sealed import open_sealed
 
 SUMMARY = Summary("node-01", "temp", 1000, 2000, 10, 21.26, 23.74, 22.51, 23.2)
 EVENT = Event("node-01", "overheat", 1500, 2, {"temp": 81.5, "lat": 48.137154, "ok": 1.0})
@@ -134,7 +134,7 @@ def test_the_pseudonym_key_is_sealed_once_and_never_on_disk_in_clear(tmp_path: P
 
 
 def test_raw_snippets_are_pseudonymised_or_dropped_by_a_rule_on_raw() -> None:
-    from wire.raw import RawSnippet
+    from tandem.wire.raw import RawSnippet
 
     snippet = RawSnippet("node-01", 1000, 800, 0.004, "xyz", b"\x00\x01" * 3)
     out, _ = _stage(device_ids="pseudonymise", pseudonym_key=b"k" * 32).apply([snippet])

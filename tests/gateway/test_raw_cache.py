@@ -11,10 +11,10 @@ import cbor2
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.config import RawCacheSection
-from gateway.database import GatewayDatabase
-from gateway.rawcache import RawCache
-from wire.raw import RawSnippet, encode_raw_record
+from tandem.gateway.config import RawCacheSection
+from tandem.gateway.nodes.rawcache import RawCache
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.wire.raw import RawSnippet, encode_raw_record
 
 T0 = 1_764_230_400_000
 

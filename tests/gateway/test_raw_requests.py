@@ -19,16 +19,16 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.config import RawCacheSection
-from gateway.database import GatewayDatabase
-from gateway.nodecommands import NodeCommands
-from gateway.outbox import Outbox, Priority
-from gateway.rawcache import RawCache
-from gateway.rawrequests import RawRequests
-from wire.batch import Summary, decode_record
-from wire.cose import SoftwareSigner
-from wire.gwrequest import open_request
-from wire.raw import RawSnippet
+from tandem.gateway.config import RawCacheSection
+from tandem.gateway.nodes.commands import NodeCommands
+from tandem.gateway.nodes.rawcache import RawCache
+from tandem.gateway.nodes.rawrequests import RawRequests
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox, Priority
+from tandem.wire.batch import Summary, decode_record
+from tandem.wire.cose import SoftwareSigner
+from tandem.wire.gwrequest import open_request
+from tandem.wire.raw import RawSnippet
 
 T0 = 1_764_230_400_000
 SNIPPET = RawSnippet("node-01", T0, 800, 1 / 256, "xyz", struct.pack("<6h", 1, 2, 256, 1, 2, 256))

@@ -8,19 +8,19 @@ from pathlib import Path
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
-from gateway.database import GatewayDatabase
-from gateway.metrics import GatewayMetrics
-from gateway.model import DeviceReport
-from gateway.outbox import Outbox, Priority
-from gateway.pipeline.ingress import Ingress
-from gateway.pipeline.journal import Journal
-from gateway.pipeline.reflex import Outcome, Reflex
-from gateway.rules.actuator import ActuatorError, ModbusTcpPort
-from gateway.rules.loader import parse_rules_text
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.pipeline.ingress import Ingress
+from tandem.gateway.pipeline.journal import Journal
+from tandem.gateway.reports import DeviceReport
+from tandem.gateway.rules.actuator import ActuatorError, ModbusTcpPort
+from tandem.gateway.rules.loader import parse_rules_text
+from tandem.gateway.rules.reflex import Outcome, Reflex
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox, Priority
+from tandem.tools.modbus_sim import modbus_controller
+from tandem.wire.batch import Event, Record, Summary
+from tandem.wire.report import Report
 from tests.ports import free_port
-from tools.modbus_sim import modbus_controller
-from wire.batch import Event, Record, Summary
-from wire.report import Report
 
 RULES = """\
 version = 1

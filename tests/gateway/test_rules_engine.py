@@ -3,8 +3,8 @@
 Time is driven by explicit report timestamps, never by the wall clock.
 """
 
-from gateway.rules.definitions import AllOf, AnyOf, Input, Not, Rule, Threshold
-from gateway.rules.engine import RuleEngine, Transition
+from tandem.gateway.rules.definitions import AllOf, AnyOf, Input, Not, Rule, Threshold
+from tandem.gateway.rules.engine import RuleEngine, Transition
 
 TEMP = Input("temp")
 

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.config import ConfigError
-from gateway.pipeline.spectrum import Bands
-from gateway.rules.definitions import (
+from tandem.gateway.config import ConfigError
+from tandem.gateway.features.spectrum import Bands
+from tandem.gateway.rules.definitions import (
     AnyOf,
     EmergencyStopSpec,
     Input,
@@ -19,9 +19,9 @@ from gateway.rules.definitions import (
     RuleSet,
     Threshold,
 )
-from gateway.rules.engine import RuleEngine
-from gateway.rules.loader import RulesError, load_rules, parse_rules_text
-from gateway.rules.reload import RulesReloader
+from tandem.gateway.rules.engine import RuleEngine
+from tandem.gateway.rules.loader import RulesError, load_rules, parse_rules_text
+from tandem.gateway.rules.reload import RulesReloader
 
 GOOD = """\
 version = 1

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from gateway.config import load_config
-from gateway.inference.model import interpreter_class
-from gateway.metrics import GatewayMetrics
-from gateway.pipeline.local_control import LocalControl
-from gateway.rules.loader import RulesError
-from wire.batch import Record
+from tandem.gateway.config import load_config
+from tandem.gateway.inference.model import interpreter_class
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.rules.loader import RulesError
+from tandem.gateway.rules.local_control import LocalControl
+from tandem.wire.batch import Record
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "anomaly16.tflite"
 

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.config import UplinkSection
-from gateway.database import GatewayDatabase
-from gateway.metrics import GatewayMetrics
-from gateway.outbox import Outbox, Priority
-from gateway.uplink import Outcome, Uplink
-from tools.pki import Role, SiteCA
-from wire.batch import Event, Summary, decode_batch
-from wire.cose import SoftwareSigner, verify1
+from tandem.gateway.cloudlink.uplink import Outcome, Uplink
+from tandem.gateway.config import UplinkSection
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox, Priority
+from tandem.tools.pki import Role, SiteCA
+from tandem.wire.batch import Event, Summary, decode_batch
+from tandem.wire.cose import SoftwareSigner, verify1
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 

@@ -1,6 +1,6 @@
 """Specification of tumbling windows and the de-duplicating ingress."""
 
-from gateway.pipeline.windows import TumblingWindows
+from tandem.gateway.pipeline.windows import TumblingWindows
 
 
 def test_a_window_closes_when_the_next_one_starts() -> None:

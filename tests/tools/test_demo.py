@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tandem.tools.procs import Child
 from tests.ports import free_port, free_udp_port
-from tools.procs import Child
 
 
 @pytest.mark.timeout(240)

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 import serial
 
-from tools import build, monitor
-from tools.boards import BoardError, load_board
-from tools.cli import main
-from tools.monitor import format_event, format_line
-from tools.pki import Role, SiteCA
-from tools.serialports import PortError, PortInfo, choose_port
+from tandem.tools import build, monitor
+from tandem.tools.boards import BoardError, load_board
+from tandem.tools.cli import main
+from tandem.tools.monitor import format_event, format_line
+from tandem.tools.pki import Role, SiteCA
+from tandem.tools.serialports import PortError, PortInfo, choose_port
 
 pytestmark = pytest.mark.timeout(120)
 ESP32 = load_board("esp32-devkitc")

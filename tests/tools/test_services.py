@@ -6,7 +6,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tools.services import influxd, postgres
+from tandem.tools.services import influxd, postgres
 
 
 class Boom(Exception):

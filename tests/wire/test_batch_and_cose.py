@@ -8,9 +8,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wire.batch import Batch, Event, Summary, decode_batch, encode_batch
-from wire.cose import SoftwareSigner, sign1, verify1
-from wire.errors import WireError
+from tandem.wire.batch import Batch, Event, Summary, decode_batch, encode_batch
+from tandem.wire.cose import SoftwareSigner, sign1, verify1
+from tandem.wire.errors import WireError
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 OTHER = ec.generate_private_key(ec.SECP256R1())

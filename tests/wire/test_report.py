@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wire.errors import WireError
-from wire.report import MAX_REPORT_BYTES, Report, decode_report, encode_report
+from tandem.wire.errors import WireError
+from tandem.wire.report import MAX_REPORT_BYTES, Report, decode_report, encode_report
 
 EXAMPLE_HEX = ("a4 01 07 02 1a de ad be ef 03 1b 00 00 01 9a c4 53 88 7b 04 a2 63 76 69 62 "
                "fb 3f be b8 51 eb 85 1e b8 64 74 65 6d 70 f9 4d e0")

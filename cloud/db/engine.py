@@ -1,0 +1,112 @@
+"""The relational database resource: one engine and session factory per app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, cast
+
+from flask import Flask, current_app
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tandem.cloud.config import CloudConfig
+from tandem.cloud.fleet.registry import Base
+from tandem.cloud.keys import kms
+
+_EXTENSION = "tandem.database"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+# Execution option of a connection that only reads: SQLite begins it deferred (see below).
+READ_ONLY = "tandem_read_only"
+
+
+def open_engine(url: str) -> Engine:
+    """Create an engine for url; SQLite gets WAL, a busy timeout and write-locking BEGINs."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(url, pool_pre_ping=True)
+    if parsed.database and parsed.database != ":memory:":
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False})
+    event.listen(engine, "connect", _sqlite_connect)
+    event.listen(engine, "begin", _sqlite_begin)
+    return engine
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not the sqlite3 module, decide when transactions begin.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Take the write lock up front: a deferred transaction that reads the ledger and
+    # then writes fails with "database is locked" when another writer got in between.
+    # A read-only connection begins deferred, so a long read (an export) blocks no writer.
+    read_only = conn.get_execution_options().get(READ_ONLY, False)
+    conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def connect(config: CloudConfig) -> Engine:
+    """The engine of config's database, with its key provider for encrypted columns."""
+    provider = kms.open_provider(config)
+    engine = open_engine(config.database.url)
+    kms.attach(engine, provider)
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    """Create the registry tables that do not exist yet."""
+    Base.metadata.create_all(engine)
+
+
+def init_app(app: Flask, config: CloudConfig) -> None:
+    """Open the database named in config and make it available to requests."""
+    engine = connect(config)
+    create_schema(engine)
+    app.extensions[_EXTENSION] = sessionmaker(engine, expire_on_commit=False)
+
+
+def sessions(app: Flask | None = None) -> sessionmaker[Session]:
+    """The session factory of app (default: the current app)."""
+    target = app if app is not None else current_app
+    return cast("sessionmaker[Session]", target.extensions[_EXTENSION])
+
+
+def engine(app: Flask | None = None) -> Engine:
+    """The engine of app (default: the current app)."""
+    bind = sessions(app).kw["bind"]
+    return cast(Engine, bind)
+
+
+def reading(engine: Engine) -> Connection:
+    """A connection for reads only (use as a context manager)."""
+    return engine.connect().execution_options(**{READ_ONLY: True})
+
+
+def check(app: Flask | None = None) -> None:
+    """Raise if the database does not answer."""
+    with engine(app).connect() as conn:
+        conn.execute(text("SELECT 1"))
+
+
+def close(app: Flask) -> None:
+    """Release the app's database connections."""
+    engine(app).dispose()
+
+
+@contextmanager
+def cli_session(config: CloudConfig) -> Iterator[Session]:
+    """A session for one CLI command: connect, make sure the schema exists, dispose after."""
+    engine = connect(config)
+    try:
+        create_schema(engine)
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()

@@ -1,0 +1,178 @@
+"""What the cloud knows about its fleet: gateways, the devices they report, the batches applied.
+
+The `ingested_batches` table is the idempotency ledger: its unique
+(gateway, seq) makes each batch count once, however often it is sent.
+All times are Unix milliseconds.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from typing import cast
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+from tandem.cloud.db.upsert import upsert_statement
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the registry tables."""
+
+
+class GatewayStatus(enum.StrEnum):
+    """Whether a gateway's batches are accepted."""
+
+    ACTIVE = "active"
+    REVOKED = "revoked"
+
+
+class Gateway(Base):
+    """A gateway allowed to upload, identified by its certificate's CN."""
+
+    __tablename__ = "gateways"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    public_key_pem: Mapped[str] = mapped_column(Text)
+    cert_pem: Mapped[str] = mapped_column(Text)
+    fingerprint: Mapped[str] = mapped_column(String(71))
+    status: Mapped[str] = mapped_column(String(16), default=GatewayStatus.ACTIVE.value)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+
+    @property
+    def active(self) -> bool:
+        """True when the gateway may upload."""
+        return self.status == GatewayStatus.ACTIVE.value
+
+
+class Device(Base):
+    """A device some gateway has reported, with when the cloud first and last heard of it."""
+
+    __tablename__ = "devices"
+
+    device: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gateway: Mapped[str] = mapped_column(ForeignKey("gateways.name"), primary_key=True)
+    first_seen_ms: Mapped[int] = mapped_column(BigInteger)
+    last_seen_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class IngestedBatch(Base):
+    """One applied uplink batch: the ledger entry that makes replays harmless."""
+
+    __tablename__ = "ingested_batches"
+    __table_args__ = (UniqueConstraint("gateway", "seq", name="uq_batch_gateway_seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(ForeignKey("gateways.name"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    sent_ms: Mapped[int] = mapped_column(BigInteger)
+    received_ms: Mapped[int] = mapped_column(BigInteger)
+    record_count: Mapped[int] = mapped_column(Integer)
+
+
+class RegistryError(Exception):
+    """A registry change that is refused (unknown name, conflicting certificate)."""
+
+
+class AddOutcome(enum.StrEnum):
+    """What `add_gateway` did."""
+
+    ADDED = "added"
+    UNCHANGED = "unchanged"
+    REPLACED = "replaced"
+
+
+def find_gateway(session: Session, name: str) -> Gateway | None:
+    """The gateway called name, if registered."""
+    return session.get(Gateway, name)
+
+
+def list_gateways(session: Session) -> Sequence[Gateway]:
+    """All gateways by name."""
+    return session.scalars(select(Gateway).order_by(Gateway.name)).all()
+
+
+def add_gateway(session: Session, name: str, cert_pem: str, public_key_pem: str,
+                fingerprint: str, now_ms: int, replace: bool = False) -> AddOutcome:
+    """Register a gateway; re-adding the same certificate is a no-op."""
+    existing = session.get(Gateway, name)
+    if existing is None:
+        session.add(Gateway(name=name, cert_pem=cert_pem, public_key_pem=public_key_pem,
+                            fingerprint=fingerprint, status=GatewayStatus.ACTIVE.value,
+                            created_ms=now_ms))
+        return AddOutcome.ADDED
+    if existing.public_key_pem == public_key_pem and existing.active:
+        return AddOutcome.UNCHANGED
+    if not replace:
+        # a different key, or a revoked one, must be a deliberate decision
+        why = "is revoked" if not existing.active else "is registered with a different key"
+        raise RegistryError(f"gateway {name!r} {why}; pass --replace to register this cert")
+    existing.cert_pem, existing.public_key_pem = cert_pem, public_key_pem
+    existing.fingerprint, existing.status = fingerprint, GatewayStatus.ACTIVE.value
+    return AddOutcome.REPLACED
+
+
+def revoke_gateway(session: Session, name: str) -> bool:
+    """Stop accepting name's batches; False if it was already revoked."""
+    gateway = session.get(Gateway, name)
+    if gateway is None:
+        raise RegistryError(f"no gateway called {name!r}")
+    if not gateway.active:
+        return False
+    gateway.status = GatewayStatus.REVOKED.value
+    return True
+
+
+def batch_seen(session: Session, gateway: str, seq: int) -> bool:
+    """True when (gateway, seq) is already in the ledger."""
+    found = session.scalar(select(IngestedBatch.id).where(
+        IngestedBatch.gateway == gateway, IngestedBatch.seq == seq))
+    return found is not None
+
+
+def record_batch(session: Session, gateway: str, seq: int, sent_ms: int, received_ms: int,
+                 record_count: int) -> None:
+    """Add (gateway, seq) to the ledger; a concurrent duplicate fails at flush."""
+    session.add(IngestedBatch(gateway=gateway, seq=seq, sent_ms=sent_ms,
+                              received_ms=received_ms, record_count=record_count))
+    session.flush()
+
+
+def touch_devices(session: Session, gateway: str, devices: Iterable[str], now_ms: int) -> None:
+    """Note that gateway reported devices now (insert or bump last_seen)."""
+    rows = [{"device": d, "gateway": gateway, "first_seen_ms": now_ms, "last_seen_ms": now_ms}
+            for d in sorted(set(devices))]
+    if not rows:
+        return
+    stmt = upsert_statement(session.connection(), _table(Device),
+                            ("device", "gateway"), ("last_seen_ms",))
+    session.execute(stmt, rows)
+
+
+def list_devices(session: Session, gateway: str | None = None) -> Sequence[Device]:
+    """Devices seen, optionally only those of one gateway."""
+    query = select(Device).order_by(Device.device, Device.gateway)
+    if gateway is not None:
+        query = query.where(Device.gateway == gateway)
+    return session.scalars(query).all()
+
+
+def prune_ledger(session: Session, sent_before_ms: int) -> int:
+    """Forget batches sent before sent_before_ms: safe once that is outside the replay window."""
+    result = session.execute(_table(IngestedBatch).delete().where(
+        IngestedBatch.sent_ms < sent_before_ms))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _table(model: type[Base]) -> Table:
+    return cast(Table, model.__table__)

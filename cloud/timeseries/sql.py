@@ -1,0 +1,210 @@
+"""The SQL time-series store: summaries and events as two tables in the registry's database.
+
+Backend "sqlite" of `cloud/timeseries/store.py`; it runs on any database the
+registry runs on (SQLite, PostgreSQL). Points are written through the
+ingest transaction, so a batch's points and its ledger entry commit together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Select,
+    String,
+    Table,
+    Text,
+    select,
+    text,
+)
+
+from tandem.cloud.config import CloudConfig
+from tandem.cloud.db.engine import reading
+from tandem.cloud.db.upsert import upsert_statement
+from tandem.cloud.timeseries.queries import EventQuery, SummaryQuery
+from tandem.cloud.timeseries.rollup import StoredEvent, StoredSummary, rollup
+from tandem.wire.batch import Event, Record, Summary
+
+DAY_MS = 86_400_000
+STREAM_ROWS = 1000
+
+_metadata = MetaData()
+
+summaries_table = Table(
+    "ts_summaries", _metadata,
+    Column("gateway", String(64), primary_key=True),
+    Column("device", String(64), primary_key=True),
+    Column("channel", String(64), primary_key=True),
+    Column("t0_ms", BigInteger, primary_key=True),
+    # t1 is part of the key: a late reading's own summary may start where a
+    # filed window starts, and neither may overwrite the other.
+    Column("t1_ms", BigInteger, primary_key=True),
+    Column("n", Integer, nullable=False),
+    Column("min", Float, nullable=False),
+    Column("max", Float, nullable=False),
+    Column("mean", Float, nullable=False),
+    Column("last", Float, nullable=False),
+    Index("ix_ts_summaries_device_channel_t0", "device", "channel", "t0_ms"),
+    Index("ix_ts_summaries_t0", "t0_ms"),
+)
+
+events_table = Table(
+    "ts_events", _metadata,
+    Column("device", String(64), primary_key=True),
+    Column("name", String(64), primary_key=True),
+    Column("t_ms", BigInteger, primary_key=True),
+    Column("gateway", String(64), nullable=False),
+    Column("severity", Integer, nullable=False),
+    Column("values_json", Text, nullable=False),
+    Index("ix_ts_events_t", "t_ms"),
+)
+
+_SUMMARY_VALUES = ("n", "min", "max", "mean", "last")
+_EVENT_VALUES = ("gateway", "severity", "values_json")
+
+
+class SQLiteTimeSeries:
+    """Summaries and events as two tables in the registry's own database."""
+
+    shares_transaction = True
+
+    def __init__(self, config: CloudConfig, engine: Engine) -> None:
+        self._engine = engine
+        self._retention_days = {"summaries": config.timeseries.summary_retention_days,
+                                "events": config.timeseries.event_retention_days}
+        _metadata.create_all(engine)
+
+    def write(self, gateway: str, records: Sequence[Record], tx: Connection | None) -> None:
+        """Upsert through the caller's transaction, so a batch commits all or nothing."""
+        if tx is None:
+            with self._engine.begin() as own:
+                self.write(gateway, records, own)
+            return
+        summaries = [_summary_row(gateway, r) for r in records if isinstance(r, Summary)]
+        events = [_event_row(gateway, r) for r in records if isinstance(r, Event)]
+        if summaries:
+            tx.execute(upsert_statement(tx, summaries_table, ("gateway", "device", "channel",
+                                                              "t0_ms", "t1_ms"),
+                                        _SUMMARY_VALUES),
+                       summaries)
+        if events:
+            tx.execute(upsert_statement(tx, events_table, ("device", "name", "t_ms"),
+                                        _EVENT_VALUES), events)
+
+    def summaries(self, query: SummaryQuery) -> list[StoredSummary]:
+        """Select (and for a window, merge in Python, which works on every SQL dialect)."""
+        stmt = _summary_select(query)
+        with reading(self._engine) as conn:
+            if query.window_ms is None:
+                rows = conn.execute(stmt.limit(query.limit)).all()
+                return [_stored_summary(row) for row in rows]
+            points = (_stored_summary(row) for row in conn.execute(stmt))
+            return rollup(points, query.window_ms)[:query.limit]
+
+    def events(self, query: EventQuery) -> list[StoredEvent]:
+        """Select events in time order."""
+        with reading(self._engine) as conn:
+            return [_stored_event(row)
+                    for row in conn.execute(_event_select(query).limit(query.limit))]
+
+    def iter_summaries(self, query: SummaryQuery) -> Iterator[StoredSummary]:
+        """Stream the selected rows (the connection is held until the iterator ends)."""
+        with reading(self._engine) as conn:
+            rows = conn.execution_options(yield_per=STREAM_ROWS).execute(_summary_select(query))
+            for row in rows:
+                yield _stored_summary(row)
+
+    def iter_events(self, query: EventQuery) -> Iterator[StoredEvent]:
+        """Stream the selected rows (the connection is held until the iterator ends)."""
+        with reading(self._engine) as conn:
+            rows = conn.execution_options(yield_per=STREAM_ROWS).execute(_event_select(query))
+            for row in rows:
+                yield _stored_event(row)
+
+    def prune(self, now_ms: int) -> dict[str, int]:
+        """Delete summaries (by t0) and events (by t) older than their retention in days."""
+        columns = {"summaries": summaries_table.c.t0_ms, "events": events_table.c.t_ms}
+        deleted: dict[str, int] = {}
+        with self._engine.begin() as tx:
+            for name, days in self._retention_days.items():
+                if days:
+                    column = columns[name]
+                    cutoff = now_ms - days * DAY_MS
+                    result = tx.execute(column.table.delete().where(column < cutoff))
+                    deleted[name] = int(getattr(result, "rowcount", 0) or 0)
+        return deleted
+
+    def check(self) -> None:
+        """Query the database."""
+        with reading(self._engine) as conn:
+            conn.execute(text("SELECT 1"))
+
+    def close(self) -> None:
+        """Nothing of its own to release: the engine belongs to the database resource."""
+
+
+def _summary_select(query: SummaryQuery) -> Select[Any]:
+    t = summaries_table.c
+    stmt = _time_filtered(select(summaries_table), t.t0_ms, query.start_ms, query.end_ms)
+    stmt = _matching(stmt, (t.device, query.device), (t.channel, query.channel),
+                     (t.gateway, query.gateway))
+    return stmt.order_by(t.t0_ms, t.device, t.channel, t.gateway, t.t1_ms)
+
+
+def _event_select(query: EventQuery) -> Select[Any]:
+    t = events_table.c
+    stmt = _time_filtered(select(events_table), t.t_ms, query.start_ms, query.end_ms)
+    stmt = _matching(stmt, (t.device, query.device), (t.name, query.name),
+                     (t.gateway, query.gateway))
+    if query.min_severity:
+        stmt = stmt.where(t.severity >= query.min_severity)
+    return stmt.order_by(t.t_ms, t.device, t.name)
+
+
+def _time_filtered(stmt: Select[Any], column: Any, start: int | None,
+                   end: int | None) -> Select[Any]:
+    if start is not None:
+        stmt = stmt.where(column >= start)
+    if end is not None:
+        stmt = stmt.where(column < end)
+    return stmt
+
+
+def _matching(stmt: Select[Any], *pairs: tuple[Any, str | None]) -> Select[Any]:
+    for column, wanted in pairs:
+        if wanted is not None:
+            stmt = stmt.where(column == wanted)
+    return stmt
+
+
+def _summary_row(gateway: str, s: Summary) -> dict[str, Any]:
+    return {"gateway": gateway, "device": s.device, "channel": s.channel, "t0_ms": s.t0_ms,
+            "t1_ms": s.t1_ms, "n": s.count, "min": s.minimum, "max": s.maximum,
+            "mean": s.mean, "last": s.last}
+
+
+def _event_row(gateway: str, e: Event) -> dict[str, Any]:
+    return {"device": e.device, "name": e.name, "t_ms": e.t_ms, "gateway": gateway,
+            "severity": e.severity, "values_json": json.dumps(e.values, sort_keys=True)}
+
+
+def _stored_summary(row: Any) -> StoredSummary:
+    return StoredSummary(row.gateway, Summary(
+        device=row.device, channel=row.channel, t0_ms=row.t0_ms, t1_ms=row.t1_ms,
+        count=row.n, minimum=row.min, maximum=row.max, mean=row.mean, last=row.last))
+
+
+def _stored_event(row: Any) -> StoredEvent:
+    return StoredEvent(row.gateway, Event(device=row.device, name=row.name, t_ms=row.t_ms,
+                                          severity=row.severity,
+                                          values=json.loads(row.values_json)))

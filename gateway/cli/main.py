@@ -1,0 +1,93 @@
+"""`tandem-gateway`: run the edge gateway daemon and inspect its state."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from tandem.gateway.cli import security as security_cli
+from tandem.gateway.config import ConfigError, GatewayConfig, load_config
+from tandem.gateway.runtime import Gateway
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox
+
+log = logging.getLogger("tandem.gateway")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the tandem-gateway command."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"tandem-gateway: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        print(f"{args.config}: OK (gateway {config.gateway.id})")
+        return 0
+    if args.command == "outbox":
+        return _outbox_status(config.gateway.data_dir)
+    if args.command in security_cli.COMMANDS:
+        return security_cli.run(args, config)
+    return asyncio.run(_run(config))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tandem-gateway", description="Tandem edge gateway: device access, local "
+        "processing, durable store-and-forward to the cloud.")
+    parser.add_argument("--log-level", default="info",
+                        choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("run", "run the gateway daemon until SIGINT/SIGTERM"),
+                       ("check-config", "validate a configuration file and exit"),
+                       ("outbox", "show what waits in the outbox")):
+        command = sub.add_parser(name, help=text, description=text)
+        command.add_argument("--config", "-c", type=Path, required=True,
+                             help="gateway TOML configuration file")
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", "-c", type=Path, required=True,
+                        help="gateway TOML configuration file")
+    security_cli.add_commands(sub, config)
+    return parser
+
+
+async def _run(config: GatewayConfig) -> int:
+    gateway = Gateway(config)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await gateway.start()
+    scheme = "coap" if config.coap.insecure_plain_coap else "coaps"
+    print(f"tandem-gateway {config.gateway.id} listening on {scheme}://{config.coap.host}:"
+          f"{gateway.coap_port} metrics on http://{config.metrics.host}:{gateway.metrics_port}"
+          "/metrics", flush=True)
+    await stop.wait()
+    log.info("stopping: storing open windows")
+    await gateway.stop()
+    print(f"tandem-gateway {config.gateway.id} stopped", flush=True)
+    return 0
+
+
+def _outbox_status(data_dir: Path) -> int:
+    path = data_dir / "gateway.sqlite3"
+    if not path.exists():
+        print(f"no outbox at {path}")
+        return 1
+    database = GatewayDatabase(path)
+    records, batches = database.call_sync(Outbox(database).depth_sync)
+    database.close()
+    print(f"outbox {path}: {records} records waiting, {batches} batches awaiting confirmation")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""Benchmark of the local reflex: report received -> stop coil written and read back.
+
+Runs the real pipeline task (ingress queue, reflex, windows, outbox on a temp
+dir) against pymodbus's own TCP server on loopback, under a background load
+of ordinary reports from many devices, and prints latency percentiles:
+
+    python -m tools.bench_reflex --trips 300 --rate 1500
+
+`reflex` is measured from the CoAP handler's `Ingress.submit` of the tripping
+report (the reflex observes it there, before the journal commit) to the
+moment the controller acknowledged the coil write AND its read-back matched,
+stamped on the thread that ran the Modbus I/O (as the gateway runs it: the
+field-bus thread, gateway/modbus/fieldbus.py; `--same-loop` runs it on the gateway's
+loop as before, for comparison). `action` is the Modbus part alone (write +
+read-back). `acked` is submit -> the controller's answer to the write (the
+coil is set; the read-back follows on the same thread), stamped by a bench-only
+subclass of the port. `notified` is submit -> the gateway's loop learning the outcome
+(what the outcome event waits for; not on the stop's path). `eval` is one
+`Reflex.take` of an ordinary report (features, rules; no firing),
+`inference` one model call on 16 band energies (when a LiteRT runtime is
+installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pymodbus.client import AsyncModbusTcpClient
+
+from tandem.gateway.inference.model import ScoringModel, interpreter_class
+from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.modbus.fieldbus import FieldbusThread
+from tandem.gateway.pipeline.ingress import Ingress
+from tandem.gateway.pipeline.journal import Journal
+from tandem.gateway.pipeline.summarise import SummaryPipeline
+from tandem.gateway.pipeline.windows import TumblingWindows
+from tandem.gateway.reports import DeviceReport
+from tandem.gateway.rules.actions import ActuatorPorts
+from tandem.gateway.rules.actuator import ModbusTcpPort
+from tandem.gateway.rules.loader import parse_rules_text
+from tandem.gateway.rules.reflex import Outcome, Reflex
+from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.outbox import Outbox
+from tandem.tools.modbus_sim import modbus_controller
+from tandem.wire.report import Report
+
+FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "anomaly16.tflite"
+
+RULES = """\
+version = 1
+[features]
+window_n = 256
+[action.stop_press]
+kind = "emergency_stop"
+host = "127.0.0.1"
+port = {port}
+coil = 0
+[[rule]]
+name = "overheat"
+severity = 3
+when = {{ input = "temp", above = 80.0, clear_below = 75.0 }}
+actions = ["stop_press"]
+[[rule]]
+name = "vibration"
+when = {{ any = [ {{ input = "vib.rms", above = 50.0, clear_below = 40.0 }},
+                  {{ input = "vib.crest", above = 20.0 }} ] }}
+"""
+
+
+@dataclass(frozen=True)
+class Figures:
+    """Percentiles in milliseconds."""
+
+    name: str
+    samples: list[float]
+
+    def line(self) -> str:
+        """One printable line: p50, p99, max, count."""
+        a = np.asarray(self.samples)
+        return (f"{self.name:<10} p50 {np.percentile(a, 50):7.3f} ms  p99 "
+                f"{np.percentile(a, 99):7.3f} ms  max {a.max():7.3f} ms  (n={len(a)})")
+
+
+class AckStampingPort(ModbusTcpPort):
+    """The gateway's Modbus TCP port, plus a stamp when the controller answers the write."""
+
+    acked_ns: list[int] = []  # shared by every instance: the bench has one stop at a time
+
+    async def write_coil(self, unit: int, address: int, value: bool) -> bool:
+        """As ModbusTcpPort.write_coil, stamping the write response."""
+        async with self._lock:
+            return await self._attempt(self._stamped_coil, unit, address, value)
+
+    async def _stamped_coil(self, client: AsyncModbusTcpClient, unit: int, address: int,
+                            value: int) -> bool:
+        written = await client.write_coil(address, bool(value), device_id=unit)
+        self.acked_ns.append(time.perf_counter_ns())
+        if written.isError():
+            return False
+        read = await client.read_coils(address, count=1, device_id=unit)
+        return not read.isError() and bool(read.bits[0]) == bool(value)
+
+
+@asynccontextmanager
+async def controller_process() -> AsyncIterator[int]:
+    """The simulated controller in its own process (a PLC is another machine); yields its port."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tandem.tools.modbus_sim", stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        yield int(await asyncio.wait_for(proc.stdout.readline(), 30))
+    finally:
+        proc.stdin.close()
+        try:
+            await asyncio.wait_for(proc.wait(), 10)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+
+
+@dataclass(frozen=True)
+class Run:
+    """What one benchmark run measured."""
+
+    reflex: Figures
+    acked: Figures
+    action: Figures
+    notified: Figures
+    achieved_rate: float
+
+
+async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = False,
+                         same_loop: bool = False) -> Run:
+    """Stop latencies and the achieved background reports/s over `trips` stop firings."""
+    fieldbus = FieldbusThread()
+    async with (modbus_controller() if inline else controller_process()) as port:
+        with tempfile.TemporaryDirectory() as tmp:
+            database = GatewayDatabase(Path(tmp) / "gateway.sqlite3")
+            outbox = Outbox(database)
+            journal = Journal(database, outbox)
+            metrics = GatewayMetrics()
+            done: asyncio.Queue[tuple[Outcome, int]] = asyncio.Queue()
+            reflex = Reflex(parse_rules_text(RULES.format(port=port)), outbox, metrics,
+                            on_outcome=lambda o: done.put_nowait((o, time.perf_counter_ns())),
+                            ports=ActuatorPorts(AckStampingPort),
+                            offload=None if same_loop else fieldbus.run)
+            ingress = Ingress(journal, 100_000)
+            ingress.observers.append(reflex.take)  # as gateway.runtime wires it
+            pipeline = SummaryPipeline(ingress.queue, TumblingWindows(1000), journal, metrics)
+            stop_load, stop_ingress, stop_pipeline = (asyncio.Event() for _ in range(3))
+            submits: set[asyncio.Task[bool]] = set()
+            load = asyncio.create_task(_background(ingress, rate, devices, stop_load, submits))
+            ingesting = asyncio.create_task(ingress.run(stop_ingress))
+            summarising = asyncio.create_task(pipeline.run(stop_pipeline))
+            try:
+                started = time.perf_counter()
+                before = ingress.counts["accepted"]
+                figures = await _trips(ingress, done, trips, submits)
+                achieved = (ingress.counts["accepted"] - before - 2 * trips) \
+                    / (time.perf_counter() - started)
+            finally:
+                stop_load.set()
+                await load
+                await asyncio.gather(*submits)
+                stop_ingress.set()
+                await ingesting
+                stop_pipeline.set()
+                await summarising
+                await reflex.close()
+                await fieldbus.close()
+                database.close()
+    return Run(*figures, achieved)
+
+
+async def _trips(ingress: Ingress, done: asyncio.Queue[tuple[Outcome, int]], trips: int,
+                 submits: set[asyncio.Task[bool]]) -> tuple[Figures, Figures, Figures, Figures]:
+    reflex_ms: list[float] = []
+    acked_ms: list[float] = []
+    action_ms: list[float] = []
+    notified_ms: list[float] = []
+    rng = np.random.default_rng(1)
+    await asyncio.sleep(0.5)  # let the background load reach its rate
+    for seq in range(1, trips + 1):
+        submitted = time.perf_counter_ns()
+        _submit(ingress, _report("press-01", 2 * seq, temp=90.0), submits)
+        outcome, notified = await asyncio.wait_for(done.get(), 10)
+        if not outcome.ok:
+            raise RuntimeError(f"stop not verified: {outcome.error}")
+        reflex_ms.append((outcome.done_ns - submitted) / 1e6)
+        acked_ms.append((AckStampingPort.acked_ns[-1] - submitted) / 1e6)
+        action_ms.append((outcome.done_ns - outcome.taken_ns) / 1e6)
+        notified_ms.append((notified - submitted) / 1e6)
+        _submit(ingress, _report("press-01", 2 * seq + 1, temp=60.0), submits)  # clears it
+        await asyncio.sleep(float(rng.uniform(0.005, 0.02)))  # desynchronise from the load
+    return (Figures("reflex", reflex_ms), Figures("acked", acked_ms), Figures("action", action_ms),
+            Figures("notified", notified_ms))
+
+
+def _submit(ingress: Ingress, item: DeviceReport, submits: set[asyncio.Task[bool]]) -> None:
+    """As the CoAP resource does: one task per request, awaiting the journal commit."""
+    task = asyncio.create_task(ingress.submit(item))
+    submits.add(task)
+    task.add_done_callback(submits.discard)
+
+
+async def _background(ingress: Ingress, rate: float, devices: int, stop: asyncio.Event,
+                      submits: set[asyncio.Task[bool]]) -> None:
+    """Ordinary reports (never tripping) from `devices` nodes at `rate` per second in total."""
+    rng = np.random.default_rng(0)
+    seq = 0
+    start = time.perf_counter()
+    while not stop.is_set():
+        due = int((time.perf_counter() - start) * rate) - seq
+        for _ in range(max(0, due)):
+            seq += 1
+            _submit(ingress, _report(f"node-{seq % devices:04d}", seq // devices + 1,
+                                     temp=20.0 + rng.normal(0, 0.5),
+                                     vib=float(rng.normal(0, 1.0))), submits)
+        await asyncio.sleep(0.005)
+
+
+def _report(device: str, seq: int, **values: float) -> DeviceReport:
+    now = time.time_ns() // 1_000_000
+    return DeviceReport(device, Report(seq, 1, now, values), received_ms=now)
+
+
+def eval_latency(reports: int = 20_000) -> Figures:
+    """One `Reflex.take` of an ordinary report (features and rules, nothing fires)."""
+    class _Nowhere:
+        async def put(self, records: object, priority: object) -> None:
+            """Never called: nothing fires."""
+
+    reflex = Reflex(parse_rules_text(RULES.format(port=1)), _Nowhere(), GatewayMetrics())
+    rng = np.random.default_rng(2)
+    samples = []
+    for seq in range(1, reports + 1):
+        item = _report(f"node-{seq % 50:02d}", seq, temp=20.0, vib=float(rng.normal(0, 1)))
+        started = time.perf_counter_ns()
+        reflex.take(item)
+        samples.append((time.perf_counter_ns() - started) / 1e6)
+    return Figures("eval", samples[1000:])
+
+
+def inference_latency(calls: int = 20_000) -> Figures | None:
+    """One model call on 16 band energies, with the fixture model."""
+    if interpreter_class() is None or not FIXTURE.exists():
+        return None
+    model = ScoringModel.load(FIXTURE)
+    features = np.random.default_rng(3).uniform(0, 1, model.size)
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter_ns()
+        model.score(features)
+        samples.append((time.perf_counter_ns() - started) / 1e6)
+    return Figures("inference", samples[1000:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(description="Reflex latency benchmark (Modbus TCP loopback)")
+    parser.add_argument("--trips", type=int, default=300, help="stop firings to time")
+    parser.add_argument("--rate", type=float, default=1500.0, help="background reports/s")
+    parser.add_argument("--devices", type=int, default=200, help="background devices")
+    parser.add_argument("--inline-controller", action="store_true",
+                        help="run the simulated controller in the gateway's event loop")
+    parser.add_argument("--same-loop", action="store_true",
+                        help="run the stop's Modbus I/O on the gateway's loop (the old path)")
+    args = parser.parse_args(argv)
+    run = asyncio.run(reflex_latency(args.trips, args.rate, args.devices,
+                                     args.inline_controller, args.same_loop))
+    where = "gateway loop" if args.same_loop else "field-bus thread"
+    print(f"background load: {run.achieved_rate:.0f} reports/s from {args.devices} devices; "
+          f"stop I/O on the {where}")
+    print("reflex = Ingress.submit of the tripping report -> write acknowledged and read-back "
+          "matched (stamped where the I/O ran)")
+    print(run.reflex.line())
+    print(run.acked.line())
+    print(run.action.line())
+    print(run.notified.line())
+    print(eval_latency().line())
+    inference = inference_latency()
+    print(inference.line() if inference else "inference  skipped: no LiteRT runtime installed")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
