@@ -22,7 +22,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from tandem.cloud.access import passwords
 from tandem.cloud.access.permissions import USER_ROLES
-from tandem.cloud.fleet.registry import Base
+from tandem.cloud.db.base import Base
 from tandem.cloud.keys.encrypted import EncryptedText
 
 TOKEN_PREFIX = "tdm_"

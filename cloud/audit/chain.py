@@ -6,7 +6,8 @@ hash_0 is GENESIS. Changing or deleting a row breaks the chain at that row
 or the next (`verify` names it); deleting rows at the end is detected only
 against a head hash kept elsewhere (`verify(expect_head=...)`). This module
 has `append` and `verify` and no way to update or delete; SQLite triggers
-and a PostgreSQL trigger refuse UPDATE, DELETE (and TRUNCATE) as well.
+and a PostgreSQL trigger refuse UPDATE, DELETE (and TRUNCATE) as well (made
+by the schema migrations: cloud/db/migrations/versions/v0001_initial.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DDL, BigInteger, String, Table, Text, event, select, text
+from sqlalchemy import BigInteger, String, Text, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from tandem.cloud.fleet.registry import Base
+from tandem.cloud.db.base import Base
 
 GENESIS = "0" * 64
 MAX_DETAIL = 4096
@@ -136,23 +137,3 @@ def _lock(session: Session) -> None:
         session.execute(text("LOCK TABLE audit_log IN SHARE ROW EXCLUSIVE MODE"))
 
 
-_REFUSE = "audit_log is append-only"
-_TABLE: Table = AuditEntry.__table__  # type: ignore[assignment]
-for _statement in (
-    f"CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log "
-    f"BEGIN SELECT RAISE(ABORT, '{_REFUSE}'); END",
-    f"CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log "
-    f"BEGIN SELECT RAISE(ABORT, '{_REFUSE}'); END",
-):
-    event.listen(_TABLE, "after_create",
-                 DDL(_statement).execute_if(dialect="sqlite"))  # type: ignore[no-untyped-call]
-for _statement in (
-    "CREATE OR REPLACE FUNCTION audit_log_refuse() RETURNS trigger LANGUAGE plpgsql AS "
-    f"$$ BEGIN RAISE EXCEPTION '{_REFUSE}'; END $$",
-    "CREATE TRIGGER audit_log_no_change BEFORE UPDATE OR DELETE ON audit_log "
-    "FOR EACH ROW EXECUTE FUNCTION audit_log_refuse()",
-    "CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log "
-    "FOR EACH STATEMENT EXECUTE FUNCTION audit_log_refuse()",
-):
-    event.listen(_TABLE, "after_create",
-                 DDL(_statement).execute_if(dialect="postgresql"))  # type: ignore[no-untyped-call]

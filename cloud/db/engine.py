@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.cloud.config import CloudConfig
-from tandem.cloud.fleet.registry import Base
+from tandem.cloud.db import migrate
 from tandem.cloud.keys import kms
 
 _EXTENSION = "tandem.database"
@@ -61,8 +61,8 @@ def connect(config: CloudConfig) -> Engine:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the registry tables that do not exist yet."""
-    Base.metadata.create_all(engine)
+    """Upgrade the schema to the code's revision (see cloud/db/migrate.py; raises SchemaError)."""
+    migrate.upgrade(engine)
 
 
 def init_app(app: Flask, config: CloudConfig) -> None:

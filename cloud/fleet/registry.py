@@ -21,13 +21,10 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from tandem.cloud.db.base import Base
 from tandem.cloud.db.upsert import upsert_statement
-
-
-class Base(DeclarativeBase):
-    """Declarative base of the registry tables."""
 
 
 class GatewayStatus(enum.StrEnum):

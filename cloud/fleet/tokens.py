@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import BigInteger, String, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from tandem.cloud.fleet.registry import Base
+from tandem.cloud.db.base import Base
 
 TOKEN_PREFIX = "tdi_"
 DEFAULT_GROUP = "default"

@@ -8,7 +8,7 @@ import cbor2
 from sqlalchemy import BigInteger, Integer, LargeBinary, String, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from tandem.cloud.fleet.registry import Base
+from tandem.cloud.db.base import Base
 from tandem.wire.batch import Sealed, decode_record, encode_record
 
 

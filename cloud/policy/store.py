@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from tandem.cloud.fleet.registry import Base
+from tandem.cloud.db.base import Base
 
 
 class PolicyRow(Base):

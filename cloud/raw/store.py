@@ -23,7 +23,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from tandem.cloud.fleet.registry import Base, Device, Gateway
+from tandem.cloud.db.base import Base
+from tandem.cloud.fleet.registry import Device, Gateway
 from tandem.wire.raw import RawSnippet
 
 PENDING, SENT, DONE, FAILED = "pending", "sent", "done", "failed"

@@ -19,7 +19,6 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
-    MetaData,
     Select,
     String,
     Table,
@@ -29,6 +28,7 @@ from sqlalchemy import (
 )
 
 from tandem.cloud.config import CloudConfig
+from tandem.cloud.db.base import Base
 from tandem.cloud.db.engine import reading
 from tandem.cloud.db.upsert import upsert_statement
 from tandem.cloud.timeseries.queries import EventQuery, SummaryQuery
@@ -38,7 +38,8 @@ from tandem.wire.batch import Event, Record, Summary
 DAY_MS = 86_400_000
 STREAM_ROWS = 1000
 
-_metadata = MetaData()
+# The tables join the cloud's one MetaData, so the schema migrations own them too.
+_metadata = Base.metadata
 
 summaries_table = Table(
     "ts_summaries", _metadata,
@@ -74,7 +75,7 @@ _EVENT_VALUES = ("gateway", "severity", "values_json")
 
 
 class SQLiteTimeSeries:
-    """Summaries and events as two tables in the registry's own database."""
+    """Summaries and events as two tables in the registry's own database (made by migrations)."""
 
     shares_transaction = True
 
@@ -82,7 +83,6 @@ class SQLiteTimeSeries:
         self._engine = engine
         self._retention_days = {"summaries": config.timeseries.summary_retention_days,
                                 "events": config.timeseries.event_retention_days}
-        _metadata.create_all(engine)
 
     def write(self, gateway: str, records: Sequence[Record], tx: Connection | None) -> None:
         """Upsert through the caller's transaction, so a batch commits all or nothing."""

@@ -1,0 +1,1 @@
+"""Alembic migrations of the cloud database, shipped in the package (docs/migrations.md)."""

@@ -1,0 +1,26 @@
+"""Every module that defines tables, imported here so `metadata` holds the cloud's whole schema.
+
+Alembic's environment (`cloud/db/migrations/env.py`) compares migrations
+against `metadata`, and so does the test that fails when a model changed
+without a revision. A new module with tables is added to MODULES.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from sqlalchemy import MetaData
+
+from tandem.cloud.access import accounts
+from tandem.cloud.audit import chain
+from tandem.cloud.db.base import Base
+from tandem.cloud.fleet import registry, tokens
+from tandem.cloud.ingest import sealed
+from tandem.cloud.policy import store as policy_store
+from tandem.cloud.raw import store as raw_store
+from tandem.cloud.timeseries import sql as timeseries_sql
+
+MODULES: tuple[ModuleType, ...] = (registry, tokens, accounts, chain, sealed, policy_store,
+                                   raw_store, timeseries_sql)
+
+metadata: MetaData = Base.metadata
