@@ -24,6 +24,7 @@ from tandem.cloud import close_app, create_app
 from tandem.cloud.access.accounts import AccountError
 from tandem.cloud.audit import record as audit
 from tandem.cloud.cli import access as cli_access
+from tandem.cloud.cli import db as db_cli
 from tandem.cloud.cli import security as security_cli
 from tandem.cloud.config import ENV_CONFIG_FILE, CloudConfig, ConfigError, load_config
 from tandem.cloud.db import engine as database
@@ -50,7 +51,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except (CommandError, ConfigError, EnrolmentError, registry.RegistryError, AccountError,
-            kms.KeyUnavailable, *security_cli.ERRORS) as exc:
+            kms.KeyUnavailable, *security_cli.ERRORS, *db_cli.ERRORS) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
@@ -74,7 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.set_defaults(handler=_serve)
 
     init_db = commands.add_parser("init-db", parents=[config], help="create the database tables",
-                                  description="Create missing tables; safe to repeat.")
+                                  description="Create the tables, or upgrade them to the "
+                                              "code's schema revision (like `db upgrade`); "
+                                              "safe to repeat.")
     init_db.set_defaults(handler=_init_db)
 
     prune = commands.add_parser(
@@ -91,6 +94,7 @@ def _parser() -> argparse.ArgumentParser:
                       config)
     security_cli.add_commands(commands, config, _config)
     cli_access.add_commands(commands, config, _config)
+    db_cli.add_commands(commands, config, _config)
     return parser
 
 

@@ -15,6 +15,7 @@ a revision this code does not know (written by a newer release) is refused.
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
-from sqlalchemy import Connection, Engine, MetaData, inspect, text
+from sqlalchemy import Connection, Engine, MetaData, create_engine, inspect, text
 
 log = logging.getLogger(__name__)
 
@@ -115,20 +116,31 @@ def history() -> list[str]:
             f"{script.doc}" for script in scripts().walk_revisions()]
 
 
-def new_revision(message: str, engine: Engine | None = None) -> Path:
-    """Write the next numbered revision file; with engine (at head), autogenerate its body."""
+def new_revision(message: str, autogenerate: bool = False) -> Path:
+    """Write the next numbered revision file (a developer's tool: it writes into the source).
+
+    With autogenerate its body is what the models have that the migrations
+    lack, found by upgrading a scratch SQLite database to head and comparing.
+    """
     number = f"{int(head()) + 1:04d}"
-    if engine is None:
-        written = command.revision(alembic_config(), message=message, rev_id=number)
-    else:
-        with engine.begin() as conn:
-            written = command.revision(alembic_config(conn), message=message, rev_id=number,
-                                       autogenerate=True)
-    scripts_written = written if isinstance(written, list) else [written]
-    path = scripts_written[0].path if scripts_written and scripts_written[0] else None
-    if path is None:
+    if not autogenerate:
+        return _written(command.revision(alembic_config(), message=message, rev_id=number))
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = create_engine(f"sqlite:///{scratch}/schema.sqlite3")
+        try:
+            upgrade(engine)
+            with engine.begin() as conn:
+                return _written(command.revision(alembic_config(conn), message=message,
+                                                 rev_id=number, autogenerate=True))
+        finally:
+            engine.dispose()
+
+
+def _written(result: Any) -> Path:
+    scripts_written = result if isinstance(result, list) else [result]
+    if not scripts_written or scripts_written[0] is None:
         raise SchemaError("alembic wrote no revision file")
-    return Path(path)
+    return Path(scripts_written[0].path)
 
 
 def _status(conn: Connection) -> Status:
