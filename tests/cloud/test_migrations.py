@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, MetaData, Table, inspect, insert, select, text
+from sqlalchemy import Engine, MetaData, Table, insert, inspect, select, text
 from sqlalchemy.exc import DBAPIError
 
 from tandem.cloud.cli.main import main
@@ -195,7 +195,7 @@ def test_database_of_a_newer_release_is_refused(engine):
     migrate.upgrade(engine)
     with engine.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
-    with pytest.raises(migrate.SchemaError, match="9999.*newer Tandem release"):
+    with pytest.raises(migrate.SchemaError, match=r"9999.*newer Tandem release"):
         migrate.upgrade(engine)
     with pytest.raises(migrate.SchemaError, match="9999"):
         migrate.status(engine)
