@@ -13,6 +13,7 @@ from tandem.gateway.cli import security as security_cli
 from tandem.gateway.config import ConfigError, GatewayConfig, load_config
 from tandem.gateway.runtime import Gateway
 from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.migrations import SchemaError
 from tandem.gateway.store.outbox import Outbox
 
 log = logging.getLogger("tandem.gateway")
@@ -32,6 +33,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(f"{args.config}: OK (gateway {config.gateway.id})")
         return 0
+    try:
+        return _dispatch(args, config)
+    except SchemaError as exc:  # a database from a newer release, or a failed schema step
+        print(f"tandem-gateway: {exc}", file=sys.stderr)
+        return 1
+
+
+def _dispatch(args: argparse.Namespace, config: GatewayConfig) -> int:
     if args.command == "outbox":
         return _outbox_status(config.gateway.data_dir)
     if args.command in security_cli.COMMANDS:

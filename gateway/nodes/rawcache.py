@@ -23,18 +23,7 @@ from tandem.wire.raw import RawSnippet, decode_raw_record, encode_raw_record
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS raw_cache (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    device TEXT NOT NULL,
-    t_ms INTEGER NOT NULL,
-    end_ms INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS raw_cache_by_device ON raw_cache (device, t_ms);
-"""
+# Tables: gateway/store/migrations.py (the database makes them on open).
 
 Arrival = Callable[[RawSnippet, int], None]  # (snippet, received_ms)
 
@@ -49,7 +38,6 @@ class RawCache:
         self.config = config
         self.arrivals: list[Arrival] = []  # told of every snippet stored, on the event loop
         self._clock_ms = clock_ms or _now_ms
-        database.add_schema(SCHEMA)
         self._bytes = Gauge("tandem_gw_rawcache_bytes", "Bytes of raw snippets cached",
                             registry=registry)
         self._count = Gauge("tandem_gw_rawcache_snippets", "Raw snippets cached",

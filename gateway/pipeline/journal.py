@@ -22,25 +22,7 @@ from tandem.gateway.store.outbox import Outbox, Priority
 from tandem.wire.batch import Summary
 from tandem.wire.report import Report
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS journal (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    device TEXT NOT NULL,
-    boot INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    t_ms INTEGER NOT NULL,
-    received_ms INTEGER NOT NULL,
-    vals BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS journal_by_device ON journal (device, t_ms);
-CREATE TABLE IF NOT EXISTS last_report (
-    device TEXT PRIMARY KEY, boot INTEGER NOT NULL, seq INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS closed_windows (
-    device TEXT NOT NULL, channel TEXT NOT NULL, until_ms INTEGER NOT NULL,
-    PRIMARY KEY (device, channel)
-);
-"""
+# Tables: gateway/store/migrations.py (the database makes them on open).
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +64,6 @@ class Journal:
     def __init__(self, database: GatewayDatabase, outbox: Outbox) -> None:
         self.database = database
         self.outbox = outbox
-        database.add_schema(SCHEMA)
 
     async def append(self, items: Sequence[DeviceReport]) -> list[int]:
         """Write reports (one transaction, one fsync); return their row ids."""

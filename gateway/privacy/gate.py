@@ -19,13 +19,7 @@ from tandem.gateway.store.database import GatewayDatabase
 from tandem.wire.batch import Record
 from tandem.wire.policy import PrivacyPolicy
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS privacy_counts (
-    field TEXT NOT NULL, action TEXT NOT NULL,
-    records INTEGER NOT NULL, vals INTEGER NOT NULL,
-    PRIMARY KEY (field, action)
-);
-"""
+# Tables: gateway/store/migrations.py (the database makes them on open).
 
 
 class PrivacyGate:
@@ -33,7 +27,6 @@ class PrivacyGate:
 
     def __init__(self, database: GatewayDatabase, registry: CollectorRegistry | None = None,
                  stage: PrivacyStage | None = None) -> None:
-        database.add_schema(SCHEMA)
         self.stage = stage or PrivacyStage(PrivacyPolicy())
         self._records = Counter("tandem_gw_privacy_records",
                                 "Records filed to the outbox by field and privacy action",

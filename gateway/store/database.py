@@ -3,6 +3,8 @@
 The outbox, the report journal and the window state share it, so moving data
 between them (closed windows -> summaries in the outbox, journal rows
 deleted) is a single transaction. Nothing touches SQLite on the event loop.
+Opening brings the schema to the code's version (`gateway/store/migrations.py`),
+so every table exists before any component uses it.
 """
 
 from __future__ import annotations
@@ -14,22 +16,24 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tandem.gateway.store.migrations import migrate
+
 T = TypeVar("T")
 
 
 class GatewayDatabase:
     """A SQLite connection owned by a single worker thread."""
 
-    def __init__(self, path: Path, schemas: tuple[str, ...] = ()) -> None:
+    def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db")
         self._db: sqlite3.Connection | None = None
-        self.call_sync(self._open, schemas)
-
-    def add_schema(self, schema: str) -> None:
-        """Create the tables a component needs (idempotent)."""
-        self.call_sync(lambda: self.connection.executescript(schema))
+        try:
+            self.call_sync(self._open)
+        except BaseException:  # e.g. migrations.SchemaError: leave no thread behind
+            self._executor.shutdown(wait=True)
+            raise
 
     @property
     def connection(self) -> sqlite3.Connection:
@@ -52,14 +56,17 @@ class GatewayDatabase:
             self.call_sync(self._close)
         self._executor.shutdown(wait=True)
 
-    def _open(self, schemas: tuple[str, ...]) -> None:
+    def _open(self) -> None:
         # check_same_thread=False only because the connection is created on
         # the worker thread by the executor; it is never used elsewhere.
         db = sqlite3.connect(self.path, isolation_level="DEFERRED", check_same_thread=False)
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=FULL")  # acknowledged data must survive power loss
-        for schema in schemas:
-            db.executescript(schema)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # acknowledged data must survive power loss
+            migrate(db, self.path)
+        except BaseException:
+            db.close()
+            raise
         self._db = db
 
     def _close(self) -> None:

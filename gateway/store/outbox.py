@@ -29,27 +29,7 @@ from tandem.wire.batch import Record, Summary, decode_record, encode_record
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    priority INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
-    body BLOB NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_by_priority ON records (priority, id);
-CREATE TABLE IF NOT EXISTS batches (
-    seq INTEGER PRIMARY KEY,
-    priority INTEGER NOT NULL,
-    created_ms INTEGER NOT NULL,
-    records INTEGER NOT NULL,
-    envelope BLOB NOT NULL,
-    dead_reason TEXT
-);
-CREATE TABLE IF NOT EXISTS corrupt_records (
-    id INTEGER, priority INTEGER, created_ms INTEGER, body BLOB
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
+# Tables: gateway/store/migrations.py (the database makes them on open).
 
 
 class Priority(IntEnum):
@@ -96,7 +76,6 @@ class Outbox:
     def __init__(self, database: GatewayDatabase, max_records: int = 1_000_000) -> None:
         self.database = database
         self.max_records = max_records
-        database.add_schema(SCHEMA)
         self.corrupt_rows = 0
         self.merged = 0
         self.degraded = False
