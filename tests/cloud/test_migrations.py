@@ -107,12 +107,14 @@ def build_pre_migration_database(engine: Engine) -> None:
 
 
 def table_rows(engine: Engine) -> dict[str, list[dict[str, Any]]]:
-    """Every row of every table of ROWS, as plain dicts (ids dropped where ROWS has none)."""
+    """Every row of every table of ROWS in ROWS's columns (later revisions may add more)."""
     found = {}
     with engine.connect() as conn:
-        for name in ROWS:
+        for name, expected in ROWS.items():
             table = Table(name, MetaData(), autoload_with=conn)
-            rows = [dict(row._mapping) for row in conn.execute(select(table))]
+            wanted = [*expected[0], *(["id"] if name in _AUTOINCREMENT_IDS else [])]
+            query = select(*(table.c[column] for column in wanted))
+            rows = [dict(row._mapping) for row in conn.execute(query)]
             if name in _AUTOINCREMENT_IDS:
                 assert [row.pop("id") for row in rows] == [1]
             found[name] = rows
