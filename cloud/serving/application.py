@@ -25,6 +25,7 @@ from gunicorn.arbiter import Arbiter
 from tandem.cloud import close_app, create_app
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
+from tandem.cloud.metrics import metrics
 from tandem.cloud.serving.prunelock import PruneLock
 from tandem.cloud.serving.worker import Deadlines, with_deadlines
 from tandem.cloud.timeseries import retention
@@ -82,9 +83,12 @@ class CloudServer(BaseApplication):  # type: ignore[misc]  # gunicorn has no typ
               flush=True)
 
     def _post_worker_init(self, worker: Any) -> None:
-        """Start this worker's prune timer; only the holder of the prune lock deletes."""
+        """Count slow clients in the app's metrics; start the prune timer (lock holder prunes)."""
         interval = self.config.timeseries.prune_interval_s
         app = worker.wsgi
+        if isinstance(app, Flask):
+            closed = metrics(app).slow_clients_closed
+            worker.on_slow_client = lambda stage: closed.labels(stage).inc()
         if interval and isinstance(app, Flask):
             lock = PruneLock(self.config.data_dir / PRUNE_LOCK_FILE)
             timer = retention.PruneTimer(lambda: _prune_if_holder(app, lock), interval)

@@ -86,6 +86,8 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
     """gthread whose threads only ever see connections with a complete request head."""
 
     deadlines: ClassVar[Deadlines] = Deadlines()
+    # called with the stage ("handshake", "header") of each connection closed for its deadline
+    on_slow_client: Callable[[str], None] = staticmethod(lambda _stage: None)
 
     def init_process(self) -> None:
         """Build the TLS context once (gunicorn builds one per connection), then run."""
@@ -130,7 +132,9 @@ class GuardedThreadWorker(ThreadWorker):  # type: ignore[misc]
         now = time.monotonic()
         for arrival in [a for a in self._arrivals if a.deadline <= now or not self.alive]:
             if self.alive:
-                self._dropped["handshake" if arrival.step == self._handshake else "header"] += 1
+                stage = "handshake" if arrival.step == self._handshake else "header"
+                self._dropped[stage] += 1
+                self.on_slow_client(stage)
             self._close(arrival)
         self._warn_dropped(now)
 

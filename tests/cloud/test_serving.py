@@ -156,14 +156,17 @@ def test_fifty_silent_connections_do_not_slow_uploads_or_health(start_cloud):
 
 
 @pytest.mark.timeout(120)
-def test_silent_and_half_handshakes_are_closed_at_the_handshake_deadline(start_cloud):
-    cloud = start_cloud(handshake_timeout_s=2, header_timeout_s=30)
+def test_silent_and_half_handshakes_are_closed_at_the_handshake_deadline(start_cloud, kit):
+    cloud = start_cloud(workers=1, handshake_timeout_s=2, header_timeout_s=30)
     for connect in (lambda: socket.create_connection(("127.0.0.1", cloud.port), timeout=10),
                     lambda: partial_client_hello(cloud.port)):
         with connect() as conn:
             took = closed_after(conn, limit_s=15)
         # the event loop checks deadlines once a second; the rest is slack for a loaded machine
         assert 2 - 0.2 <= took <= 2 + 4, took
+    with cloud.client(headers=kit.bearer(cloud.admin_token)) as http:
+        scraped = http.get("/metrics").text
+    assert 'tandem_cloud_slow_clients_closed_total{stage="handshake"} 2.0' in scraped
 
 
 @pytest.mark.timeout(120)
