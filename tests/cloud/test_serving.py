@@ -55,12 +55,18 @@ class Cloud:
 
 
 @pytest.fixture
-def start_cloud(tmp_path: Path, pki: Any, kit: Any) -> Iterator[Callable[..., Cloud]]:
-    """Start the service with extra [server] fields; stopped (with its workers) afterwards."""
+def start_cloud(tmp_path: Path, pki: Any, kit: Any,
+                storage_config: dict[str, Any]) -> Iterator[Callable[..., Cloud]]:
+    """Start the service with extra [server] fields; stopped (with its workers) afterwards.
+
+    Its database is the test's storage (SQLite unless marked, see conftest.py).
+    """
     with contextlib.ExitStack() as stack:
         def start(**server: int) -> Cloud:
             config = tmp_path / "cloud.toml"
             extra = "".join(f"{name} = {value}\n" for name, value in server.items())
+            url = storage_config.get("database", {}).get("url")
+            database = f'[database]\nurl = "{url}"\n' if url else ""
             config.write_text(f"""version = 1
 data_dir = "data"
 [server]
@@ -70,7 +76,7 @@ tls_cert = "{pki.server.cert_pem}"
 tls_key = "{pki.server.key_pem}"
 trust_ca = "{pki.ca.cert_pem_path}"
 secret_key = "a-real-secret-for-this-test"
-{extra}""")
+{extra}{database}""")
             app = create_app(load_config(config, env={}))
             kit.register(app, pki.gateway, pki.ca.cert_pem_path)
             token = kit.token_for(app, "admin")
@@ -211,7 +217,8 @@ def test_a_stalled_body_is_refused_at_the_body_deadline_and_nothing_stored(start
 
 
 @pytest.mark.timeout(120)
-def test_parallel_uploads_through_several_workers_share_one_sqlite_database(start_cloud, kit):
+@pytest.mark.storages("sqlite", "postgresql")
+def test_parallel_uploads_through_several_workers_share_one_database(start_cloud, kit):
     cloud = start_cloud(workers=3, threads=2)
     bodies = [cloud.batch() for _ in range(24)]
     answers: list[int] = []
