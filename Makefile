@@ -8,26 +8,29 @@ DEB_TEST := python3-venv gcc pkg-config socat libcoap3-bin influxdb postgresql \
             swtpm swtpm-tools tpm2-tools libtss2-dev
 EXTRAS_RUN  := gateway,cloud,tools
 EXTRAS_TEST := gateway,cloud,tools,tpm,dev
+# Every dependency pinned (all extras); `make lock` regenerates it from setup.cfg.
+LOCK := requirements/constraints.txt
 
-.PHONY: demo test lint venv venv-test clean help
+.PHONY: demo test lint lock venv venv-test clean help
 help:
 	@echo "make demo   - install into $(VENV) and run cloud + gateway + 3 nodes"
 	@echo "make test   - install test dependencies and run the whole suite"
 	@echo "make lint   - ruff + mypy"
+	@echo "make lock   - re-pin every dependency into $(LOCK) after changing setup.cfg"
 
 # One stamp per set of extras, so `make test` after `make demo` adds what tests need.
-$(BIN)/.installed-run: setup.cfg setup.py pyproject.toml
+$(BIN)/.installed-run: setup.cfg setup.py pyproject.toml $(LOCK)
 	@tools/sh/ensure-debian-packages $(DEB_RUN)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS_RUN)]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[$(EXTRAS_RUN)]'
 	@touch $@
 
-$(BIN)/.installed-test: setup.cfg setup.py pyproject.toml
+$(BIN)/.installed-test: setup.cfg setup.py pyproject.toml $(LOCK)
 	@tools/sh/ensure-debian-packages $(DEB_TEST)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[$(EXTRAS_TEST)]'
+	$(BIN)/pip install --quiet -c $(LOCK) -e '.[$(EXTRAS_TEST)]'
 	@touch $@
 
 venv: $(BIN)/.installed-run
@@ -49,6 +52,13 @@ $(TYPECHECK):
 lint: venv-test $(TYPECHECK)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+
+# pip-tools resolves all extras at once, so run and test environments share one set of pins;
+# existing pins are kept (new dependencies added): `make lock LOCK_ARGS=--upgrade` moves them all.
+lock: $(BIN)/.installed-run
+	$(BIN)/pip install --quiet pip-tools
+	$(BIN)/pip-compile --quiet --all-extras --strip-extras --allow-unsafe $(LOCK_ARGS) \
+	    --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from tandem.cloud import errors, metrics
+from tandem.cloud import datadir, errors, metrics
 from tandem.cloud.access import auth, login
 from tandem.cloud.access import routes as access_api
 from tandem.cloud.config import (
@@ -39,12 +39,9 @@ __all__ = ["CloudConfig", "ConfigError", "close_app", "create_app"]
 def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     """Build the app from a CloudConfig, a TOML-shaped mapping, or $TANDEM_CLOUD_CONFIG."""
     resolved = _resolve(config)
-    if resolved.production and resolved.server.secret_key == DEFAULT_SECRET:
-        raise resolved.error("server.secret_key", "refusing to run in production mode with "
-                             "the default secret; set one (or TANDEM_CLOUD_SERVER_SECRET_KEY)")
     # instance_path given: Flask cannot derive one for a package mapped into a namespace.
     app = Flask(__name__, instance_path=str(resolved.data_dir.absolute()))
-    app.config.update(SECRET_KEY=resolved.server.secret_key, TANDEM=resolved,
+    app.config.update(SECRET_KEY=_session_secret(resolved), TANDEM=resolved,
                       MAX_CONTENT_LENGTH=resolved.ingest.max_batch_bytes)
     errors.init_app(app)
     metrics.init_app(app)
@@ -65,6 +62,16 @@ def close_app(app: Flask) -> None:
     """Release the app's resources (call once the server has stopped)."""
     timeseries.store(app).close()
     database.close(app)
+
+
+def _session_secret(config: CloudConfig) -> str:
+    """The configured secret; development mode replaces the published default with its own."""
+    if config.server.secret_key != DEFAULT_SECRET:
+        return config.server.secret_key
+    if config.production:
+        raise config.error("server.secret_key", "refusing to run in production mode with "
+                           "the default secret; set one (or TANDEM_CLOUD_SERVER_SECRET_KEY)")
+    return datadir.development_secret(config.data_dir)
 
 
 def _resolve(config: CloudConfig | Mapping[str, Any] | None) -> CloudConfig:

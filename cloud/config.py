@@ -5,6 +5,9 @@
     data_dir = "data"              # relative paths are relative to the file
 
     [server]    host, port, tls_cert, tls_key, trust_ca, secret_key
+                workers, threads, max_connections   # gunicorn processes, threads and
+                                                    # open connections per process
+                handshake_timeout_s, header_timeout_s, body_timeout_s   # slow clients
     [database]  url                # default sqlite:///<data_dir>/cloud.db
     [timeseries] backend           # "sqlite" (tables in the database above) or "influxdb"
                 url, database, username, password   # InfluxDB v1 HTTP API (influxdb only)
@@ -54,6 +57,12 @@ class ServerConfig:
     tls_key: Path | None = None
     trust_ca: Path | None = None
     secret_key: str = DEFAULT_SECRET
+    workers: int = 2  # processes; each opens its own database connections
+    threads: int = 8  # requests served at once per process
+    max_connections: int = 1000  # open connections per process (the rest wait in the backlog)
+    handshake_timeout_s: int = 5  # TCP accepted -> TLS handshake done
+    header_timeout_s: int = 10  # handshake done (or connection idle) -> whole request head
+    body_timeout_s: int = 30  # longest wait for the next piece of a body, or to send a reply
 
 
 @dataclass(frozen=True)
@@ -282,6 +291,7 @@ def _validated(config: CloudConfig) -> CloudConfig:
         raise config.error("server.tls_key", "tls_cert and tls_key must be set together")
     if not config.server.secret_key:
         raise config.error("server.secret_key", "must not be empty")
+    _validate_serving(config)
     if config.ingest.max_batch_bytes < 64:
         raise config.error("ingest.max_batch_bytes", "must be at least 64")
     for name in ("replay_window_s", "max_clock_skew_s"):
@@ -297,6 +307,19 @@ def _validated(config: CloudConfig) -> CloudConfig:
     if (config.enrol.ca_cert is None) != (config.enrol.ca_key is None):
         raise config.error("enrol.ca_key", "ca_cert and ca_key must be set together")
     return config
+
+
+_SERVING_LIMITS = {"workers": (1, 64), "threads": (1, 256), "max_connections": (2, 100_000),
+                   "handshake_timeout_s": (1, 300), "header_timeout_s": (1, 300),
+                   "body_timeout_s": (1, 3600)}
+
+
+def _validate_serving(config: CloudConfig) -> None:
+    for name, (low, high) in _SERVING_LIMITS.items():
+        if not low <= getattr(config.server, name) <= high:
+            raise config.error(f"server.{name}", f"must be {low}..{high}")
+    if config.server.max_connections <= config.server.threads:
+        raise config.error("server.max_connections", "must be more than server.threads")
 
 
 def _validate_security(config: CloudConfig) -> None:

@@ -21,6 +21,7 @@ class Metrics:
     batches_rejected: Counter
     records_ingested: Counter
     ingest_seconds: Histogram
+    slow_clients_closed: Counter
 
 
 def create_metrics() -> Metrics:
@@ -41,6 +42,9 @@ def create_metrics() -> Metrics:
             "tandem_cloud_ingest_seconds", "Time to handle one uplink batch request",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry),
+        slow_clients_closed=Counter(
+            "tandem_cloud_slow_clients_closed", "Connections closed for missing a deadline, "
+            "by stage (handshake, header; body is a 400 answer)", ["stage"], registry=registry),
     )
 
 

@@ -1,4 +1,4 @@
-"""Running the app: Werkzeug's threaded server over TLS, stopped cleanly by SIGINT/SIGTERM."""
+"""The TLS context, and an in-process Werkzeug server for tests (production: cloud/serving)."""
 
 from __future__ import annotations
 

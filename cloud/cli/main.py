@@ -9,7 +9,7 @@ import argparse
 import json
 import logging
 import os
-import ssl
+import socket
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -20,24 +20,27 @@ from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.cloud import close_app, create_app
 from tandem.cloud.access.accounts import AccountError
 from tandem.cloud.audit import record as audit
 from tandem.cloud.cli import access as cli_access
 from tandem.cloud.cli import db as db_cli
 from tandem.cloud.cli import security as security_cli
 from tandem.cloud.config import ENV_CONFIG_FILE, CloudConfig, ConfigError, load_config
+from tandem.cloud.datadir import DataDirError
 from tandem.cloud.db import engine as database
 from tandem.cloud.db.engine import create_schema
 from tandem.cloud.fleet import registry
 from tandem.cloud.fleet.enrolment import EnrolmentError, check_gateway_cert
 from tandem.cloud.keys import kms
-from tandem.cloud.server import bind, serve_until_signalled, tls_context
+from tandem.cloud.server import tls_context
+from tandem.cloud.serving import application as serving
 from tandem.cloud.timeseries import retention
 from tandem.cloud.timeseries import store as timeseries
 from tandem.cloud.timestamps import iso_utc
 
 PROG = "tandem-cloud"
+LOOPBACK = "127.0.0.1"
+log = logging.getLogger(PROG)
 
 
 class CommandError(Exception):
@@ -51,7 +54,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except (CommandError, ConfigError, EnrolmentError, registry.RegistryError, AccountError,
-            kms.KeyUnavailable, *security_cli.ERRORS, *db_cli.ERRORS) as exc:
+            kms.KeyUnavailable, DataDirError, *security_cli.ERRORS, *db_cli.ERRORS) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
@@ -130,49 +133,49 @@ def _config(args: argparse.Namespace) -> CloudConfig:
 
 def _serve(args: argparse.Namespace) -> int:
     config = _config(args)
-    scheme, context = _transport(config, args.insecure_http)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: "
                                                    "%(message)s")
-    app = create_app(config)
+    listening = _listening(config, args.insecure_http)
     try:
-        server = bind(app, config.server.host, config.server.port, context)
+        _check_bindable(listening)
     except OSError as exc:
-        close_app(app)
-        raise CommandError(f"cannot listen on {config.server.host}:{config.server.port}: "
+        raise CommandError(f"cannot listen on {listening.host}:{listening.port}: "
                            f"{exc.strerror or exc}") from None
-
-    def _announce() -> None:
-        print(f"{PROG} listening on {scheme}://{config.server.host}:{server.server_port}",
-              flush=True)
-
-    timer = retention.PruneTimer(lambda: retention.prune(
-        config, timeseries.store(app), database.sessions(app)), config.timeseries.prune_interval_s)
-    if config.timeseries.prune_interval_s:
-        timer.start()
-    try:
-        serve_until_signalled(server, on_ready=_announce)
-    finally:
-        timer.stop()
-        close_app(app)
-    print(f"{PROG} stopped", flush=True)
-    return 0
+    return serving.serve(config, listening,
+                         on_stopped=lambda: print(f"{PROG} stopped", flush=True))
 
 
-def _transport(config: CloudConfig, insecure: bool) -> tuple[str, ssl.SSLContext | None]:
+def _listening(config: CloudConfig, insecure: bool) -> serving.Listening:
+    host = config.server.host
+    if not config.production:
+        log.warning("DEVELOPMENT MODE: sessions are signed with a secret kept in %s, "
+                    "and the service listens on 127.0.0.1 only%s. Set mode = \"production\" "
+                    "with a secret_key to serve other machines.", config.data_dir,
+                    "" if host == LOOPBACK else f" (server.host = {host!r} ignored)")
+        host = LOOPBACK
     if insecure:
         if config.production:
             raise config.error("mode", "refusing to serve plain HTTP in production mode; "
                                "configure tls_cert and tls_key (or set mode = "
                                "\"development\" on a trusted machine)")
-        return "http", None
+        return serving.Listening(host, config.server.port, None)
     cert, key = config.server.tls_cert, config.server.tls_key
     if cert is None or key is None:
         raise config.error("server.tls_cert", "serving HTTPS needs tls_cert and tls_key "
                            "(or --insecure-http for development)")
     try:
-        return "https", tls_context(cert, key)
+        return serving.Listening(host, config.server.port, tls_context(cert, key), cert, key)
     except (OSError, ValueError) as exc:
         raise config.error("server.tls_cert", f"cannot load certificate/key: {exc}") from None
+
+
+def _check_bindable(listening: serving.Listening) -> None:
+    """Fail with one clear line now rather than inside gunicorn's retry loop."""
+    if listening.port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in listening.host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((listening.host, listening.port))
 
 
 def _init_db(args: argparse.Namespace) -> int:

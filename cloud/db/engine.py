@@ -11,6 +11,7 @@ from flask import Flask, current_app
 from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from tandem.cloud import datadir
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import migrate
 from tandem.cloud.keys import kms
@@ -27,7 +28,7 @@ def open_engine(url: str) -> Engine:
     if parsed.get_backend_name() != "sqlite":
         return create_engine(url, pool_pre_ping=True)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        datadir.private_database(Path(parsed.database))
     engine = create_engine(url, connect_args={"check_same_thread": False})
     event.listen(engine, "connect", _sqlite_connect)
     event.listen(engine, "begin", _sqlite_begin)
@@ -54,6 +55,7 @@ def _sqlite_begin(conn: Any) -> None:
 
 def connect(config: CloudConfig) -> Engine:
     """The engine of config's database, with its key provider for encrypted columns."""
+    datadir.private_dir(config.data_dir)  # before the key file and database are made in it
     provider = kms.open_provider(config)
     engine = open_engine(config.database.url)
     kms.attach(engine, provider)

@@ -13,7 +13,7 @@ from importlib import resources
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, request, stream_with_context
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
 from tandem.cloud.access.auth import public, require
@@ -148,7 +148,8 @@ def healthz() -> tuple[Response, int]:
 @require(Permission.METRICS_READ)
 def prometheus_metrics() -> Response:
     """Prometheus text exposition of the service's metrics."""
-    return Response(generate_latest(metrics().registry), mimetype=CONTENT_TYPE_LATEST)
+    # content_type, not mimetype: Flask would append a second charset, which Prometheus refuses
+    return Response(generate_latest(metrics().registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 class QueryParams:
