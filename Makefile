@@ -13,7 +13,8 @@ EXTRAS_TEST := gateway,cloud,tools,tpm,dev
 help:
 	@echo "make demo   - install into $(VENV) and run cloud + gateway + 3 nodes"
 	@echo "make test   - install test dependencies and run the whole suite"
-	@echo "make lint   - ruff + mypy"
+	@echo "make test-fast - the fast subset (no real services, under a minute)"
+	@echo "make lint   - ruff + mypy + layer contracts (lint-imports)"
 
 # One stamp per set of extras, so `make test` after `make demo` adds what tests need.
 $(BIN)/.installed-run: setup.cfg setup.py pyproject.toml
@@ -49,9 +50,10 @@ $(TYPECHECK):
 lint: venv-test $(TYPECHECK)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # MicroPython's stubs go in their own directory: they shadow CPython's stdlib.
 $(VENV)/mpy-stubs: $(BIN)/.installed-test
