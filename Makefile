@@ -9,7 +9,7 @@ DEB_TEST := python3-venv gcc pkg-config socat libcoap3-bin influxdb postgresql \
 EXTRAS_RUN  := gateway,cloud,tools
 EXTRAS_TEST := gateway,cloud,tools,tpm,dev
 
-.PHONY: demo test lint venv venv-test clean help
+.PHONY: demo test test-fast lint venv venv-test clean help
 help:
 	@echo "make demo   - install into $(VENV) and run cloud + gateway + 3 nodes"
 	@echo "make test   - install test dependencies and run the whole suite"
@@ -39,6 +39,17 @@ demo: venv
 
 test: venv-test
 	$(BIN)/python -m pytest -q -rs --durations=15 $(PYTEST_ARGS)
+
+# The fast subset to iterate with: pure units, no real services or nodes, under a minute
+# on a loaded 2-core machine. The whole suite (make test) stays the gate.
+FAST_TESTS := tests/wire tests/test_one_definition.py tests/tools/test_packaging.py \
+              tests/gateway/test_access_units.py tests/gateway/test_windows.py \
+              tests/gateway/test_features.py tests/gateway/test_rules_loader.py \
+              tests/gateway/test_modbus_registers.py tests/gateway/test_config.py \
+              tests/gateway/test_rules_engine.py tests/gateway/test_journal.py \
+              tests/gateway/test_outbox.py tests/cloud/test_config.py
+test-fast: venv-test
+	$(BIN)/python -m pytest -q -m "not slow" $(FAST_TESTS) $(PYTEST_ARGS)
 
 # mypy reads packages from folders: build/typecheck/tandem links the program folders
 # under the names they are installed as (setup.py maps them into `tandem`).
