@@ -42,7 +42,7 @@ test: venv-test
 
 # The fast subset to iterate with: pure units, no real services or nodes, under a minute
 # on a loaded 2-core machine. The whole suite (make test) stays the gate.
-FAST_TESTS := tests/wire tests/test_one_definition.py tests/tools/test_packaging.py \
+FAST_TESTS := tests/wire tests/test_one_definition.py tests/test_waiting.py tests/tools/test_packaging.py \
               tests/gateway/test_access_units.py tests/gateway/test_windows.py \
               tests/gateway/test_features.py tests/gateway/test_rules_loader.py \
               tests/gateway/test_modbus_registers.py tests/gateway/test_config.py \

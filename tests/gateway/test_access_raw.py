@@ -26,14 +26,14 @@ from tandem.gateway.nodes.commands import NodeCommands
 from tandem.gateway.nodes.rawcache import RawCache
 from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.wire.raw import MAX_TRANSFER_BYTES, RawSnippet, decode_raw_record
-from tests.gateway.test_access_peers import (
+from tests.gateway.access_peers import (
     DtlsClient,
     RecordingSink,
     ServerThread,
     Site,
-    wait_until,
 )
 from tests.nodeproc import NodeProcess, write_node_config
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 SENSOR: dict[str, Any] = {"model": "accel", "rate_hz": 800, "samples": 128,
