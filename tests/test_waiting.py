@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from tests.waiting import until, wait_until
+from tests.waiting import eventually, until, wait_until
 
 
 def test_wait_until_returns_as_soon_as_the_condition_holds() -> None:
@@ -29,3 +29,11 @@ def test_until_polls_without_blocking_the_event_loop() -> None:
         with pytest.raises(AssertionError, match="waiting for never"):
             await until(lambda: False, "never", timeout=0.05)
     asyncio.run(scenario())
+
+
+def test_eventually_returns_the_first_truthy_answer() -> None:
+    answers = iter([None, {}, {"status": "done"}])
+    assert eventually(lambda: next(answers), "a done status", timeout=5, poll_s=0.001) == {
+        "status": "done"}
+    with pytest.raises(AssertionError, match="waiting until it answers"):
+        eventually(lambda: None, "it answers", timeout=0.05, poll_s=0.001)
