@@ -11,11 +11,12 @@ EXTRAS_TEST := gateway,cloud,tools,tpm,dev
 # Every dependency pinned (all extras); `make lock` regenerates it from setup.cfg.
 LOCK := requirements/constraints.txt
 
-.PHONY: demo test lint lock venv venv-test clean help
+.PHONY: demo test test-fast lint lock venv venv-test clean help
 help:
 	@echo "make demo   - install into $(VENV) and run cloud + gateway + 3 nodes"
 	@echo "make test   - install test dependencies and run the whole suite"
-	@echo "make lint   - ruff + mypy"
+	@echo "make test-fast - the fast subset (no real services, under a minute)"
+	@echo "make lint   - ruff + mypy + layer contracts (lint-imports)"
 	@echo "make lock   - re-pin every dependency into $(LOCK) after changing setup.cfg"
 
 # One stamp per set of extras, so `make test` after `make demo` adds what tests need.
@@ -42,6 +43,17 @@ demo: venv
 test: venv-test
 	$(BIN)/python -m pytest -q -rs --durations=15 $(PYTEST_ARGS)
 
+# The fast subset to iterate with: pure units, no real services or nodes, under a minute
+# on a loaded 2-core machine. The whole suite (make test) stays the gate.
+FAST_TESTS := tests/wire tests/test_one_definition.py tests/test_waiting.py tests/tools/test_packaging.py \
+              tests/gateway/test_access_units.py tests/gateway/test_windows.py \
+              tests/gateway/test_features.py tests/gateway/test_rules_loader.py \
+              tests/gateway/test_modbus_registers.py tests/gateway/test_config.py \
+              tests/gateway/test_rules_engine.py tests/gateway/test_journal.py \
+              tests/gateway/test_outbox.py tests/cloud/test_config.py
+test-fast: venv-test
+	$(BIN)/python -m pytest -q -m "not slow" $(FAST_TESTS) $(PYTEST_ARGS)
+
 # mypy reads packages from folders: build/typecheck/tandem links the program folders
 # under the names they are installed as (setup.py maps them into `tandem`).
 TYPECHECK := build/typecheck/tandem
@@ -52,6 +64,7 @@ $(TYPECHECK):
 lint: venv-test $(TYPECHECK)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 # pip-tools resolves all extras at once, so run and test environments share one set of pins;
 # existing pins are kept (new dependencies added): `make lock LOCK_ARGS=--upgrade` moves them all.
@@ -61,7 +74,7 @@ lock: $(BIN)/.installed-run
 	    --no-emit-index-url --no-emit-find-links -o $(LOCK) pyproject.toml
 
 clean:
-	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache .import_linter_cache
 
 # MicroPython's stubs go in their own directory: they shadow CPython's stdlib.
 $(VENV)/mpy-stubs: $(BIN)/.installed-test

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
-import time
 
+from tandem.wire.clock import now_ms
 
-def now_ms() -> int:
-    """The current Unix time in milliseconds."""
-    return time.time_ns() // 1_000_000
+__all__ = ["iso_utc", "now_ms"]
 
 
 def iso_utc(ms: int) -> str:

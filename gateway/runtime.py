@@ -32,7 +32,7 @@ from tandem.gateway.pipeline.windows import TumblingWindows
 from tandem.gateway.policy.service import SecurityService
 from tandem.gateway.rules.actions import ActuatorPorts
 from tandem.gateway.rules.local_control import LocalControl
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.outbox import Outbox
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.keystore = keystore or open_keystore(config.identity, config.gateway.data_dir)
-        self.database = GatewayDatabase(config.gateway.data_dir / "gateway.sqlite3")
+        self.database = GatewayDatabase(config.gateway.data_dir / DATABASE_FILE)
         self.outbox = Outbox(self.database, config.outbox.max_records)
         self.journal = Journal(self.database, self.outbox)
         recovery = self.journal.recover()

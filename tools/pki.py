@@ -7,38 +7,27 @@ Layout of a PKI directory (private keys are written 0600 and never committed):
     server/<name>/cert.pem key.pem
     device/<name>/cert.pem key.pem cert.der key.der ca.der   (DER for MicroPython)
 
-The role is written in the certificate's OU so a gateway can tell a device
-from another gateway, and in the extended key usage so TLS stacks enforce it.
+The certificate profile itself (role in OU, usages, names, CSR checks) is
+tandem.wire.certprofile's, shared with the gateway and the cloud; this module
+only keeps the files of a site CA.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tandem.wire import certprofile
+from tandem.wire.certprofile import CertRequest, Issuer, ProfileError, Role
 
-class Role(StrEnum):
-    """What a certificate may be used for."""
-
-    GATEWAY = "gateway"
-    DEVICE = "device"
-    SERVER = "server"
-
-
-_USAGES = {
-    Role.GATEWAY: [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH],
-    Role.DEVICE: [ExtendedKeyUsageOID.CLIENT_AUTH],
-    Role.SERVER: [ExtendedKeyUsageOID.SERVER_AUTH],
-}
+__all__ = ["Identity", "PKIError", "Role", "SiteCA"]
 
 
 class PKIError(Exception):
@@ -81,38 +70,26 @@ class SiteCA:
                  key: ec.EllipticCurvePrivateKey) -> None:
         self.directory = directory
         self.cert = cert
-        self._key = key
+        self._issuer = Issuer(cert, key)
 
     @property
     def cert_pem_path(self) -> Path:
         return self.directory / "ca.pem"
 
     @classmethod
-    def create(cls, directory: Path, site: str, valid_days: int = 3650) -> SiteCA:
+    def create(cls, directory: Path, site: str,
+               valid_days: int = certprofile.CA_VALID_DAYS) -> SiteCA:
         """Create a new CA in directory; refuse to overwrite an existing one."""
-        _check_name(site)
+        with _as_pki_error():
+            certprofile.check_name(site)
         directory.mkdir(parents=True, exist_ok=True)
         if (directory / "ca.key.pem").exists():
             raise PKIError(f"{directory} already holds a CA; refusing to overwrite it")
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, site),
-                          x509.NameAttribute(NameOID.COMMON_NAME, f"{site} site CA")])
-        now = _now()
-        cert = (
-            x509.CertificateBuilder().subject_name(name).issuer_name(name)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=valid_days))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False,
-                                         False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256())
-        )
-        _write(directory / "ca.pem", cert.public_bytes(serialization.Encoding.PEM))
-        _write(directory / "ca.der", cert.public_bytes(serialization.Encoding.DER))
-        _write(directory / "ca.key.pem", _key_pem(key), private=True)
-        return cls(directory, cert, key)
+        issuer = certprofile.new_site_ca(site, valid_days)
+        _write(directory / "ca.pem", issuer.cert.public_bytes(serialization.Encoding.PEM))
+        _write(directory / "ca.der", issuer.cert.public_bytes(serialization.Encoding.DER))
+        _write(directory / "ca.key.pem", _key_pem(issuer.key), private=True)
+        return cls(directory, issuer.cert, issuer.key)
 
     @classmethod
     def load(cls, directory: Path) -> SiteCA:
@@ -127,14 +104,17 @@ class SiteCA:
         return cls(directory, cert, key)
 
     def issue(self, name: str, role: Role, hosts: tuple[str, ...] = (),
-              valid_days: int = 825, overwrite: bool = False) -> Identity:
+              valid_days: int = certprofile.DEFAULT_VALID_DAYS,
+              overwrite: bool = False) -> Identity:
         """Issue a certificate for name in role; hosts become extra SANs (DNS or IP)."""
-        _check_name(name)
+        with _as_pki_error():
+            certprofile.check_name(name)
         identity = Identity(name, role, self.directory / role.value / name)
         if identity.key_pem.exists() and not overwrite:
             raise PKIError(f"{role.value} {name!r} already issued in {identity.directory}")
         key = ec.generate_private_key(ec.SECP256R1())
-        cert = self._build(name, role, key.public_key(), hosts, valid_days)
+        cert = certprofile.issue(self._issuer, CertRequest(name, key.public_key()), role, hosts,
+                                 valid_days)
         identity.directory.mkdir(parents=True, exist_ok=True)
         _write(identity.cert_pem, cert.public_bytes(serialization.Encoding.PEM))
         _write(identity.key_pem, _key_pem(key), private=True)
@@ -147,65 +127,19 @@ class SiteCA:
         return identity
 
     def sign_csr(self, csr_pem: bytes, role: Role, hosts: tuple[str, ...] = (),
-                 valid_days: int = 825) -> x509.Certificate:
-        """Certify the key of a CSR (e.g. from a TPM) whose private key never came here.
-
-        Only the CSR's proof of possession, public key and CN are used; the
-        name, role, usages and SANs are the CA's, as for issue().
-        """
-        try:
-            csr = x509.load_pem_x509_csr(csr_pem)
-        except ValueError as exc:
-            raise PKIError(f"not a PEM CSR: {exc}") from None
-        if not csr.is_signature_valid:
-            raise PKIError("CSR signature does not verify (no proof of key possession)")
-        key = csr.public_key()
-        if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-            raise PKIError("CSR key must be EC P-256")
-        names = csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-        if len(names) != 1:
-            raise PKIError("CSR subject must have exactly one CN")
-        name = str(names[0].value)
-        _check_name(name)
-        return self._build(name, role, key, hosts, valid_days)
-
-    def _build(self, name: str, role: Role, public_key: ec.EllipticCurvePublicKey,
-               hosts: tuple[str, ...], valid_days: int) -> x509.Certificate:
-        site = self.cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)[0].value
-        subject = x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, str(site)),
-                             x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, role.value),
-                             x509.NameAttribute(NameOID.COMMON_NAME, name)])
-        now = _now()
-        return (
-            x509.CertificateBuilder().subject_name(subject).issuer_name(self.cert.subject)
-            .public_key(public_key).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
-            .not_valid_after(now + dt.timedelta(days=valid_days))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(True, False, False, False, True, False, False, False,
-                                         False), critical=True)
-            .add_extension(x509.ExtendedKeyUsage(_USAGES[role]), critical=False)
-            .add_extension(x509.SubjectAlternativeName(_sans(name, hosts)), critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(
-                self._key.public_key()), critical=False)
-            .sign(self._key, hashes.SHA256())
-        )
+                 valid_days: int = certprofile.DEFAULT_VALID_DAYS) -> x509.Certificate:
+        """Certify the key of a CSR (e.g. from a TPM) whose private key never came here."""
+        with _as_pki_error():
+            return certprofile.certify_csr(self._issuer, csr_pem, role, hosts, valid_days)
 
 
-def _sans(name: str, hosts: tuple[str, ...]) -> list[x509.GeneralName]:
-    sans: list[x509.GeneralName] = [x509.DNSName(name)]
-    for host in hosts:
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
-        except ValueError:
-            sans.append(x509.DNSName(host))
-    return sans
-
-
-def _check_name(name: str) -> None:
-    if not name or len(name) > 64 or not all(c.isalnum() or c in "-_." for c in name) \
-            or name.startswith("."):
-        raise PKIError(f"name {name!r}: use 1..64 letters, digits, '-', '_' or '.'")
+@contextmanager
+def _as_pki_error() -> Iterator[None]:
+    # The operator sees one error type from the tools, whatever part of the PKI refused.
+    try:
+        yield
+    except ProfileError as exc:
+        raise PKIError(str(exc)) from None
 
 
 def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -220,6 +154,3 @@ def _write(path: Path, data: bytes, private: bool = False) -> None:
         f.write(data)
     os.replace(tmp, path)
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)

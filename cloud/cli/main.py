@@ -11,14 +11,12 @@ import logging
 import os
 import socket
 import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from sqlalchemy import make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 from tandem.cloud.access.accounts import AccountError
 from tandem.cloud.audit import record as audit
@@ -28,7 +26,6 @@ from tandem.cloud.cli import security as security_cli
 from tandem.cloud.config import ENV_CONFIG_FILE, CloudConfig, ConfigError, load_config
 from tandem.cloud.datadir import DataDirError
 from tandem.cloud.db import engine as database
-from tandem.cloud.db.engine import create_schema
 from tandem.cloud.fleet import registry
 from tandem.cloud.fleet.enrolment import EnrolmentError, check_gateway_cert
 from tandem.cloud.keys import kms
@@ -36,7 +33,7 @@ from tandem.cloud.server import tls_context
 from tandem.cloud.serving import application as serving
 from tandem.cloud.timeseries import retention
 from tandem.cloud.timeseries import store as timeseries
-from tandem.cloud.timestamps import iso_utc
+from tandem.cloud.timestamps import iso_utc, now_ms
 
 PROG = "tandem-cloud"
 LOOPBACK = "127.0.0.1"
@@ -180,28 +177,20 @@ def _check_bindable(listening: serving.Listening) -> None:
 
 def _init_db(args: argparse.Namespace) -> int:
     config = _config(args)
-    engine = database.connect(config)  # creates the data key file on first use too
-    try:
-        create_schema(engine)
+    with database.cli_engine(config) as engine:
         timeseries.open_store(config, engine).close()
-    finally:
-        engine.dispose()
     print(f"database ready: {make_url(config.database.url).render_as_string()}")
     return 0
 
 
 def _prune(args: argparse.Namespace) -> int:
     config = _config(args)
-    engine = database.connect(config)
-    try:
-        create_schema(engine)
+    with database.cli_engine(config) as engine:
         store = timeseries.open_store(config, engine)
         try:
             deleted = retention.prune(config, store, sessionmaker(engine))
         finally:
             store.close()
-    finally:
-        engine.dispose()
     for table, count in sorted(deleted.items()):
         print(f"pruned {count} {table}")
     if not deleted:
@@ -215,10 +204,10 @@ def _gateway_add(args: argparse.Namespace) -> int:
         raise config.error("server.trust_ca", "set it to the site CA certificate to add gateways")
     identity = check_gateway_cert(args.name, _read(args.cert, "certificate"),
                                   _read(config.server.trust_ca, "server.trust_ca"))
-    with _registry_session(config) as session, session.begin():
+    with database.cli_session(config) as session, session.begin():
         outcome = registry.add_gateway(session, identity.name, identity.cert_pem,
                                        identity.public_key_pem, identity.fingerprint,
-                                       int(time.time() * 1000), replace=args.replace)
+                                       now_ms(), replace=args.replace)
         if outcome is not registry.AddOutcome.UNCHANGED:
             audit.record(audit.GATEWAY_ADD, audit.cli_actor(),
                          {"gateway": identity.name, "outcome": outcome.value,
@@ -228,7 +217,7 @@ def _gateway_add(args: argparse.Namespace) -> int:
 
 
 def _gateway_revoke(args: argparse.Namespace) -> int:
-    with _registry_session(_config(args)) as session, session.begin():
+    with database.cli_session(_config(args)) as session, session.begin():
         changed = registry.revoke_gateway(session, args.name)
         if changed:
             audit.record(audit.GATEWAY_REVOKE, audit.cli_actor(), {"gateway": args.name},
@@ -238,7 +227,7 @@ def _gateway_revoke(args: argparse.Namespace) -> int:
 
 
 def _gateway_list(args: argparse.Namespace) -> int:
-    with _registry_session(_config(args)) as session:
+    with database.cli_session(_config(args)) as session:
         rows = [(g.name, g.status, g.created_ms, g.fingerprint)
                 for g in registry.list_gateways(session)]
     if args.json:
@@ -248,18 +237,6 @@ def _gateway_list(args: argparse.Namespace) -> int:
     for name, status, created, fingerprint in rows:
         print(f"{name}\t{status}\t{iso_utc(created)}\t{fingerprint}")
     return 0
-
-
-@contextmanager
-def _registry_session(config: CloudConfig) -> Iterator[Session]:
-    """A registry session on an engine of its own, disposed afterwards."""
-    engine = database.connect(config)
-    try:
-        create_schema(engine)
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -103,12 +103,18 @@ def close(app: Flask) -> None:
 
 
 @contextmanager
-def cli_session(config: CloudConfig) -> Iterator[Session]:
-    """A session for one CLI command: connect, make sure the schema exists, dispose after."""
-    engine = connect(config)
+def cli_engine(config: CloudConfig) -> Iterator[Engine]:
+    """An engine for one CLI command: connect, make sure the schema exists, dispose after."""
+    engine = connect(config)  # creates the data key file on first use too
     try:
         create_schema(engine)
-        with Session(engine) as session:
-            yield session
+        yield engine
     finally:
         engine.dispose()
+
+
+@contextmanager
+def cli_session(config: CloudConfig) -> Iterator[Session]:
+    """A session for one CLI command, on an engine of its own (see cli_engine)."""
+    with cli_engine(config) as engine, Session(engine) as session:
+        yield session

@@ -9,10 +9,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-GATEWAY_ROLE = "gateway"  # the OU tools/pki.py writes into gateway certificates
+from tandem.wire.certprofile import CURVE, ProfileError, Role, certified_name
 
 
 class EnrolmentError(ValueError):
@@ -37,7 +36,7 @@ def check_gateway_cert(name: str, cert_pem: bytes, trust_ca_pem: bytes,
     _verify_chain(cert, ca_certs, now or dt.datetime.now(dt.UTC))
     _check_subject(cert, name)
     key = cert.public_key()
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
+    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != CURVE:
         raise EnrolmentError("gateway key must be ECDSA P-256 (COSE ES256)")
     return GatewayIdentity(
         name=name,
@@ -80,11 +79,9 @@ def _verify_chain(cert: x509.Certificate, ca_certs: list[x509.Certificate],
 
 
 def _check_subject(cert: x509.Certificate, name: str) -> None:
-    common_names = [a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    if common_names != [name]:
-        raise EnrolmentError(f"certificate CN is {common_names!r}, not {name!r}")
-    roles = [a.value for a in
-             cert.subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)]
-    if roles != [GATEWAY_ROLE]:
-        # a device certificate from the same CA must not become a gateway
-        raise EnrolmentError(f"certificate role (OU) is {roles!r}, not a gateway")
+    try:
+        certified = certified_name(cert, Role.GATEWAY)
+    except ProfileError as exc:
+        raise EnrolmentError(f"not a gateway certificate: {exc}") from None
+    if certified != name:
+        raise EnrolmentError(f"certificate CN is {certified!r}, not {name!r}")

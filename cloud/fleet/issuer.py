@@ -13,18 +13,17 @@ one datagram), so the default deployment uses the site CA directly.
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.keys.keyfiles import KeyFileError, load_private_key
-from tandem.tools.pki import PKIError, Role, SiteCA
+from tandem.wire.certprofile import Issuer, ProfileError, Role, issue, read_csr
 
 
 class IssueError(ValueError):
     """A CSR that will not be certified, or a cloud that cannot certify."""
 
 
-def issuing_ca(config: CloudConfig) -> SiteCA:
+def issuing_ca(config: CloudConfig) -> Issuer:
     """The CA of [enrol], loaded now (IssueError if unconfigured or unreadable)."""
     enrol = config.enrol
     if enrol.ca_cert is None or enrol.ca_key is None:
@@ -34,20 +33,16 @@ def issuing_ca(config: CloudConfig) -> SiteCA:
         key = load_private_key(enrol.ca_key, enrol.ca_passphrase_env, "enrol.ca_key")
     except (OSError, ValueError, KeyFileError) as exc:
         raise IssueError(f"enrolment CA: {exc}") from None
-    return SiteCA(enrol.ca_cert.parent, cert, key)
+    return Issuer(cert, key)
 
 
 def certify(config: CloudConfig, csr_pem: bytes, gateway: str) -> x509.Certificate:
     """A gateway certificate for the CSR's key, if the CSR proves possession and names gateway."""
     try:
-        csr = x509.load_pem_x509_csr(csr_pem)
-    except ValueError as exc:
-        raise IssueError(f"not a PEM CSR: {exc}") from None
-    names = [str(a.value) for a in csr.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
-    if names != [gateway]:
-        raise IssueError(f"CSR names {names!r}; this token enrols {gateway!r}")
-    try:
-        return issuing_ca(config).sign_csr(csr_pem, Role.GATEWAY,
-                                           valid_days=config.enrol.cert_valid_days)
-    except PKIError as exc:
+        request = read_csr(csr_pem)
+        if request.name != gateway:
+            raise IssueError(f"CSR names {[request.name]!r}; this token enrols {gateway!r}")
+        return issue(issuing_ca(config), request, Role.GATEWAY,
+                     valid_days=config.enrol.cert_valid_days)
+    except ProfileError as exc:
         raise IssueError(str(exc)) from None

@@ -11,8 +11,6 @@ out) says so in its ack; the refusal is audited and shown by
 
 from __future__ import annotations
 
-import time
-
 from flask import Blueprint, Response, jsonify
 
 from tandem.cloud.access.auth import public
@@ -22,6 +20,7 @@ from tandem.cloud.errors import Rejection
 from tandem.cloud.fleet import tokens as enrol_store
 from tandem.cloud.fleet.gateway_requests import signed_request
 from tandem.cloud.policy import store as policy_store
+from tandem.wire.clock import now_ms
 
 bp = Blueprint("policy", __name__, url_prefix="/policy/v1")
 POLICY_APPLIED = "policy.applied"
@@ -52,7 +51,7 @@ def ack() -> tuple[Response, int]:
     if not isinstance(group, str) or type(version) is not int or not isinstance(ok, bool) \
             or not isinstance(reason, str):
         raise Rejection(422, "invalid_ack", "body needs group, ver, ok and reason")
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     with database.sessions().begin() as session:
         policy_store.record_ack(session, signed.gateway, group, version, ok, reason, now)
         audit.record(POLICY_APPLIED if ok else POLICY_REFUSED,

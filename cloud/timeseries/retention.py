@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -23,6 +22,7 @@ from tandem.cloud.config import CloudConfig
 from tandem.cloud.fleet import registry
 from tandem.cloud.raw import store as raw_store
 from tandem.cloud.timeseries.store import TimeSeriesStore
+from tandem.wire import clock
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 def prune(config: CloudConfig, store: TimeSeriesStore, sessions: sessionmaker[Session],
           now_ms: int | None = None) -> dict[str, int]:
     """Apply retention and prune the ledger; rows deleted per table ("ledger" for batches)."""
-    now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+    now_ms = clock.now_ms() if now_ms is None else now_ms
     deleted = dict(store.prune(now_ms))
     with sessions.begin() as session:
         deleted |= raw_store.prune(session, now_ms - config.raw.retention_days * 86_400_000)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from cryptography import x509
-from cryptography.x509.oid import NameOID
 
-DEVICE_ROLE = "device"
+from tandem.wire.certprofile import ProfileError, Role, certified_name
+
+# Counter names of the refusals, by the profile's reason codes.
+_REASONS = {"wrong_role": "not_a_device"}
 
 
 class IdentityError(Exception):
@@ -18,13 +20,8 @@ class IdentityError(Exception):
 
 
 def device_identity(cert: x509.Certificate) -> str:
-    """Return the CN of a certificate whose OU says device (tools.pki writes the role there)."""
-    subject = cert.subject
-    ous = subject.get_attributes_for_oid(NameOID.ORGANIZATIONAL_UNIT_NAME)
-    roles = [str(a.value) for a in ous]
-    if roles != [DEVICE_ROLE]:
-        raise IdentityError("not_a_device", f"role {roles!r} in {subject.rfc4514_string()}")
-    names = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    if len(names) != 1 or not str(names[0].value):
-        raise IdentityError("cert_rejected", f"no single CN in {subject.rfc4514_string()}")
-    return str(names[0].value)
+    """Return the CN of a certificate issued for the device role (the site profile's OU)."""
+    try:
+        return certified_name(cert, Role.DEVICE)
+    except ProfileError as exc:
+        raise IdentityError(_REASONS.get(exc.reason, "cert_rejected"), exc.detail) from None

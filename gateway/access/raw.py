@@ -20,8 +20,8 @@ from aiocoap.pipe import Pipe
 
 from tandem.gateway.access.coap_transport import SessionRemote
 from tandem.gateway.access.device_policy import DevicePolicy
-from tandem.gateway.access.readings import wall_clock_ms
 from tandem.gateway.access.stats import AccessStats
+from tandem.wire.clock import now_ms
 from tandem.wire.errors import WireError
 from tandem.wire.raw import MAX_TRANSFER_BYTES, RawSnippet, decode_node_body
 from tandem.wire.report import CONTENT_FORMAT_CBOR
@@ -44,7 +44,7 @@ class RawResource(resource.Resource):  # type: ignore[misc]
     def __init__(self, sink: RawSink, policy: DevicePolicy, stats: AccessStats,
                  per_device_per_min: int = 6, max_bytes: int = MAX_TRANSFER_BYTES,
                  clock: Callable[[], float] = time.monotonic,
-                 clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+                 clock_ms: Callable[[], int] = now_ms) -> None:
         super().__init__()
         self._sink = sink
         self._policy = policy

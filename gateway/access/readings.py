@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from aiocoap import resource
@@ -13,6 +12,7 @@ from tandem.gateway.access.coap_transport import SessionRemote
 from tandem.gateway.access.device_policy import DevicePolicy
 from tandem.gateway.access.stats import AccessStats
 from tandem.gateway.reports import DeviceReport, ReportSink
+from tandem.wire.clock import now_ms
 from tandem.wire.errors import WireError
 from tandem.wire.report import CONTENT_FORMAT_CBOR, MAX_REPORT_BYTES, decode_report
 
@@ -20,16 +20,12 @@ _RETRY_AFTER_S = 1
 _DIAGNOSTIC_MAX = 80  # a diagnostic payload stays well inside one datagram
 
 
-def wall_clock_ms() -> int:
-    """Unix time in milliseconds, the arrival stamp of a report."""
-    return time.time_ns() // 1_000_000
-
 
 class ReadingsResource(resource.Resource):  # type: ignore[misc]
     """Accepts a report from an authenticated device and hands it to the pipeline."""
 
     def __init__(self, sink: ReportSink, policy: DevicePolicy, stats: AccessStats,
-                 clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+                 clock_ms: Callable[[], int] = now_ms) -> None:
         super().__init__()
         self._sink = sink
         self._policy = policy

@@ -13,10 +13,11 @@ from tandem.gateway.access.device_policy import DevicePolicy
 from tandem.gateway.access.dtls import DtlsEndpoint
 from tandem.gateway.access.dtls_context import CookieJar, server_context
 from tandem.gateway.access.plain import PlainEndpoint
-from tandem.gateway.access.readings import ReadingsResource, wall_clock_ms
+from tandem.gateway.access.readings import ReadingsResource
 from tandem.gateway.access.session import Endpoint, SessionHandler
 from tandem.gateway.access.stats import AccessStats
 from tandem.gateway.reports import ReportSink
+from tandem.wire.clock import now_ms
 from tandem.wire.report import READINGS_PATH
 
 
@@ -25,7 +26,7 @@ class CoapDtlsServer:
 
     def __init__(self, config: AccessConfig, sink: ReportSink, *,
                  stats: AccessStats | None = None,
-                 clock_ms: Callable[[], int] = wall_clock_ms) -> None:
+                 clock_ms: Callable[[], int] = now_ms) -> None:
         self.config = config
         self.stats = stats or AccessStats()
         self.policy = DevicePolicy(config.allowed_devices, config.revoked_devices,

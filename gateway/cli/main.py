@@ -12,7 +12,7 @@ from pathlib import Path
 from tandem.gateway.cli import security as security_cli
 from tandem.gateway.config import ConfigError, GatewayConfig, load_config
 from tandem.gateway.runtime import Gateway
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.migrations import SchemaError
 from tandem.gateway.store.outbox import Outbox
 
@@ -87,7 +87,7 @@ async def _run(config: GatewayConfig) -> int:
 
 
 def _outbox_status(data_dir: Path) -> int:
-    path = data_dir / "gateway.sqlite3"
+    path = data_dir / DATABASE_FILE
     if not path.exists():
         print(f"no outbox at {path}")
         return 1

@@ -10,7 +10,7 @@ from tandem.gateway.config import GatewayConfig
 from tandem.gateway.identity import enrolment as enrol_client
 from tandem.gateway.identity.keystore import KeyStoreError
 from tandem.gateway.privacy.gate import read_counts
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 COMMANDS = ("enrol", "renew", "privacy")
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace, config: GatewayConfig) -> int:
 
 
 def _report(config: GatewayConfig) -> int:
-    path = config.gateway.data_dir / "gateway.sqlite3"
+    path = config.gateway.data_dir / DATABASE_FILE
     if not path.exists():
         print(f"no gateway database at {path}")
         return 1

@@ -25,6 +25,7 @@ from tandem.gateway.config import UplinkSection
 from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.store.outbox import Outbox, Priority, SealedBatch
 from tandem.wire.batch import Batch, Record, encode_batch
+from tandem.wire.clock import now_ms
 from tandem.wire.cose import MEDIA_TYPE, Signer, sign1
 
 log = logging.getLogger(__name__)
@@ -95,7 +96,7 @@ class Uplink:
         routine = self._budget.allows_routine()
         self._metrics.uplink_budget_exhausted.set(0 if routine else 1)
         batch = await self._outbox.seal_or_pending(
-            self._config.batch_max_records, self._build_envelope, _now_ms(),
+            self._config.batch_max_records, self._build_envelope, now_ms(),
             Priority.BULK if routine else Priority.EVENT)
         if batch is None:
             return Outcome.EMPTY
@@ -106,7 +107,7 @@ class Uplink:
         await self._client.aclose()
 
     def _build_envelope(self, seq: int, records: Sequence[Record]) -> bytes:
-        payload = encode_batch(Batch(self._gateway_id, seq, _now_ms(), tuple(records)))
+        payload = encode_batch(Batch(self._gateway_id, seq, now_ms(), tuple(records)))
         return sign1(payload, self._gateway_id, self._signer)
 
     async def _send(self, batch: SealedBatch) -> Outcome:
@@ -172,7 +173,3 @@ async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) 
     finally:
         for waiter in waiters:
             waiter.cancel()
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -2,7 +2,7 @@
 
 The key never leaves the key store: `cryptography`'s CSR builder accepts any
 `EllipticCurvePrivateKey`, so a thin adapter hands it the store's `sign_der`.
-The site CA then signs the CSR (tools.pki.SiteCA.sign_csr).
+The site CA then signs the CSR (tandem.wire.certprofile.certify_csr).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ from tandem.gateway.modbus.config import ModbusBus, ModbusUnit
 from tandem.gateway.modbus.metrics import ModbusMetrics, RateLimitedLog
 from tandem.gateway.modbus.registers import Point, RegisterMap, Table, load_register_map
 from tandem.gateway.reports import DeviceReport, ReportSink
+from tandem.wire.clock import now_ms
 from tandem.wire.report import Report
 
 Clock = Callable[[], float]
@@ -173,7 +174,7 @@ class BusCoordinator:
             return None
         unit.seq += 1
         report = Report(unit.seq, unit.boot, 0, reported)
-        return DeviceReport(unit.device, report, int(time.time() * 1000))
+        return DeviceReport(unit.device, report, now_ms())
 
     def _failed(self, unit: UnitState, exc: RequestError, now: float) -> None:
         unit.failed += 1

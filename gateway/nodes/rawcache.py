@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable
 
 import cbor2
@@ -19,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tandem.gateway.config import RawCacheSection
 from tandem.gateway.store.database import GatewayDatabase
+from tandem.wire.clock import now_ms
 from tandem.wire.raw import RawSnippet, decode_raw_record, encode_raw_record
 
 log = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class RawCache:
         self.database = database
         self.config = config
         self.arrivals: list[Arrival] = []  # told of every snippet stored, on the event loop
-        self._clock_ms = clock_ms or _now_ms
+        self._clock_ms = clock_ms or now_ms
         self._bytes = Gauge("tandem_gw_rawcache_bytes", "Bytes of raw snippets cached",
                             registry=registry)
         self._count = Gauge("tandem_gw_rawcache_snippets", "Raw snippets cached",
@@ -131,7 +131,3 @@ class RawCache:
         count, size = self.totals_sync()
         self._count.set(count)
         self._bytes.set(size)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

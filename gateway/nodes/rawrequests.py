@@ -19,7 +19,6 @@ import base64
 import contextlib
 import dataclasses
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,7 @@ from tandem.gateway.config import RawCacheSection
 from tandem.gateway.nodes.commands import NodeCommands
 from tandem.gateway.nodes.rawcache import RawCache
 from tandem.gateway.store.outbox import Outbox, Priority
+from tandem.wire.clock import now_ms
 from tandem.wire.cose import Signer
 from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
 from tandem.wire.raw import RawSnippet
@@ -96,7 +96,7 @@ class RawRequests:
     async def poll_once(self) -> list[RawRequest]:
         """Fetch the open requests, start answering new ones; return the new ones."""
         await self._report_failures()
-        signed = await self._offload(sign_request, "edge-requests", self.gateway, {}, _now_ms(),
+        signed = await self._offload(sign_request, "edge-requests", self.gateway, {}, now_ms(),
                                      self._signer)
         response = await self._http.get(REQUESTS_PATH, headers={
             SIGNED_HEADER: base64.urlsafe_b64encode(signed).decode().rstrip("=")})
@@ -165,7 +165,7 @@ class RawRequests:
         for request_id, reason in list(self._unreported.items()):
             body = await self._offload(sign_request, "request-result", self.gateway,
                                        {"id": request_id, "ok": False, "reason": reason[:200]},
-                                       _now_ms(), self._signer)
+                                       now_ms(), self._signer)
             try:
                 response = await self._http.post(RESULT_PATH, content=body,
                                                  headers={"Content-Type": MEDIA_TYPE})
@@ -182,7 +182,3 @@ def _request(item: Any) -> RawRequest | None:
     if type(rid) is not int or not isinstance(device, str) or type(t_ms) is not int:
         return None
     return RawRequest(rid, device, t_ms)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -18,6 +18,7 @@ from tandem.gateway.pipeline.journal import Journal, Journaled, Recovery, Waterm
 from tandem.gateway.pipeline.windows import TumblingWindows
 from tandem.gateway.store.outbox import OutboxFull, Priority
 from tandem.wire.batch import Record, Summary
+from tandem.wire.clock import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class SummaryPipeline:
             while not self._queue.empty():
                 self._take(self._queue.get_nowait())
             if time.monotonic() >= next_flush:
-                self._closed.extend(self._windows.expire(_now_ms()))
+                self._closed.extend(self._windows.expire(now_ms()))
                 await self._flush()
                 next_flush = time.monotonic() + self._flush_interval_s
         await self.drain()
@@ -82,7 +83,7 @@ class SummaryPipeline:
         await self._flush()
 
     def _take(self, row: Journaled, skip_filed: bool = False) -> None:
-        item, now = row.item, _now_ms()
+        item, now = row.item, now_ms()
         t_ms = item.t_ms
         for channel, value in item.report.values.items():
             if skip_filed and self._windows.is_filed(item.device, channel, t_ms):
@@ -122,7 +123,3 @@ class SummaryPipeline:
             del self._closed[:overflow]
             self._metrics.summaries_dropped.inc(overflow)
         log.error("outbox full (%s): %d summaries held in memory", exc, len(self._closed))
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

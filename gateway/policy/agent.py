@@ -15,7 +15,6 @@ import base64
 import contextlib
 import hashlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tandem.gateway.identity.keystore import KeyStore
 from tandem.gateway.identity.secretfiles import write_private
 from tandem.gateway.privacy.stage import PrivacyConfigError
+from tandem.wire.clock import now_ms
 from tandem.wire.errors import WireError
 from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
 from tandem.wire.release import Release, open_release
@@ -100,7 +100,7 @@ class PolicyAgent:
     async def check_once(self) -> str:
         """Fetch, judge, install, acknowledge; return what happened."""
         await self._send_unsent_ack()
-        request = await self._offload(sign_request, "policy-get", self.gateway, {}, _now_ms(),
+        request = await self._offload(sign_request, "policy-get", self.gateway, {}, now_ms(),
                                       self._signer)
         response = await self._http.get(CURRENT_PATH, headers={
             SIGNED_HEADER: base64.urlsafe_b64encode(request).decode().rstrip("=")})
@@ -155,7 +155,7 @@ class PolicyAgent:
         if self._unsent_ack is None:
             return
         body = await self._offload(sign_request, "policy-ack", self.gateway, self._unsent_ack,
-                                   _now_ms(), self._signer)
+                                   now_ms(), self._signer)
         response = await self._http.post(ACK_PATH, content=body,
                                          headers={"Content-Type": MEDIA_TYPE})
         if response.status_code == 200:
@@ -166,7 +166,3 @@ class PolicyAgent:
 
 def _digest(envelope: bytes) -> str:
     return hashlib.sha256(envelope).hexdigest()
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -20,6 +20,9 @@ from tandem.gateway.store.migrations import migrate
 
 T = TypeVar("T")
 
+# The database's file name in the gateway's data_dir; everyone who opens it names it so.
+DATABASE_FILE = "gateway.sqlite3"
+
 
 class GatewayDatabase:
     """A SQLite connection owned by a single worker thread."""

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
@@ -26,6 +25,7 @@ import cbor2
 
 from tandem.gateway.store.database import GatewayDatabase
 from tandem.wire.batch import Record, Summary, decode_record, encode_record
+from tandem.wire.clock import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ class Outbox:
             records = self.admission.admit(db, records)
         if priority not in _NEVER_REFUSED:
             self._make_room(db, len(records))
-        now = _now_ms()
+        now = now_ms()
         db.executemany(
             "INSERT INTO records (priority, created_ms, body) VALUES (?, ?, ?)",
             [(int(priority), now, cbor2.dumps(encode_record(r))) for r in records])
@@ -268,7 +268,3 @@ def merge_summaries(first: Summary, second: Summary) -> Summary:
     return Summary(device=first.device, channel=first.channel, t0_ms=first.t0_ms,
                    t1_ms=max(first.t1_ms, second.t1_ms), count=count, minimum=minimum,
                    maximum=maximum, mean=min(max(mean, minimum), maximum), last=second.last)
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

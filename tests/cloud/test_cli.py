@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tandem.cloud.cli.main import main
+from tandem.cloud.db import DATABASE_FILE
 from tandem.tools.pki import Role, SiteCA
 
 
@@ -40,7 +41,7 @@ def test_init_db_creates_the_database_and_can_repeat(capsys, config_file):
         code, out, _ = run(capsys, "init-db", "--config", str(config_file))
         assert code == 0
         assert out.startswith("database ready: sqlite:///")
-    assert (config_file.parent / "data" / "cloud.db").exists()
+    assert (config_file.parent / "data" / DATABASE_FILE).exists()
 
 
 def test_gateway_add_is_idempotent_and_listed(capsys, config_file, pki):

@@ -15,9 +15,8 @@ import ssl
 import struct
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -25,9 +24,9 @@ import pytest
 from tandem.tools.procs import Child
 from tandem.tools.site import NodeSpec, Site, local_site
 from tests.e2e.readings import events
+from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(240)
-T = TypeVar("T")
 SENSOR: dict[str, Any] = {"model": "accel", "rate_hz": 800, "samples": 128,
                           "scenario": "normal", "seed": 3}
 NODE = NodeSpec("node-01", period_ms=250, heap="144K", extra=(
@@ -72,7 +71,7 @@ def test_an_operator_gets_a_snippet_without_naming_the_gateway(
         site: Site, operator: httpx.Client, node: Child) -> None:
     eventually(lambda: "node-01" in {d["device"] for d in
                                      operator.get("/api/v1/devices").json()["devices"]},
-               "the cloud knows node-01")
+               "the cloud knows node-01", 90)
     asked = operator.post("/api/v1/raw-requests", json={"device": "node-01"})
     assert asked.status_code == 202, asked.text
     fresh = finished(operator, asked.headers["Location"])
@@ -103,19 +102,8 @@ def finished(client: httpx.Client, location: str) -> dict[str, Any]:
     def state() -> dict[str, Any] | None:
         body: dict[str, Any] = client.get(location).json()
         return body if body["status"] in ("done", "failed") else None
-    return eventually(state, f"{location} finished")
+    return eventually(state, f"{location} finished", 90)
 
-
-def eventually(probe: Callable[[], T | None], what: str, timeout: float = 90) -> T:
-    """Poll probe until it returns something truthy (an HTTP endpoint, not a fixed wait)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = probe()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
-        time.sleep(0.2)
 
 
 def cloud_cli(*argv: str) -> str:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.test_access_peers import RecordingSink, ServerThread, Site, make_site
+from tests.gateway.access_peers import RecordingSink, ServerThread, Site, make_site
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from OpenSSL import SSL
 
 from tandem.gateway.access.dtls import DtlsEndpoint
 from tandem.gateway.access.dtls_session import SessionState
-from tests.gateway.test_access_peers import (
+from tests.gateway.access_peers import (
     DtlsClient,
     RecordingSink,
     ServerThread,
@@ -20,8 +20,8 @@ from tests.gateway.test_access_peers import (
     libcoap_post,
     report_post,
     sample_report,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from tandem.wire.errors import WireError
 from tandem.wire.report import CONTENT_FORMAT_CBOR, MAX_REPORT_BYTES, decode_report
-from tests.gateway.test_access_peers import (
+from tests.gateway.access_peers import (
     DtlsClient,
     RecordingSink,
     ServerThread,

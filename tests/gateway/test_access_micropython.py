@@ -12,14 +12,14 @@ from aiocoap import CHANGED
 from aiocoap.message import Message
 
 from tandem.tools.pki import Identity
-from tests.gateway.test_access_peers import (
+from tests.gateway.access_peers import (
     RecordingSink,
     ServerThread,
     make_site,
     report_post,
     sample_report,
-    wait_until,
 )
+from tests.waiting import wait_until
 
 MICROPYTHON = shutil.which("micropython", path=str(Path(sys.executable).parent))
 

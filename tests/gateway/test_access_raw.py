@@ -24,16 +24,16 @@ from tandem.gateway.access.raw import RawResource
 from tandem.gateway.config import RawCacheSection
 from tandem.gateway.nodes.commands import NodeCommands
 from tandem.gateway.nodes.rawcache import RawCache
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.wire.raw import MAX_TRANSFER_BYTES, RawSnippet, decode_raw_record
-from tests.gateway.test_access_peers import (
+from tests.gateway.access_peers import (
     DtlsClient,
     RecordingSink,
     ServerThread,
     Site,
-    wait_until,
 )
 from tests.nodeproc import NodeProcess, write_node_config
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(90)
 SENSOR: dict[str, Any] = {"model": "accel", "rate_hz": 800, "samples": 128,
@@ -48,7 +48,7 @@ class Gateway:
     """The DTLS server with /c and /raw, a raw cache and command queues."""
 
     def __init__(self, tmp: Path, site: Site, per_min: int = 6, **access: Any) -> None:
-        self.database = GatewayDatabase(tmp / "gateway.sqlite3")
+        self.database = GatewayDatabase(tmp / DATABASE_FILE)
         self.cache = RawCache(self.database, RawCacheSection())
         self.commands = NodeCommands()
         self.thread = ServerThread(site.config(**access), RecordingSink())

@@ -12,7 +12,7 @@ from aiocoap import CHANGED
 from aiocoap.message import Message
 from aiocoap.numbers.codes import Code
 
-from tests.gateway.test_access_peers import (
+from tests.gateway.access_peers import (
     DtlsClient,
     RecordingSink,
     ServerThread,

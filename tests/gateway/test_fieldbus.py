@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
@@ -23,6 +22,7 @@ from tandem.gateway.rules.reflex import Outcome, Reflex
 from tandem.tools.modbus_sim import modbus_controller
 from tandem.wire.batch import Record
 from tandem.wire.report import Report
+from tests.waiting import until
 
 SENSOR_MAP = Path(__file__).resolve().parents[2] / "hw" / "registers" / "sensor-node.toml"
 
@@ -98,7 +98,7 @@ def test_coroutines_run_on_the_fieldbus_thread_and_close_ends_it() -> None:
                 await asyncio.sleep(0.001)
 
         fieldbus.spawn(lambda stop: [("ticker", ticker(stop))])
-        await asyncio.wait_for(_until(lambda: len(ticks) > 3), 10)
+        await until(lambda: len(ticks) > 3, "more than 3 ticks")
         closed: list[str] = []
 
         async def closer() -> None:
@@ -153,10 +153,10 @@ def test_polls_and_stops_run_on_the_fieldbus_thread_sharing_the_bus_lock() -> No
                             ports=ActuatorPorts(service.actuator_factory(),
                                                 service.coordinators))
             fieldbus.spawn(service.tasks)
-            await asyncio.wait_for(_until(lambda: len(sink.items) >= 2), 10)
+            await until(lambda: len(sink.items) >= 2, "2 reports in the sink")
             now = time.time_ns() // 1_000_000
             reflex.take(DeviceReport("press-01", Report(1, 1, now, {"temp": 90.0}), now))
-            await asyncio.wait_for(_until(lambda: len(outcomes) == 2), 10)
+            await until(lambda: len(outcomes) == 2, "2 outcomes")
             assert all(o.ok for o in outcomes), outcomes
             await reflex.close()
             await fieldbus.close(service.close)
@@ -171,7 +171,3 @@ def test_polls_and_stops_run_on_the_fieldbus_thread_sharing_the_bus_lock() -> No
 
     asyncio.run(scenario())
 
-
-async def _until(check: Callable[[], bool]) -> None:
-    while not check():
-        await asyncio.sleep(0.005)

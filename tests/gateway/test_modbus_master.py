@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ from tandem.gateway.reports import DeviceReport
 from tests.modbus_rig import PtyPair, SlaveProcess
 from tests.nodeproc import REPO
 from tests.ports import free_port
+from tests.waiting import until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -93,12 +93,6 @@ async def _run_for(coordinator: BusCoordinator, seconds: float) -> None:
     stop.set()
     await asyncio.wait_for(task, 5)
 
-
-async def _until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.02)
 
 
 # -- TCP, pymodbus's own server ------------------------------------------------------
@@ -229,7 +223,7 @@ def test_rtu_dead_unit_does_not_stall_the_live_one(rtu: tuple[PtyPair, SlaveProc
         task = asyncio.create_task(bus.run(stop))
         try:
             live, dead = bus.units
-            await _until(lambda: dead.failed >= 2)
+            await until(lambda: dead.failed >= 2, "2 failed polls of the dead unit", timeout=5)
             for _ in range(3):  # the live unit keeps its pace while the dead one backs off
                 before = live.polls
                 await asyncio.sleep(0.5)
@@ -276,7 +270,7 @@ def test_service_runs_buses_from_config_and_stops_cleanly(
         service = ModbusService(ModbusSection((_rtu_bus(pty, _unit("n7", 7)),)), sink, registry)
         stop = asyncio.Event()
         tasks = [asyncio.create_task(c, name=n) for n, c in service.tasks(stop)]
-        await _until(lambda: len(sink.reports) >= 3)
+        await until(lambda: len(sink.reports) >= 3, "3 reports", timeout=5)
         stop.set()
         await asyncio.gather(*tasks)
         await service.close()

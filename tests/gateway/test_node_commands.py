@@ -15,7 +15,7 @@ from tandem.gateway.config import CommandsSection
 from tandem.gateway.nodes.commands import NodeCommands
 from tandem.gateway.rules.actions import Firing, NodeAlarm
 from tandem.gateway.rules.definitions import NodeAlarmSpec
-from tests.gateway.test_access_peers import RecordingSink, ServerThread, Site
+from tests.gateway.access_peers import RecordingSink, ServerThread, Site
 from tests.nodeproc import NodeProcess, write_node_config
 
 pytestmark = pytest.mark.timeout(90)

@@ -23,7 +23,7 @@ from tandem.gateway.identity import enrolment as enrol_client
 from tandem.gateway.identity.kinds import open_keystore
 from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.policy.service import SecurityService
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.outbox import Outbox
 from tandem.tools.pki import SiteCA
 from tandem.wire.batch import Summary
@@ -81,7 +81,7 @@ class Running:
     """A gateway's security service on its own database, stopped by close()."""
 
     def __init__(self, config: GatewayConfig, app: Flask) -> None:
-        self.database = GatewayDatabase(config.gateway.data_dir / "gateway.sqlite3")
+        self.database = GatewayDatabase(config.gateway.data_dir / DATABASE_FILE)
         self.outbox = Outbox(self.database)
         self.keystore = open_keystore(config.identity, config.gateway.data_dir)
         self.devices = DevicePolicy()

@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from tandem.gateway.config import RawCacheSection
 from tandem.gateway.nodes.rawcache import RawCache
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.wire.raw import RawSnippet, encode_raw_record
 
 T0 = 1_764_230_400_000
@@ -35,7 +35,7 @@ class Clock:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[GatewayDatabase]:
-    database = GatewayDatabase(tmp_path / "gateway.sqlite3")
+    database = GatewayDatabase(tmp_path / DATABASE_FILE)
     yield database
     database.close()
 
@@ -114,13 +114,13 @@ def test_the_purge_task_removes_expired_snippets_and_stops_when_told(
 
 def test_put_tells_the_listeners_and_survives_a_restart(tmp_path: Path) -> None:
     heard: list[tuple[RawSnippet, int]] = []
-    database = GatewayDatabase(tmp_path / "gateway.sqlite3")
+    database = GatewayDatabase(tmp_path / DATABASE_FILE)
     cache, _ = cache_of(database, Clock())
     cache.arrivals.append(lambda s, received: heard.append((s, received)))
     asyncio.run(cache.put(snippet(T0)))
     database.close()
     assert heard == [(snippet(T0), T0)]
-    reopened = GatewayDatabase(tmp_path / "gateway.sqlite3")
+    reopened = GatewayDatabase(tmp_path / DATABASE_FILE)
     try:
         again, registry = cache_of(reopened, Clock())
         assert asyncio.run(again.find("node-01", T0)) == snippet(T0)

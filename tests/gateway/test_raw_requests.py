@@ -23,7 +23,7 @@ from tandem.gateway.config import RawCacheSection
 from tandem.gateway.nodes.commands import NodeCommands
 from tandem.gateway.nodes.rawcache import RawCache
 from tandem.gateway.nodes.rawrequests import RawRequests
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.outbox import Outbox, Priority
 from tandem.wire.batch import Summary, decode_record
 from tandem.wire.cose import SoftwareSigner
@@ -58,7 +58,7 @@ class Cloud:
 
 @pytest.fixture
 def db(tmp_path: Path) -> Iterator[GatewayDatabase]:
-    database = GatewayDatabase(tmp_path / "gateway.sqlite3")
+    database = GatewayDatabase(tmp_path / DATABASE_FILE)
     yield database
     database.close()
 

@@ -15,7 +15,7 @@ from tandem.gateway.reports import DeviceReport
 from tandem.gateway.rules.actuator import ActuatorError, ModbusTcpPort
 from tandem.gateway.rules.loader import parse_rules_text
 from tandem.gateway.rules.reflex import Outcome, Reflex
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.outbox import Outbox, Priority
 from tandem.tools.modbus_sim import modbus_controller
 from tandem.wire.batch import Event, Record, Summary
@@ -68,7 +68,7 @@ async def _coil(port: int, address: int) -> bool:
 
 
 def _outbox(tmp_path: Path) -> Outbox:
-    return Outbox(GatewayDatabase(tmp_path / "gateway.sqlite3"))
+    return Outbox(GatewayDatabase(tmp_path / DATABASE_FILE))
 
 
 async def _seal_all(outbox: Outbox) -> list[Record]:

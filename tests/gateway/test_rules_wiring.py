@@ -2,7 +2,6 @@
 
 import asyncio
 import os
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.rules.loader import RulesError
 from tandem.gateway.rules.local_control import LocalControl
 from tandem.wire.batch import Record
+from tests.waiting import until
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "anomaly16.tflite"
 
@@ -41,12 +41,6 @@ class _Store:
     async def put(self, records: list[Record], priority: object) -> None:
         self.records.extend(records)
 
-
-async def _until(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    async def poll() -> None:
-        while not condition():
-            await asyncio.sleep(0.01)
-    await asyncio.wait_for(poll(), timeout_s)
 
 
 def _write(path: Path, text: str) -> None:
@@ -86,12 +80,13 @@ def test_rules_and_model_are_loaded_watched_and_reloaded(tmp_path: Path) -> None
         tasks = [asyncio.create_task(coro, name=name) for name, coro in local.tasks(stop)]
         assert sorted(t.get_name() for t in tasks) == ["model-watch", "rules-reload"]
         if interpreter_class() is not None:
-            await _until(lambda: local.model.model is not None)
+            await until(lambda: local.model.model is not None, "the model to load")
             version = local.model.model.version if local.model.model else ""
             assert metrics.registry.get_sample_value("tandem_gw_model_info",
                                                      {"version": version}) == 1.0
         _write(tmp_path / "rules.toml", RULES.replace("overheat", "too-hot"))
-        await _until(lambda: [r.name for r in local.reflex.engine.rules] == ["too-hot"])
+        await until(lambda: [r.name for r in local.reflex.engine.rules] == ["too-hot"],
+                    "the reloaded rule too-hot")
         assert metrics.registry.get_sample_value("tandem_gw_rules_reloads_total",
                                                  {"result": "ok"}) == 1.0
         stop.set()

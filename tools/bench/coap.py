@@ -48,6 +48,7 @@ from OpenSSL import SSL
 from tandem.gateway.access.records import pack_datagrams
 from tandem.tools.pki import Identity, Role, SiteCA
 from tandem.tools.procs import Child
+from tandem.wire.clock import now_ms
 from tandem.wire.report import Report, encode_report
 
 _POST, _CHANGED, _CON = 0x02, 0x44, 0
@@ -131,7 +132,7 @@ class Peer(asyncio.DatagramProtocol):
         self.seq += 1
         self.mid = (self.mid + 1) & 0xFFFF
         values = {name: 20.0 + (self.seq % 97) * 0.25 + i for i, name in enumerate(self.names)}
-        payload = encode_report(Report(self.seq, self.boot, time.time_ns() // 1_000_000, values))
+        payload = encode_report(Report(self.seq, self.boot, now_ms(), values))
         self.token = struct.pack(">I", self.seq)
         datagram = coap_post(self.mid, self.token, payload)
         self.reply = asyncio.get_running_loop().create_future()

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from tandem.gateway.cloudlink.uplink import Outcome, Uplink
 from tandem.gateway.config import UplinkSection
 from tandem.gateway.metrics import GatewayMetrics
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.outbox import Outbox, Priority
 from tandem.tools.pki import Role, SiteCA
 from tandem.tools.site import Site, SitePorts, free_tcp_port
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
 async def _fill_and_drain(directory: Path, url: str, ca: Path,
                           key: ec.EllipticCurvePrivateKey | None,
                           args: argparse.Namespace) -> float:
-    database = GatewayDatabase(directory / "gateway.sqlite3")
+    database = GatewayDatabase(directory / DATABASE_FILE)
     outbox = Outbox(database, max_records=args.records + 1)
     started = time.perf_counter()
     for start in range(0, args.records, _FILL_CHUNK):

@@ -36,6 +36,7 @@ from tandem.cloud.timeseries.lineprotocol import summary_line
 from tandem.cloud.timeseries.sql import summaries_table
 from tandem.tools.services import influxd
 from tandem.wire.batch import Batch, Summary, encode_batch
+from tandem.wire.clock import now_ms
 from tandem.wire.cose import MEDIA_TYPE, SoftwareSigner, sign1
 
 GATEWAY = "gw-bench"
@@ -96,7 +97,7 @@ def _positive(text: str) -> int:
 
 
 def _summaries(count: int, series: int) -> Iterator[Summary]:
-    start = (time.time_ns() // 1_000_000 // 60_000 - count // series - 1) * 60_000
+    start = (now_ms() // 60_000 - count // series - 1) * 60_000
     for i in range(count):
         t0 = start + (i // series) * 60_000
         k = i % series
@@ -163,7 +164,7 @@ def _cloud_ingest(backend: str, summaries: Sequence[Summary], batch: int, client
         app = create_app(_config(data) | extra(data))
         try:
             signer = _register(app)
-            now = time.time_ns() // 1_000_000
+            now = now_ms()
             bodies = [sign1(encode_batch(Batch(GATEWAY, seq, now, tuple(
                 summaries[i:i + batch]))), GATEWAY, signer)
                 for seq, i in enumerate(range(0, len(summaries), batch), start=1)]

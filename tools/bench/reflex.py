@@ -48,9 +48,10 @@ from tandem.gateway.rules.actions import ActuatorPorts
 from tandem.gateway.rules.actuator import ModbusTcpPort
 from tandem.gateway.rules.loader import parse_rules_text
 from tandem.gateway.rules.reflex import Outcome, Reflex
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.outbox import Outbox
 from tandem.tools.modbus_sim import modbus_controller
+from tandem.wire.clock import now_ms
 from tandem.wire.report import Report
 
 FIXTURE = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "anomaly16.tflite"
@@ -145,7 +146,7 @@ async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = F
     fieldbus = FieldbusThread()
     async with (modbus_controller() if inline else controller_process()) as port:
         with tempfile.TemporaryDirectory() as tmp:
-            database = GatewayDatabase(Path(tmp) / "gateway.sqlite3")
+            database = GatewayDatabase(Path(tmp) / DATABASE_FILE)
             outbox = Outbox(database)
             journal = Journal(database, outbox)
             metrics = GatewayMetrics()
@@ -230,7 +231,7 @@ async def _background(ingress: Ingress, rate: float, devices: int, stop: asyncio
 
 
 def _report(device: str, seq: int, **values: float) -> DeviceReport:
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     return DeviceReport(device, Report(seq, 1, now, values), received_ms=now)
 
 

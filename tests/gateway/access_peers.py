@@ -1,7 +1,7 @@
 """Test-only peers and harness for the device-access tests (no tests of its own).
 
-Kept in a test_access_* module so the access tests share it without a conftest;
-other test modules import it as tests.gateway.test_access_peers.
+A helpers module (not a test module): the access tests, tests/gateway/conftest.py
+and other test modules import it as tests.gateway.access_peers.
 """
 
 from __future__ import annotations
@@ -34,14 +34,6 @@ T = TypeVar("T")
 COAP_CLIENT = "coap-client-openssl"
 _MIDS = itertools.count(secrets.randbelow(30000))
 
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    """Poll a condition (not a fixed sleep) until it holds, or fail naming it."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.005)
 
 
 @dataclass(frozen=True)
