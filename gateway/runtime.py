@@ -170,11 +170,6 @@ def _report_crash(task: asyncio.Task[None]) -> None:
 
 
 def _access_config(config: GatewayConfig) -> AccessConfig:
-    coap = config.coap
-    return AccessConfig(
-        host=coap.host, port=coap.port, cert_pem=config.identity.cert,
-        key_pem=config.identity.key, ca_pem=config.identity.ca, max_peers=coap.max_peers,
-        idle_timeout_s=coap.idle_timeout_s,
-        allowed_devices=frozenset(coap.allowed_devices) or None,
-        insecure_plain_coap=coap.insecure_plain_coap,
-        device_resources=tuple((g.device, g.paths) for g in coap.grant))
+    identity = config.identity
+    return AccessConfig.of(config.coap, cert_pem=identity.cert, key_pem=identity.key,
+                           ca_pem=identity.ca)

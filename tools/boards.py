@@ -7,10 +7,11 @@ firmware reads as board.json; the [flash] table is for `tandem flash`.
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from tandem.wire.tomlconfig import ConfigError, Document, read_toml
 
 REPO = Path(__file__).resolve().parent.parent
 BOARDS_DIR = REPO / "hw" / "boards"
@@ -21,8 +22,8 @@ _RUNTIME_KEYS = ("name", "mcu", "sensor_model", "wdt_ms", "ntp", "pins", "i2c", 
 _ESP32_PINS = ("i2c_sda", "i2c_scl", "uart_tx", "uart_rx", "rs485_de", "led")
 
 
-class BoardError(ValueError):
-    """A board definition that cannot be used (names the file and the field)."""
+class BoardError(ConfigError):
+    """A board definition that cannot be used: `file:line: field: problem`."""
 
 
 @dataclass(frozen=True)
@@ -64,57 +65,61 @@ def resolve_board(name_or_path: str | Path) -> Path:
 def load_board(name_or_path: str | Path) -> Board:
     """Load and check a board definition."""
     path = resolve_board(name_or_path)
-    try:
-        table = tomllib.loads(path.read_text())
-    except OSError as exc:
-        raise BoardError(f"{path}: cannot read ({exc.strerror})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise BoardError(f"{path}: not valid TOML: {exc}") from None
-    if table.get("version") != 1:
-        raise BoardError(f"{path}: field version must be 1")
-    name = _text(path, table, "name")
-    mcu = _text(path, table, "mcu")
+    doc = read_toml(path, BoardError)
+    table = doc.data
+    if table.get("version") != 1 or type(table.get("version")) is not int:
+        raise _fault(doc, "version", "must be 1")
+    name = _text(doc, "name")
+    mcu = _text(doc, "mcu")
     if mcu not in MCUS:
-        raise BoardError(f"{path}: field mcu must be one of {', '.join(MCUS)}")
+        raise _fault(doc, "mcu", f"must be one of {', '.join(MCUS)}")
     model = table.get("sensor_model", "basic")
     if model not in SENSOR_MODELS:
-        raise BoardError(f"{path}: field sensor_model must be one of {', '.join(SENSOR_MODELS)}")
-    pins = _pins(path, table.get("pins", {}))
+        raise _fault(doc, "sensor_model", f"must be one of {', '.join(SENSOR_MODELS)}")
+    pins = _pins(doc, table.get("pins", {}))
     if mcu == "esp32":
         for pin in _ESP32_PINS:
             if pin not in pins:
-                raise BoardError(f"{path}: missing field pins.{pin}")
-    flash = _flash(path, table["flash"]) if "flash" in table else None
+                raise _fault(doc, f"pins.{pin}", "required field missing")
+    flash = _flash(doc, table["flash"]) if "flash" in table else None
     if mcu == "esp32" and flash is None:
-        raise BoardError(f"{path}: missing table [flash]")
+        raise _fault(doc, "flash", "required table missing")
     return Board(path, name, mcu, model, str(table.get("description", "")), flash, pins, table)
 
 
-def _text(path: Path, table: dict[str, Any], key: str) -> str:
-    value = table.get(key)
+def _fault(doc: Document, field_name: str, problem: str) -> BoardError:
+    error = doc.fault(field_name, problem, BoardError)
+    assert isinstance(error, BoardError)
+    return error
+
+
+def _text(doc: Document, key: str) -> str:
+    value = doc.data.get(key)
     if not isinstance(value, str) or not value:
-        raise BoardError(f"{path}: field {key} must be a non-empty string")
+        raise _fault(doc, key, "must be a non-empty string")
     return value
 
 
-def _pins(path: Path, pins: Any) -> dict[str, int]:
+def _pins(doc: Document, pins: Any) -> dict[str, int]:
     if not isinstance(pins, dict):
-        raise BoardError(f"{path}: [pins] must be a table")
+        raise _fault(doc, "pins", "must be a table")
     seen: dict[int, str] = {}
     for key, gpio in pins.items():
         if not isinstance(gpio, int) or isinstance(gpio, bool) or not 0 <= gpio <= 39:
-            raise BoardError(f"{path}: field pins.{key} must be a GPIO number 0..39")
+            raise _fault(doc, f"pins.{key}", "must be a GPIO number 0..39")
         if gpio in seen:
-            raise BoardError(f"{path}: field pins.{key}: GPIO{gpio} is already pins.{seen[gpio]}")
+            raise _fault(doc, f"pins.{key}", f"GPIO{gpio} is already pins.{seen[gpio]}")
         seen[gpio] = key
     return dict(pins)
 
 
-def _flash(path: Path, flash: Any) -> FlashSpec:
+def _flash(doc: Document, flash: Any) -> FlashSpec:
     if not isinstance(flash, dict):
-        raise BoardError(f"{path}: [flash] must be a table")
+        raise _fault(doc, "flash", "must be a table")
     try:
         return FlashSpec(str(flash["chip"]), int(flash["baud"]), int(flash["image_offset"]),
                          str(flash.get("image", "")))
     except KeyError as exc:
-        raise BoardError(f"{path}: missing field flash.{exc.args[0]}") from None
+        raise _fault(doc, f"flash.{exc.args[0]}", "required field missing") from None
+    except (TypeError, ValueError):
+        raise _fault(doc, "flash", "chip, baud and image_offset must be text, numbers") from None

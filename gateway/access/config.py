@@ -1,30 +1,66 @@
-"""Settings of the device-access server."""
+"""The `[coap]` section (the device-access endpoint) and the server's view of it.
+
+`CoapSection` is what gateway.toml holds; `AccessConfig` is the same fields
+plus what the endpoint takes from elsewhere (the identity's PEM files and the
+revoked devices), so each setting is declared once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import fields
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
 
 from tandem.gateway.access.dtls import PeerLimits
+from tandem.wire.tomlconfig import SECTION, FilePath, Flag, Float, Int
 
 
-@dataclass(frozen=True, slots=True)
-class AccessConfig:
-    """Where and how the gateway serves devices; the PEM paths come from the site PKI."""
+@dataclass(frozen=True, config=SECTION)
+class DeviceGrant:
+    """The CoAP paths one device may use (`[[coap.grant]]`); devices without a grant may use all."""
+
+    device: Annotated[str, Field(min_length=1, max_length=64)]
+    paths: tuple[str, ...] = ("/r",)
+
+
+@dataclass(frozen=True, config=SECTION)
+class CoapSection:
+    """The CoAP/DTLS device-access endpoint."""
 
     host: str = "0.0.0.0"
-    port: int = 5684
+    port: Annotated[Int, Field(ge=0, le=65535)] = 5684
+    max_peers: Annotated[Int, Field(ge=1, le=100_000)] = 1024
+    idle_timeout_s: Annotated[Float, Field(ge=0.01, le=86_400)] = 120.0
+    handshake_timeout_s: Annotated[Float, Field(ge=0.01, le=3600)] = 30.0
+    max_datagram: Annotated[Int, Field(ge=256, le=65507)] = 1200
+    allowed_devices: tuple[str, ...] = ()  # empty: every device of the site CA
+    insecure_plain_coap: Flag = False  # plain CoAP without DTLS, for tests and the demo only
+    revocation_file: FilePath | None = None  # device names, one a line; reloaded on change
+    grant: tuple[DeviceGrant, ...] = ()
+
+    @property
+    def limits(self) -> PeerLimits:
+        """The peer-table bounds for the endpoint."""
+        return PeerLimits(self.max_peers, self.idle_timeout_s, self.handshake_timeout_s,
+                          self.max_datagram)
+
+    @property
+    def device_resources(self) -> dict[str, tuple[str, ...]]:
+        """The grants as device -> CoAP paths."""
+        return {g.device: g.paths for g in self.grant}
+
+
+@dataclass(frozen=True, config=SECTION)
+class AccessConfig(CoapSection):
+    """Where and how the gateway serves devices; the PEM paths come from the site PKI."""
+
     cert_pem: Path | None = None
     key_pem: Path | None = None
     ca_pem: Path | None = None
-    max_peers: int = 1024
-    idle_timeout_s: float = 120.0
-    handshake_timeout_s: float = 30.0
-    max_datagram: int = 1200
-    allowed_devices: frozenset[str] | None = None
     revoked_devices: frozenset[str] = frozenset()
-    device_resources: tuple[tuple[str, tuple[str, ...]], ...] = ()  # device -> CoAP paths
-    insecure_plain_coap: bool = False
 
     def __post_init__(self) -> None:
         if not self.insecure_plain_coap:
@@ -32,15 +68,8 @@ class AccessConfig:
             if missing:
                 raise ValueError(f"access: {', '.join(missing)} required for DTLS "
                                  "(plain CoAP needs insecure_plain_coap = true)")
-        if not 0 <= self.port <= 65535:
-            raise ValueError(f"access: port {self.port} out of range")
-        if self.max_peers < 1 or self.idle_timeout_s <= 0 or self.handshake_timeout_s <= 0:
-            raise ValueError("access: max_peers and timeouts must be positive")
-        if not 256 <= self.max_datagram <= 65507:
-            raise ValueError(f"access: max_datagram {self.max_datagram} out of 256..65507")
 
-    @property
-    def limits(self) -> PeerLimits:
-        """The peer-table bounds for the endpoint."""
-        return PeerLimits(self.max_peers, self.idle_timeout_s, self.handshake_timeout_s,
-                          self.max_datagram)
+    @classmethod
+    def of(cls, coap: CoapSection, **extra: Any) -> AccessConfig:
+        """The section's settings plus the PEM paths and revocations given as `extra`."""
+        return cls(**{f.name: getattr(coap, f.name) for f in fields(CoapSection)}, **extra)

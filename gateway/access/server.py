@@ -29,8 +29,8 @@ class CoapDtlsServer:
                  clock_ms: Callable[[], int] = now_ms) -> None:
         self.config = config
         self.stats = stats or AccessStats()
-        self.policy = DevicePolicy(config.allowed_devices, config.revoked_devices,
-                                   dict(config.device_resources))
+        self.policy = DevicePolicy(frozenset(config.allowed_devices) or None,
+                                   config.revoked_devices, config.device_resources)
         self._sink = sink
         self._clock_ms = clock_ms
         # Further resources by path (/c, /raw: gateway/nodes/services.py), added before start().

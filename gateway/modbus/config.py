@@ -1,4 +1,4 @@
-"""The `[[modbus.bus]]` part of the gateway configuration (typed by gateway/config.py).
+"""The `[[modbus.bus]]` part of the gateway configuration (owned here, loaded by gateway/config.py).
 
     [[modbus.bus]]
     name = "line1"
@@ -20,79 +20,67 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+
+from tandem.wire.tomlconfig import SECTION, FieldError, FilePath, Float, Int
 
 KINDS = ("rtu", "tcp")
 PARITIES = ("N", "E", "O")
 
 
-class ModbusConfigError(ValueError):
-    """A bus or unit setting out of range; the message names the dotted field."""
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class ModbusUnit:
     """One device on a bus and the register map it answers to."""
 
-    name: str
-    unit_id: int
-    map: Path
-    poll_s: float = 1.0
-    timeout_s: float = 0.0  # 0: the bus's timeout_s
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    unit_id: Annotated[Int, Field(ge=1, le=247)]
+    map: FilePath
+    poll_s: Annotated[Float, Field(ge=0.01, le=86_400)] = 1.0
+    timeout_s: Annotated[Float, Field(ge=0, le=60)] = 0.0  # 0: the bus's timeout_s
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=SECTION)
 class ModbusBus:
     """One serial line or TCP endpoint, polled by one coordinator."""
 
-    name: str
-    kind: str = "rtu"
-    port: str = ""
-    baudrate: int = 19200
-    parity: str = "E"
-    host: str = ""
-    tcp_port: int = 502
-    timeout_s: float = 0.5
-    inter_frame_ms: float = 0.0
-    backoff_max_s: float = 30.0
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    kind: Literal["rtu", "tcp"] = "rtu"
+    port: str = ""  # rtu: the serial device
+    baudrate: Annotated[Int, Field(ge=300, le=4_000_000)] = 19200
+    parity: Literal["N", "E", "O"] = "E"
+    host: str = ""  # tcp
+    tcp_port: Annotated[Int, Field(ge=1, le=65535)] = 502
+    timeout_s: Annotated[Float, Field(gt=0, le=60)] = 0.5
+    inter_frame_ms: Annotated[Float, Field(ge=0, le=1000)] = 0.0
+    backoff_max_s: Annotated[Float, Field(gt=0, le=86_400)] = 30.0
     units: tuple[ModbusUnit, ...] = ()
 
+    def __post_init__(self) -> None:
+        if self.kind == "rtu" and not self.port:
+            raise FieldError("port", "rtu needs a port")
+        if self.kind == "tcp" and not self.host:
+            raise FieldError("host", "tcp needs a host")
+        if self.backoff_max_s < self.timeout_s:
+            raise FieldError("backoff_max_s", "below timeout_s")
+        ids: set[int] = set()
+        for j, unit in enumerate(self.units):
+            if unit.unit_id in ids:
+                raise FieldError(f"units[{j}].unit_id", f"unit id {unit.unit_id} is used twice")
+            ids.add(unit.unit_id)
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, config=SECTION)
 class ModbusSection:
     """Every Modbus bus the gateway polls (none by default)."""
 
     bus: tuple[ModbusBus, ...] = ()
 
-    def validate(self, source: str) -> None:
-        """Raise ModbusConfigError naming `source` and the field for anything unusable."""
+    def __post_init__(self) -> None:
         names: set[str] = set()
         for i, bus in enumerate(self.bus):
-            where = f"{source}: modbus.bus[{i}]"
-            _check(bus.name not in names and bool(bus.name), f"{where}.name",
-                   f"expected a unique non-empty name, got {bus.name!r}")
+            if bus.name in names:
+                raise FieldError(f"bus[{i}].name", f"bus name {bus.name!r} is used twice")
             names.add(bus.name)
-            _check(bus.kind in KINDS, f"{where}.kind", f"expected rtu or tcp, got {bus.kind!r}")
-            _check(bus.kind != "rtu" or bool(bus.port), f"{where}.port", "rtu needs a port")
-            _check(bus.kind != "tcp" or bool(bus.host), f"{where}.host", "tcp needs a host")
-            _check(bus.parity in PARITIES, f"{where}.parity", f"expected N, E or O, got "
-                   f"{bus.parity!r}")
-            _check(300 <= bus.baudrate <= 4_000_000, f"{where}.baudrate", "outside 300..4000000")
-            _check(0 < bus.timeout_s <= 60, f"{where}.timeout_s", "outside 0..60")
-            _check(0 <= bus.inter_frame_ms <= 1000, f"{where}.inter_frame_ms", "outside 0..1000")
-            _check(bus.backoff_max_s >= bus.timeout_s, f"{where}.backoff_max_s",
-                   "below timeout_s")
-            ids: set[int] = set()
-            for j, unit in enumerate(bus.units):
-                at = f"{where}.units[{j}]"
-                _check(1 <= unit.unit_id <= 247 and unit.unit_id not in ids, f"{at}.unit_id",
-                       f"expected a unique id in 1..247, got {unit.unit_id}")
-                ids.add(unit.unit_id)
-                _check(0.01 <= unit.poll_s <= 86_400, f"{at}.poll_s", "outside 0.01..86400")
-                _check(0 <= unit.timeout_s <= 60, f"{at}.timeout_s", "outside 0..60")
-
-
-def _check(ok: bool, field: str, message: str) -> None:
-    if not ok:
-        raise ModbusConfigError(f"{field}: {message}")

@@ -18,13 +18,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from tandem.wire.tomlconfig import ConfigError, line_of
+
 MAP_VERSION = 1
 MAX_NAME = 16  # wire.report.MAX_CHANNEL_NAME: point names become report channels
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _ORDERS = ("big", "little")
 
 
-class RegisterMapError(ValueError):
+class RegisterMapError(ConfigError):
     """A register map that cannot be used; the message names file, line and field."""
 
 
@@ -161,7 +163,7 @@ class _Parser:
 
     def __init__(self, source: str, text: str) -> None:
         self.source = source
-        self.lines = text.splitlines()
+        self.text = text
 
     def fail(self, index: int | None, key: str, message: str, name: str = "") -> RegisterMapError:
         where = key if index is None else f"point[{index}]{f' ({name})' if name else ''}.{key}"
@@ -171,21 +173,7 @@ class _Parser:
 
     def _line(self, index: int | None, key: str) -> int | None:
         """Line of `key` at top level (index None) or inside the index-th [[point]]."""
-        target = -1 if index is None else index  # -1: the top level
-        count = -1
-        current = -1
-        start = None
-        for number, raw in enumerate(self.lines, start=1):
-            line = raw.strip()
-            if line.startswith("["):
-                is_point = line.replace(" ", "") == "[[point]]"
-                count += is_point
-                current = count if is_point else -2
-                if current == target:
-                    start = number
-            elif current == target and line.split("=", 1)[0].strip() == key:
-                return number
-        return start
+        return line_of(self.text, key if index is None else f"point[{index}].{key}")
 
     def parse(self, data: dict[str, Any]) -> RegisterMap:
         known = {"version", "name", "byte_order", "word_order", "point"}

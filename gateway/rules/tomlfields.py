@@ -1,9 +1,7 @@
 """Typed reading of parsed TOML tables, with faults that name the dotted field and its line.
 
-tomllib reports no positions for values, so `line_of` finds a field's line
-by scanning the text: the table header that owns the field (array-of-tables
-headers counted, so `rule[2]` is the third `[[rule]]`), then the first line
-below it that assigns the innermost key found on the path.
+Lines come from the one line finder, `tandem.wire.tomlconfig.line_of`
+(re-exported here for the rules loader).
 """
 
 from __future__ import annotations
@@ -12,8 +10,10 @@ import math
 import re
 from typing import Any
 
-_HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
-_INDEX = re.compile(r"\[(\d+)\]")
+from tandem.wire.tomlconfig import line_of
+
+__all__ = ["FieldFault", "Table", "line_of"]
+
 
 
 class FieldFault(Exception):
@@ -103,45 +103,3 @@ class Table:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
-
-
-def line_of(text: str, field: str) -> int | None:
-    """Best-effort 1-based line of a dotted field in TOML text, None when not found."""
-    parts = _split(field)
-    headers = _headers(text)
-    best: tuple[int, int] | None = None  # (parts matched, line index)
-    for index, path in headers:
-        if len(path) <= len(parts) and parts[:len(path)] == path \
-                and (best is None or len(path) >= best[0]):
-            best = (len(path), index)
-    lines = text.splitlines()
-    start = best[1] if best else -1
-    depth = best[0] if best else 0
-    end = next((i for i, _ in headers if i > start), len(lines))
-    for key in reversed([p for p in parts[depth:] if not p.isdigit()]):
-        pattern = re.compile(rf"(^|[{{,.\s])\"?{re.escape(key)}\"?\s*=")
-        for number in range(start + 1, end):
-            if pattern.search(lines[number]):
-                return number + 1
-    return start + 1 if best else None
-
-
-def _split(field: str) -> list[str]:
-    return [p for p in _INDEX.sub(r".\1", field).split(".") if p]
-
-
-def _headers(text: str) -> list[tuple[int, list[str]]]:
-    """(line index, path) of every table header; array entries get their index."""
-    counts: dict[str, int] = {}
-    found: list[tuple[int, list[str]]] = []
-    for number, line in enumerate(text.splitlines()):
-        match = _HEADER.match(line)
-        if not match:
-            continue
-        name = match.group(2).replace('"', "").replace(" ", "")
-        path = name.split(".")
-        if match.group(1) == "[[":
-            counts[name] = counts.get(name, -1) + 1
-            path = [*path, str(counts[name])]
-        found.append((number, path))
-    return found

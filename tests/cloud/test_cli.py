@@ -140,4 +140,4 @@ def test_bad_config_is_reported_without_traceback(capsys, tmp_path):
     path.write_text("version = 1\n[server]\nprot = 1\n")
     code, _, err = run(capsys, "gateway", "list", "--config", str(path))
     assert code == 1
-    assert err == f"tandem-cloud: error: {path}: unknown key server.prot\n"
+    assert err == f"tandem-cloud: error: {path}:3: server.prot: unknown field\n"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
 
-from tandem.cloud import create_app
-from tandem.cloud.config import DEFAULT_SECRET, CloudConfig, ConfigError, from_mapping, load_config
+from tandem.cloud import close_app, create_app
+from tandem.cloud.config import DEFAULT_SECRET, ConfigError, from_mapping, load_config
 
 FULL = """
 version = 1
@@ -50,8 +51,8 @@ def test_full_file_is_read_with_paths_relative_to_it(tmp_path):
     assert config.server.tls_cert == tmp_path / "pki/server/cert.pem"
     assert config.server.trust_ca == tmp_path / "pki/ca.pem"
     assert config.database.url == "postgresql://tandem@db/tandem"
-    assert config.ingest == dataclasses.replace(config.ingest, max_batch_bytes=65536,
-                                                replay_window_s=3600, max_clock_skew_s=10)
+    assert (config.ingest.max_batch_bytes, config.ingest.replay_window_s,
+            config.ingest.max_clock_skew_s) == (65536, 3600, 10)
     with pytest.raises(dataclasses.FrozenInstanceError):
         config.mode = "production"  # type: ignore[misc]
 
@@ -77,32 +78,36 @@ def test_environment_overrides_the_file(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("version = 2\n", "version: unsupported version 2"),
-    ("version = 1\ncolour = 'red'\n", "unknown key 'colour'"),
-    ("version = 1\n[server]\nprot = 1\n", "unknown key server.prot"),
-    ("version = 1\n[server]\nport = '8443'\n", "server.port: expected an integer"),
-    ("version = 1\n[server]\nport = 70000\n", "server.port: must be 0..65535"),
-    ("version = 1\n[server]\nport = true\n", "server.port: expected an integer"),
-    ("version = 1\nmode = 'prod'\n", "mode: must be one of production, development"),
-    ("version = 1\n[server]\ntls_cert = 'c.pem'\n", "server.tls_key: tls_cert and tls_key"),
+    ("version = 2\n", "cloud.toml:1: version: expected 1, got 2"),
+    ("version = 1\ncolour = 'red'\n", "cloud.toml:2: colour: unknown field"),
+    ("version = 1\n[server]\nprot = 1\n", "cloud.toml:3: server.prot: unknown field"),
+    ("version = 1\n[server]\nport = '8443'\n",
+     "cloud.toml:3: server.port: expected a valid integer, got '8443'"),
+    ("version = 1\n[server]\nport = 70000\n",
+     "cloud.toml:3: server.port: expected less than or equal to 65535, got 70000"),
+    ("version = 1\n[server]\nport = true\n", "cloud.toml:3: server.port: expected a valid integer"),
+    ("version = 1\nmode = 'prod'\n",
+     "cloud.toml:2: mode: expected 'production' or 'development', got 'prod'"),
+    ("version = 1\n[server]\ntls_cert = 'c.pem'\n",
+     "cloud.toml:2: server.tls_key: tls_cert and tls_key"),
     ("version = 1\n[ingest]\nmax_batch_bytes = 10\n", "ingest.max_batch_bytes"),
     ("version = 1\n[ingest]\nreplay_window_s = -1\n", "ingest.replay_window_s"),
-    ("version = 1\nserver = 3\n", "[server] must be a table"),
+    ("version = 1\nserver = 3\n", "cloud.toml:2: server: expected a table, got 3"),
     ("version = 1\n[server\n", "not valid TOML"),
     ("version = 1\n[timeseries]\nbackend = 'influxdb'\nurl = 'localhost:8086'\n",
-     "timeseries.url: must be an http:// or https:// URL"),
+     "cloud.toml:4: timeseries.url: must be an http:// or https:// URL"),
     ("version = 1\n[timeseries]\nbackend = 'influxdb'\ndatabase = ''\n",
-     "timeseries.database: must be a non-empty"),
+     "cloud.toml:4: timeseries.database: must be a non-empty"),
     ("version = 1\n[timeseries]\nbackend = 'influxdb'\npassword = 'x'\n",
-     "timeseries.username: a password needs a username"),
+     "cloud.toml:2: timeseries.username: a password needs a username"),
     ("version = 1\n[timeseries]\nsummary_retention_days = -1\n",
-     "timeseries.summary_retention_days: must not be negative"),
+     "cloud.toml:3: timeseries.summary_retention_days: expected greater than or equal to 0"),
     ("version = 1\n[timeseries]\nprune_interval_s = '1h'\n",
-     "timeseries.prune_interval_s: expected an integer"),
+     "cloud.toml:3: timeseries.prune_interval_s: expected a valid integer"),
     ("version = 1\n[security]\nsession_lifetime_s = 5\n",
-     "security.session_lifetime_s: must be at least 60"),
+     "cloud.toml:3: security.session_lifetime_s: expected greater than or equal to 60"),
     ("version = 1\n[security]\ntoken_max_days = -1\n",
-     "security.token_max_days: must not be negative"),
+     "cloud.toml:3: security.token_max_days: expected greater than or equal to 0"),
 ])
 def test_errors_name_the_file_and_field(tmp_path, text, message):
     path = write(tmp_path, text)
@@ -145,8 +150,6 @@ def test_production_with_the_default_secret_refuses_to_start(tmp_path):
 
 
 def test_production_with_a_secret_starts(tmp_path):
-    from tandem.cloud import close_app
-
     app = create_app({"data_dir": str(tmp_path), "server": {"secret_key": "not-the-default"}})
     close_app(app)
 
@@ -158,6 +161,24 @@ def test_unknown_timeseries_backend_is_named(tmp_path):
 
 
 def test_mapping_and_dataclass_give_the_same_config(tmp_path):
-    raw = {"mode": "development", "data_dir": str(tmp_path)}
-    assert isinstance(from_mapping(raw), CloudConfig)
-    assert from_mapping(raw) == from_mapping(raw)
+    raw = {"mode": "development", "data_dir": str(tmp_path), "server": {"port": 9000}}
+    given = from_mapping(raw)
+    app = create_app(given)
+    try:
+        assert app.config["TANDEM"] is given
+    finally:
+        close_app(app)
+    app = create_app(raw)
+    try:
+        built = app.config["TANDEM"]
+    finally:
+        close_app(app)
+    assert built is not given and built == given
+    assert (built.server.port, built.data_dir) == (9000, tmp_path)
+    assert built != from_mapping({**raw, "server": {"port": 9001}})
+
+
+def test_a_mapping_equals_the_same_settings_read_from_a_file(tmp_path):
+    from_file = load_config(write(tmp_path, FULL), env={})
+    assert from_mapping(tomllib.loads(FULL), base=tmp_path) == from_file
+    assert from_mapping({**tomllib.loads(FULL), "mode": "production"}, base=tmp_path) != from_file

@@ -20,6 +20,7 @@ from aiocoap.numbers.codes import Code
 from aiocoap.optiontypes import BlockOption
 
 from tandem.gateway.access.commands import CommandsResource
+from tandem.gateway.access.config import DeviceGrant
 from tandem.gateway.access.raw import RawResource
 from tandem.gateway.config import RawCacheSection
 from tandem.gateway.nodes.commands import NodeCommands
@@ -164,7 +165,7 @@ def test_transfers_past_the_rate_limit_are_told_when_to_come_back(
 
 
 def test_a_device_not_granted_raw_is_forbidden(tmp_path: Path, site: Site) -> None:
-    running = Gateway(tmp_path, site, device_resources=(("node-01", ("/r",)),))
+    running = Gateway(tmp_path, site, grant=(DeviceGrant("node-01", ("/r",)),))
     running.thread.__enter__()
     try:
         with DtlsClient(running.thread.port, site.device, site.ca.cert_pem_path) as client:

@@ -168,10 +168,19 @@ def test_gateway_config_reads_modbus_buses(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (('kind = "tcp"', 'kind = "udp"'), r"modbus.bus\[1\].kind: expected rtu or tcp"),
-    (("unit_id = 3", "unit_id = 300"), r"modbus.bus\[1\].units\[0\].unit_id: expected a uniq"),
-    (("baudrate = 115200", 'baudrate = "fast"'), r"modbus.bus\[0\].baudrate: expected int"),
-    (('parity = "N"', 'parity = "X"'), r"modbus.bus\[0\].parity: expected N, E or O"),
+    (('kind = "tcp"', 'kind = "udp"'),
+     r"gateway.toml:20: modbus.bus\[1\].kind: expected 'rtu' or 'tcp', got 'udp'"),
+    (("unit_id = 3", "unit_id = 300"),
+     r"gateway.toml:22: modbus.bus\[1\].units\[0\].unit_id: expected less than or equal to 247"),
+    (("timeout_s = 0.2}]", 'timeout_s = 0.2}, {name = "p2", unit_id = 3, map = "m.toml"}]'),
+     r"gateway.toml:22: modbus.bus\[1\].units\[1\].unit_id: unit id 3 is used twice"),
+    (("baudrate = 115200", 'baudrate = "fast"'),
+     r"gateway.toml:13: modbus.bus\[0\].baudrate: expected a valid integer"),
+    (('parity = "N"', 'parity = "X"'),
+     r"gateway.toml:14: modbus.bus\[0\].parity: expected 'N', 'E' or 'O'"),
+    (('name = "plc"', 'name = "line1"'),
+     r"gateway.toml:19: modbus.bus\[1\].name: bus name 'line1' is used twice"),
+    (('host = "10.0.0.5"', ''), r"gateway.toml:18: modbus.bus\[1\].host: tcp needs a host"),
 ])
 def test_gateway_config_errors_name_the_field(tmp_path: Path, edit: tuple[str, str],
                                               message: str) -> None:

@@ -31,7 +31,7 @@ from tandem.wire.batch import Batch, Event, Summary, decode_batch, encode_batch
 from tandem.wire.cose import SoftwareSigner, sign1, verify1
 from tandem.wire.errors import WireError
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]  # tools/fuzz/parsers.py -> the repository
 KEY = ec.generate_private_key(ec.SECP256R1())
 Parser = Callable[[bytes], None]
 
