@@ -51,6 +51,9 @@ class GatewayMetrics:
         self.device_last_seen = Gauge("tandem_gw_device_last_seen_seconds",
                                       "Unix time of a device's last report", ["device"],
                                       registry=r)
+        self.quarantined = Counter("tandem_gw_quarantined_records",
+                                   "Records kept aside because they could not be processed",
+                                   ["reason"], registry=r)
         self._reflex_metrics(r)
 
     # -- local reflex: features, rules, actions, inference ---------------------

@@ -27,6 +27,7 @@ from tandem.gateway.modbus.service import ModbusService
 from tandem.gateway.nodes.services import NodeServices
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
+from tandem.gateway.pipeline.quarantine import QuarantineLog
 from tandem.gateway.pipeline.summarise import SummaryPipeline
 from tandem.gateway.pipeline.windows import TumblingWindows
 from tandem.gateway.policy.service import SecurityService
@@ -47,7 +48,7 @@ class Gateway:
         self.keystore = keystore or open_keystore(config.identity, config.gateway.data_dir)
         self.database = GatewayDatabase(config.gateway.data_dir / "gateway.sqlite3")
         self.outbox = Outbox(self.database, config.outbox.max_records)
-        self.journal = Journal(self.database, self.outbox)
+        self.journal = Journal(self.database, self.outbox, QuarantineLog(self.metrics.quarantined))
         recovery = self.journal.recover()
         self.ingress = Ingress(self.journal, config.pipeline.max_pending, recovery.last)
         # Modbus (polls and emergency stops) runs on its own thread and loop.
