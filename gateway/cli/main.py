@@ -9,6 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
+from tandem.gateway.cli import quarantine as quarantine_cli
 from tandem.gateway.cli import security as security_cli
 from tandem.gateway.config import ConfigError, GatewayConfig, load_config
 from tandem.gateway.runtime import Gateway
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
         return _outbox_status(config.gateway.data_dir)
     if args.command in security_cli.COMMANDS:
         return security_cli.run(args, config)
+    if args.command in quarantine_cli.COMMANDS:
+        return quarantine_cli.run(args, config)
     return asyncio.run(_run(config))
 
 
@@ -56,6 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--config", "-c", type=Path, required=True,
                         help="gateway TOML configuration file")
     security_cli.add_commands(sub, config)
+    quarantine_cli.add_commands(sub, config)
     return parser
 
 
