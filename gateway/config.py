@@ -119,6 +119,16 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class SupervisorSection:
+    """Restarts of the gateway's long-running tasks (gateway/supervisor.py)."""
+
+    backoff_s: float = 0.5
+    backoff_max_s: float = 30.0
+    restart_budget: int = 10  # more restarts than this within budget_window_s: exit non-zero
+    budget_window_s: float = 600.0
+
+
+@dataclass(frozen=True)
 class RulesSection:
     """The local rules file (features, rules, actions), reloaded when it changes."""
 
@@ -195,6 +205,7 @@ class GatewayConfig:
     outbox: OutboxSection = field(default_factory=OutboxSection)
     uplink: UplinkSection = field(default_factory=UplinkSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    supervisor: SupervisorSection = field(default_factory=SupervisorSection)
     rules: RulesSection = field(default_factory=RulesSection)
     inference: InferenceSection = field(default_factory=InferenceSection)
     modbus: ModbusSection = field(default_factory=ModbusSection)
@@ -218,6 +229,8 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "rawcache.request_poll_s": (0.05, 86_400), "rawcache.request_wait_s": (0.1, 86_400),
     "commands.queue": (1, 1024), "commands.ack_timeout_s": (0.1, 3600),
     "commands.reachable_s": (0.1, 86_400),
+    "supervisor.backoff_s": (0.01, 3600), "supervisor.backoff_max_s": (0.01, 86_400),
+    "supervisor.restart_budget": (0, 1_000_000), "supervisor.budget_window_s": (1, 7 * 86_400),
 }
 
 
