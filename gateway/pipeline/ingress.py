@@ -33,6 +33,8 @@ class Ingress:
         self.queue: asyncio.Queue[Journaled] = asyncio.Queue()
         self.max_pending = max_pending
         self.observers: list[Callable[[DeviceReport], None]] = []
+        # False while the stages after the journal are down (the runtime asks its supervisor).
+        self.accepting: Callable[[], bool] = lambda: True
         self._journal = journal
         self._last: OrderedDict[str, tuple[int, int]] = OrderedDict(last or {})
         self._pending: list[tuple[DeviceReport, asyncio.Future[bool]]] = []
@@ -40,7 +42,7 @@ class Ingress:
         self._in_flight: dict[tuple[str, int, int], asyncio.Future[bool]] = {}
         self._kick = asyncio.Event()
         self.counts = {"accepted": 0, "duplicate": 0, "queue_full": 0, "journal_failed": 0,
-                       "quarantined": 0}
+                       "quarantined": 0, "not_ready": 0}
 
     async def submit(self, item: DeviceReport) -> bool:
         """Journal a report; a repeat counts as accepted (the node may stop resending)."""
@@ -49,6 +51,9 @@ class Ingress:
             in_flight = self._in_flight.get(_key(item))
             # A repeat of a report still being committed gets that commit's answer.
             return True if in_flight is None else await asyncio.shield(in_flight)
+        if not self.accepting():  # 5.03: nothing is taken that cannot move on
+            self.counts["not_ready"] += 1
+            return False
         if len(self._pending) + self._committing + self.queue.qsize() >= self.max_pending:
             self.counts["queue_full"] += 1
             return False

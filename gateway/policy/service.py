@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,6 +22,7 @@ from tandem.gateway.policy.revocation import RevocationList
 from tandem.gateway.privacy.gate import PrivacyGate
 from tandem.gateway.store.database import GatewayDatabase
 from tandem.gateway.store.outbox import Outbox
+from tandem.gateway.supervisor import TaskFactory
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +62,14 @@ class SecurityService:
                            self.enforcer.install, keystore, http, database.call,
                            config.policy.poll_s)
 
-    def tasks(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-        """The watcher tasks to run."""
-        found: list[tuple[str, Coroutine[Any, Any, None]]] = []
-        if self.revocations is not None:
-            found.append(("revocation-list", self.revocations.run(stop)))
-        if self.agent is not None:
-            found.append(("policy-agent", self.agent.run(stop)))
+    def tasks(self, stop: asyncio.Event) -> list[tuple[str, TaskFactory]]:
+        """The watcher tasks to run, as factories (the supervisor may run one again)."""
+        found: list[tuple[str, TaskFactory]] = []
+        revocations, agent = self.revocations, self.agent
+        if revocations is not None:
+            found.append(("revocation-list", lambda: revocations.run(stop)))
+        if agent is not None:
+            found.append(("policy-agent", lambda: agent.run(stop)))
         return found
 
     async def close(self) -> None:
