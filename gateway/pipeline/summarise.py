@@ -98,7 +98,8 @@ class SummaryPipeline:
             return
         self._metrics.reports.inc()
         self._metrics.readings.inc(len(item.report.values))
-        self._metrics.device_last_seen.labels(device=item.device).set(item.received_ms / 1000)
+        self._metrics.device_last_seen.labels(
+            device=self._metrics.device_label(item.device)).set(item.received_ms / 1000)
 
     def _add(self, item: DeviceReport, skip_filed: bool) -> None:
         now, t_ms = _now_ms(), item.t_ms

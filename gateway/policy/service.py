@@ -40,7 +40,8 @@ class SecurityService:
         outbox.admission = self.gate
         self.limiter = ActionLimiter()
         self.enforcer = Enforcer(self.gate, devices, self.limiter, keystore,
-                                 _key(config.policy.data_key, data_dir, enrolled.DATA_KEY))
+                                 _key(config.policy.data_key, data_dir, enrolled.DATA_KEY),
+                                 metrics.set_device_label)
         self.revocations = RevocationList(config.coap.revocation_file, devices) \
             if config.coap.revocation_file is not None else None
         self.agent = self._agent(config, database, keystore, http)
