@@ -109,6 +109,17 @@ class MetricsSection:
 
 
 @dataclass(frozen=True, config=SECTION)
+class SupervisorSection:
+    """Restarts of the gateway's long-running tasks (gateway/supervisor.py)."""
+
+    backoff_s: Annotated[Float, Field(ge=0.01, le=3600)] = 0.5
+    backoff_max_s: Annotated[Float, Field(ge=0.01, le=86_400)] = 30.0
+    # more restarts than this within budget_window_s: exit non-zero
+    restart_budget: Annotated[Int, Field(ge=0, le=1_000_000)] = 10
+    budget_window_s: Annotated[Float, Field(ge=1, le=7 * 86_400)] = 600.0
+
+
+@dataclass(frozen=True, config=SECTION)
 class RulesSection:
     """The local rules file (features, rules, actions), reloaded when it changes."""
 
@@ -185,6 +196,7 @@ class GatewayConfig:
     outbox: OutboxSection = dataclasses.field(default_factory=OutboxSection)
     uplink: UplinkSection = dataclasses.field(default_factory=UplinkSection)
     metrics: MetricsSection = dataclasses.field(default_factory=MetricsSection)
+    supervisor: SupervisorSection = dataclasses.field(default_factory=SupervisorSection)
     rules: RulesSection = dataclasses.field(default_factory=RulesSection)
     inference: InferenceSection = dataclasses.field(default_factory=InferenceSection)
     modbus: ModbusSection = dataclasses.field(default_factory=ModbusSection)

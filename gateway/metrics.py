@@ -51,6 +51,11 @@ class GatewayMetrics:
         self.device_last_seen = Gauge("tandem_gw_device_last_seen_seconds",
                                       "Unix time of a device's last report", ["device"],
                                       registry=r)
+        self.quarantined = Counter("tandem_gw_quarantined_records",
+                                   "Records kept aside because they could not be processed",
+                                   ["reason"], registry=r)
+        # Device ids in labels as the privacy policy shows them (pseudonyms when it says so).
+        self.device_label: Callable[[str], str] = str
         self._reflex_metrics(r)
 
     # -- local reflex: features, rules, actions, inference ---------------------
@@ -80,6 +85,11 @@ class GatewayMetrics:
                                      "Reports the reflex failed on (a bug; logged)", registry=r)
         self.feature_series = Gauge("tandem_gw_feature_series",
                                     "Feature windows held (device x channel)", registry=r)
+
+    def set_device_label(self, label: Callable[[str], str]) -> None:
+        """Label devices through label() from now on; series under the old labels go."""
+        self.device_label = label
+        self.device_last_seen.clear()
 
     def export_counts(self, name: str, documentation: str,
                       snapshot: Callable[[], Mapping[str, int]]) -> None:

@@ -8,17 +8,13 @@ inwards and stores every open window before the outbox closes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Coroutine
-from typing import Any
-
-from prometheus_client import start_http_server
 
 from tandem.gateway.access.config import AccessConfig
 from tandem.gateway.access.server import CoapDtlsServer
 from tandem.gateway.cloudlink.uplink import Uplink
 from tandem.gateway.config import GatewayConfig
+from tandem.gateway.health import HealthServer
 from tandem.gateway.identity.keystore import GatewayKeyStore
 from tandem.gateway.identity.kinds import open_keystore
 from tandem.gateway.metrics import GatewayMetrics
@@ -27,6 +23,7 @@ from tandem.gateway.modbus.service import ModbusService
 from tandem.gateway.nodes.services import NodeServices
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
+from tandem.gateway.pipeline.quarantine import QuarantineLog
 from tandem.gateway.pipeline.summarise import SummaryPipeline
 from tandem.gateway.pipeline.windows import TumblingWindows
 from tandem.gateway.policy.service import SecurityService
@@ -34,6 +31,13 @@ from tandem.gateway.rules.actions import ActuatorPorts
 from tandem.gateway.rules.local_control import LocalControl
 from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.outbox import Outbox
+from tandem.gateway.supervisor import (
+    RestartPolicy,
+    Supervisor,
+    SupervisorMetrics,
+    TaskFactory,
+    periodic,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +51,7 @@ class Gateway:
         self.keystore = keystore or open_keystore(config.identity, config.gateway.data_dir)
         self.database = GatewayDatabase(config.gateway.data_dir / DATABASE_FILE)
         self.outbox = Outbox(self.database, config.outbox.max_records)
-        self.journal = Journal(self.database, self.outbox)
+        self.journal = Journal(self.database, self.outbox, QuarantineLog(self.metrics.quarantined))
         recovery = self.journal.recover()
         self.ingress = Ingress(self.journal, config.pipeline.max_pending, recovery.last)
         # Modbus (polls and emergency stops) runs on its own thread and loop.
@@ -84,34 +88,46 @@ class Gateway:
                                    self.ingress.snapshot)
         self._stop = asyncio.Event()
         self._stop_ingress = asyncio.Event()
-        self._ingress_task: asyncio.Task[None] | None = None
-        self._tasks: list[asyncio.Task[None]] = []
-        self._metrics_server: Any = None
+        self._supervisor: Supervisor | None = None
+        self.health: HealthServer | None = None
+
+    @property
+    def supervisor(self) -> Supervisor:
+        """The supervisor of the gateway's tasks (exists once start() ran)."""
+        if self._supervisor is None:
+            raise RuntimeError("gateway not started")
+        return self._supervisor
 
     async def start(self) -> None:
         """Start every layer; returns once devices can connect."""
-        self._ingress_task = asyncio.create_task(self.ingress.run(self._stop_ingress),
-                                                 name="ingress")
-        self._ingress_task.add_done_callback(_report_crash)
-        self._spawn(self.pipeline.run(self._stop), "pipeline")
-        for name, watcher in self.local.tasks(self._stop) if self.local else ():
-            self._spawn(watcher, name)
-        if self.uplink is not None:
-            self._spawn(self.uplink.run(self._stop), "uplink")
-        else:
+        s = self.config.supervisor
+        supervisor = self._supervisor = Supervisor(
+            SupervisorMetrics(self.metrics.registry),
+            RestartPolicy(s.backoff_s, s.backoff_max_s, s.restart_budget, s.budget_window_s))
+        # Every task is a factory: a restart runs a fresh coroutine on the same objects.
+        supervisor.spawn("ingress", lambda: self.ingress.run(self._stop_ingress))
+        supervisor.spawn("pipeline", lambda: self.pipeline.run(self._stop))
+        self.ingress.accepting = lambda: supervisor.is_running("ingress", "pipeline")
+        for name, factory in self._task_factories():
+            supervisor.spawn(name, factory)
+        if self.uplink is None:
             log.warning("no uplink.url configured: data stays in the outbox")
-        self._spawn(self._watch_outbox(), "outbox-gauges")
-        for name, watcher in self.security.tasks(self._stop):
-            self._spawn(watcher, name)
-        for name, watcher in self.nodes.tasks(self._stop):
-            self._spawn(watcher, name)
         self._modbus_sink.bind(asyncio.get_running_loop())
         if self.modbus is not None:
             self.fieldbus.spawn(self.modbus.tasks)
         await self.access.start()
         if self.config.metrics.port:
-            self._metrics_server, _ = start_http_server(
-                self.config.metrics.port, self.config.metrics.host, registry=self.metrics.registry)
+            self.health = HealthServer(self.metrics.registry, supervisor)
+            await self.health.start(self.config.metrics.host, self.config.metrics.port)
+
+    def _task_factories(self) -> list[tuple[str, TaskFactory]]:
+        stop, uplink = self._stop, self.uplink
+        factories: list[tuple[str, TaskFactory]] = [("outbox-gauges", self._watch_outbox)]
+        if uplink is not None:
+            factories.append(("uplink", lambda: uplink.run(stop)))
+        if self.local is not None:
+            factories += self.local.tasks(stop)
+        return factories + self.security.tasks(stop) + self.nodes.tasks(stop)
 
     @property
     def coap_port(self) -> int:
@@ -120,22 +136,23 @@ class Gateway:
 
     @property
     def metrics_port(self) -> int:
-        """The bound Prometheus port, 0 when disabled."""
-        return int(self._metrics_server.server_port) if self._metrics_server else 0
+        """The bound metrics and health port, 0 when disabled."""
+        return self.health.port if self.health else 0
 
     async def stop(self) -> None:
         """Stop taking data, store what is in flight, close everything."""
+        supervisor = self._supervisor
+        if supervisor is not None:  # a task down now stays down; the journal keeps its data
+            supervisor.stop_restarts()
         await self.access.stop()
         self.nodes.commands.close()  # no node will poll again: waiting commands fail now
         await self.fieldbus.stop_tasks()  # Modbus polls end while the ingress still takes them
         self._stop_ingress.set()  # commit what nodes are waiting on, then stop
-        if self._ingress_task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._ingress_task
+        if supervisor is not None:
+            await supervisor.join("ingress")
         self._stop.set()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if supervisor is not None:
+            await supervisor.join()
         if self.local is not None:
             await self.local.close()
         await self.fieldbus.close(*([self.modbus.close] if self.modbus else []))
@@ -145,28 +162,19 @@ class Gateway:
         await self.nodes.close()
         self.database.close()
         self.keystore.close()
-        if self._metrics_server is not None:
-            self._metrics_server.shutdown()
-            self._metrics_server.server_close()
+        if self.health is not None:
+            await self.health.stop()
 
     async def _watch_outbox(self) -> None:
-        while not self._stop.is_set():
-            records, batches = await self.outbox.depth()
-            self.metrics.outbox_records.set(records)
-            self.metrics.outbox_batches.set(batches)
-            self.metrics.outbox_degraded.set(1 if self.outbox.degraded else 0)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), 1.0)
+        await periodic(self._stop, 1.0, self._outbox_gauges)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coro, name=name)
-        task.add_done_callback(_report_crash)
-        self._tasks.append(task)
-
-
-def _report_crash(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.critical("gateway task %s crashed", task.get_name(), exc_info=task.exception())
+    async def _outbox_gauges(self) -> None:
+        records, batches = await self.outbox.depth()
+        self.metrics.outbox_records.set(records)
+        self.metrics.outbox_batches.set(batches)
+        # Degraded also while a task is down: the gateway is not moving data as it should.
+        degraded = self.outbox.degraded or not self.supervisor.ready
+        self.metrics.outbox_degraded.set(1 if degraded else 0)
 
 
 def _access_config(config: GatewayConfig) -> AccessConfig:

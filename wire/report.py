@@ -8,6 +8,11 @@ A report is a CBOR map with small integer keys, so a node spends few bytes:
 pair identifies a report across retransmissions and reboots. `t_ms` is the
 node's Unix time in milliseconds, 0 when its clock is not set (the gateway
 then stamps arrival time).
+
+Every field is range-checked here, before anything is acknowledged: a value
+the rest of the chain cannot store or sum (a time past year 9999, a reading
+beyond +-1e15) is refused with a reason, never taken in to fail later.
+`check_time` adds the receiver's clock: a timestamp far from it is refused.
 """
 
 from __future__ import annotations
@@ -32,8 +37,12 @@ KEY_BOOT = 2
 KEY_TIME = 3
 KEY_VALUES = 4
 
+MAX_T_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: fits SQLite and a float exactly
+MAX_ABS_VALUE = 1e15  # sums of many readings stay finite and exact enough
+MAX_AGE_MS = 10 * 365 * 86_400_000  # a reading older than ten years is a clock fault
+MAX_AHEAD_MS = 7 * 86_400_000  # nodes may run a week ahead of the gateway's clock
+
 _UINT32 = 0xFFFFFFFF
-_UINT64 = 0xFFFFFFFFFFFFFFFF
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,8 +76,14 @@ def decode_report(data: bytes) -> Report:
         raise WireError("schema", f"unknown keys {sorted(map(repr, unknown))}")
     seq = _uint(obj, KEY_SEQ, "seq", _UINT32)
     boot = _uint(obj, KEY_BOOT, "boot", _UINT32)
-    t_ms = _uint(obj, KEY_TIME, "t", _UINT64)
+    t_ms = _uint(obj, KEY_TIME, "t", MAX_T_MS)
     return Report(seq=seq, boot=boot, t_ms=t_ms, values=_values(obj.get(KEY_VALUES)))
+
+
+def check_time(report: Report, now_ms: int) -> None:
+    """Refuse a set timestamp outside [now - MAX_AGE_MS, now + MAX_AHEAD_MS] (WireError "time")."""
+    if report.t_ms and not now_ms - MAX_AGE_MS <= report.t_ms <= now_ms + MAX_AHEAD_MS:
+        raise WireError("time", f"t {report.t_ms} is too far from the gateway's clock {now_ms}")
 
 
 def _uint(obj: dict[Any, Any], key: int, name: str, limit: int) -> int:
@@ -88,7 +103,8 @@ def _values(raw: Any) -> dict[str, float]:
         if not isinstance(name, str) or not 0 < len(name) <= MAX_CHANNEL_NAME:
             raise WireError("schema", f"channel name {name!r} must be text of 1..16 chars")
         if isinstance(value, bool) or not isinstance(value, int | float) \
-                or not math.isfinite(value):
-            raise WireError("schema", f"channel {name!r} value {value!r} is not a finite number")
+                or abs(value) > MAX_ABS_VALUE or not math.isfinite(value):
+            raise WireError("schema", f"channel {name!r} value {value!r} is not a finite number "
+                            f"within +-{MAX_ABS_VALUE:g}")
         values[name] = float(value)
     return values

@@ -14,7 +14,12 @@ from tandem.gateway.access.stats import AccessStats
 from tandem.gateway.reports import DeviceReport, ReportSink
 from tandem.wire.clock import now_ms
 from tandem.wire.errors import WireError
-from tandem.wire.report import CONTENT_FORMAT_CBOR, MAX_REPORT_BYTES, decode_report
+from tandem.wire.report import (
+    CONTENT_FORMAT_CBOR,
+    MAX_REPORT_BYTES,
+    check_time,
+    decode_report,
+)
 
 _RETRY_AFTER_S = 1
 _DIAGNOSTIC_MAX = 80  # a diagnostic payload stays well inside one datagram
@@ -43,17 +48,19 @@ class ReadingsResource(resource.Resource):  # type: ignore[misc]
             return self._refuse(Code.UNAUTHORIZED, "no_identity", "no device identity")
         if not self._policy.permits(device, "/" + "/".join(request.opt.uri_path)):
             return self._refuse(Code.FORBIDDEN, "device_forbidden", device)
-        if request.opt.content_format not in (None, CONTENT_FORMAT_CBOR):
+        if request.opt.content_format != CONTENT_FORMAT_CBOR:  # absent too: docs/protocol.md
             return self._refuse(Code.UNSUPPORTED_CONTENT_FORMAT, "bad_content_format",
-                                f"{request.opt.content_format}")
+                                f"{request.opt.content_format}", "Content-Format must be 60")
         if request.opt.block1 is not None or len(request.payload) > MAX_REPORT_BYTES:
             return self._too_large()
+        now_ms = self._clock_ms()
         try:
             report = decode_report(request.payload)
+            check_time(report, now_ms)
         except WireError as exc:
             return self._refuse(Code.BAD_REQUEST, f"bad_report_{exc.reason}", exc.detail,
                                 str(exc)[:_DIAGNOSTIC_MAX])
-        if not await self._sink.submit(DeviceReport(device, report, self._clock_ms())):
+        if not await self._sink.submit(DeviceReport(device, report, now_ms)):
             self._stats.count("sink_full", device)
             return Message(code=Code.SERVICE_UNAVAILABLE, max_age=_RETRY_AFTER_S)
         return Message(code=Code.CHANGED)

@@ -9,12 +9,17 @@ import signal
 import sys
 from pathlib import Path
 
+from tandem.gateway import preflight
+from tandem.gateway.cli import quarantine as quarantine_cli
 from tandem.gateway.cli import security as security_cli
-from tandem.gateway.config import ConfigError, GatewayConfig, load_config
+from tandem.gateway.config import GatewayConfig, load_config
+from tandem.gateway.identity.keystore import KeyStoreError
 from tandem.gateway.runtime import Gateway
+from tandem.gateway.sd_notify import SystemdNotifier
 from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.migrations import SchemaError
 from tandem.gateway.store.outbox import Outbox
+from tandem.gateway.supervisor import periodic
 
 log = logging.getLogger("tandem.gateway")
 
@@ -27,7 +32,9 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
+        if args.command in ("check-config", "run"):
+            preflight.check(config)
+    except preflight.STARTUP_ERRORS as exc:
         print(f"tandem-gateway: {exc}", file=sys.stderr)
         return 2
     if args.command == "check-config":
@@ -45,6 +52,8 @@ def _dispatch(args: argparse.Namespace, config: GatewayConfig) -> int:
         return _outbox_status(config.gateway.data_dir)
     if args.command in security_cli.COMMANDS:
         return security_cli.run(args, config)
+    if args.command in quarantine_cli.COMMANDS:
+        return quarantine_cli.run(args, config)
     return asyncio.run(_run(config))
 
 
@@ -65,25 +74,61 @@ def _parser() -> argparse.ArgumentParser:
     config.add_argument("--config", "-c", type=Path, required=True,
                         help="gateway TOML configuration file")
     security_cli.add_commands(sub, config)
+    quarantine_cli.add_commands(sub, config)
     return parser
 
 
 async def _run(config: GatewayConfig) -> int:
-    gateway = Gateway(config)
+    """Serve until SIGTERM/SIGINT (exit 0) or until a task cannot recover (exit 1)."""
+    notifier = SystemdNotifier()
+    try:
+        gateway = Gateway(config)
+    except (*preflight.STARTUP_ERRORS, KeyStoreError) as exc:
+        print(f"tandem-gateway: cannot start: {exc}", file=sys.stderr)
+        return 2
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await gateway.start()
+    try:
+        await gateway.start()
+    except (*preflight.STARTUP_ERRORS, KeyStoreError) as exc:
+        print(f"tandem-gateway: cannot start: {exc}", file=sys.stderr)
+        await gateway.stop()
+        return 2
     scheme = "coap" if config.coap.insecure_plain_coap else "coaps"
     print(f"tandem-gateway {config.gateway.id} listening on {scheme}://{config.coap.host}:"
           f"{gateway.coap_port} metrics on http://{config.metrics.host}:{gateway.metrics_port}"
           "/metrics", flush=True)
-    await stop.wait()
+    notifier.notify("READY=1")
+    failed = gateway.supervisor.failed
+    watchdog = asyncio.create_task(_watchdog(notifier, gateway, stop))
+    waits = [asyncio.create_task(stop.wait()), asyncio.create_task(failed.wait())]
+    await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    for waiting in waits:
+        waiting.cancel()
+    notifier.notify("STOPPING=1")
+    code = 0 if stop.is_set() else 1
+    if code:
+        log.critical("a gateway task cannot recover: stopping with exit status 1")
     log.info("stopping: storing open windows")
+    stop.set()
+    await watchdog
     await gateway.stop()
     print(f"tandem-gateway {config.gateway.id} stopped", flush=True)
-    return 0
+    return code
+
+
+async def _watchdog(notifier: SystemdNotifier, gateway: Gateway, stop: asyncio.Event) -> None:
+    """WATCHDOG=1 while the supervisor says live; silence lets systemd restart a hung daemon."""
+    if not notifier.enabled or not notifier.watchdog_interval_s:
+        return
+
+    async def ping() -> None:
+        if gateway.supervisor.live:
+            notifier.notify("WATCHDOG=1")
+
+    await periodic(stop, notifier.watchdog_interval_s, ping)
 
 
 def _outbox_status(data_dir: Path) -> int:

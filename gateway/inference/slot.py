@@ -10,7 +10,6 @@ old model in place.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy.typing as npt
 
 from tandem.gateway.filewatch import FileWatch
 from tandem.gateway.inference.model import ModelError, ScoringModel, interpreter_class
+from tandem.gateway.supervisor import periodic
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,9 @@ class ModelSlot:
                         "(pip install ai-edge-litert); rules run without a score")
             return
         watch = FileWatch(path)
-        while not stop.is_set():
+
+        async def step() -> None:
             if watch.changed() and watch.exists:
                 await self.load(path)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_s)
+
+        await periodic(stop, poll_s, step)

@@ -9,7 +9,6 @@ and by age (`[rawcache] ttl_s`; `run` purges expired ones every `purge_s`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
@@ -18,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tandem.gateway.config import RawCacheSection
 from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.supervisor import periodic
 from tandem.wire.clock import now_ms
 from tandem.wire.raw import RawSnippet, decode_raw_record, encode_raw_record
 
@@ -68,10 +68,7 @@ class RawCache:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Purge expired snippets every purge_s until stop is set."""
-        while not stop.is_set():
-            await self.purge()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.purge_s)
+        await periodic(stop, self.config.purge_s, self.purge)
 
     # -- synchronous core: on the database thread -------------------------------
 

@@ -29,6 +29,7 @@ from tandem.gateway.config import RawCacheSection
 from tandem.gateway.nodes.commands import NodeCommands
 from tandem.gateway.nodes.rawcache import RawCache
 from tandem.gateway.store.outbox import Outbox, Priority
+from tandem.gateway.supervisor import periodic
 from tandem.wire.clock import now_ms
 from tandem.wire.cose import Signer
 from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
@@ -75,19 +76,19 @@ class RawRequests:
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every request_poll_s until stop is set; then abandon work in progress."""
         try:
-            while not stop.is_set():
-                try:
-                    await self.poll_once()
-                except (httpx.HTTPError, ValueError) as exc:
-                    log.info("raw requests: poll failed (%s)", exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._config.request_poll_s)
+            await periodic(stop, self._config.request_poll_s, self._poll_logged)
         finally:
             for task in list(self._working.values()):
                 task.cancel()
             for task in list(self._working.values()):
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+
+    async def _poll_logged(self) -> None:
+        try:
+            await self.poll_once()
+        except (httpx.HTTPError, ValueError) as exc:
+            log.info("raw requests: poll failed (%s)", exc)
 
     async def close(self) -> None:
         """Close the HTTP client."""

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable, Coroutine
-from typing import Any
+from collections.abc import Callable
 
 import httpx
 
@@ -25,6 +24,7 @@ from tandem.gateway.nodes.rawcache import RawCache
 from tandem.gateway.nodes.rawrequests import RawRequests
 from tandem.gateway.store.database import GatewayDatabase
 from tandem.gateway.store.outbox import Outbox
+from tandem.gateway.supervisor import TaskFactory
 from tandem.wire.raw import RAW_PATH
 
 
@@ -54,12 +54,12 @@ class NodeServices:
                                         self._outbox, self._keystore, http, self._database.call,
                                         self.config.rawcache, wake_uplink)
 
-    def tasks(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    def tasks(self, stop: asyncio.Event) -> list[tuple[str, TaskFactory]]:
         """The raw cache's purge and the raw-request poll."""
-        found: list[tuple[str, Coroutine[Any, Any, None]]] = [("rawcache-purge",
-                                                                self.cache.run(stop))]
-        if self.requests is not None:
-            found.append(("raw-requests", self.requests.run(stop)))
+        requests = self.requests
+        found: list[tuple[str, TaskFactory]] = [("rawcache-purge", lambda: self.cache.run(stop))]
+        if requests is not None:
+            found.append(("raw-requests", lambda: requests.run(stop)))
         return found
 
     async def close(self) -> None:

@@ -5,6 +5,8 @@ where CoAP's message-ID de-duplication cannot see it; (boot, seq) catches
 those, and the last pair per device survives restarts in the journal.
 Concurrent reports share one commit: while one fsync runs, the next group
 gathers, so throughput grows with load while each node waits for one fsync.
+A report the journal cannot hold is quarantined within that commit; the
+rest of its group is stored as usual.
 """
 
 from __future__ import annotations
@@ -31,13 +33,16 @@ class Ingress:
         self.queue: asyncio.Queue[Journaled] = asyncio.Queue()
         self.max_pending = max_pending
         self.observers: list[Callable[[DeviceReport], None]] = []
+        # False while the stages after the journal are down (the runtime asks its supervisor).
+        self.accepting: Callable[[], bool] = lambda: True
         self._journal = journal
         self._last: OrderedDict[str, tuple[int, int]] = OrderedDict(last or {})
         self._pending: list[tuple[DeviceReport, asyncio.Future[bool]]] = []
         self._committing = 0
         self._in_flight: dict[tuple[str, int, int], asyncio.Future[bool]] = {}
         self._kick = asyncio.Event()
-        self.counts = {"accepted": 0, "duplicate": 0, "queue_full": 0, "journal_failed": 0}
+        self.counts = {"accepted": 0, "duplicate": 0, "queue_full": 0, "journal_failed": 0,
+                       "quarantined": 0, "not_ready": 0}
 
     async def submit(self, item: DeviceReport) -> bool:
         """Journal a report; a repeat counts as accepted (the node may stop resending)."""
@@ -46,6 +51,9 @@ class Ingress:
             in_flight = self._in_flight.get(_key(item))
             # A repeat of a report still being committed gets that commit's answer.
             return True if in_flight is None else await asyncio.shield(in_flight)
+        if not self.accepting():  # 5.03: nothing is taken that cannot move on
+            self.counts["not_ready"] += 1
+            return False
         if len(self._pending) + self._committing + self.queue.qsize() >= self.max_pending:
             self.counts["queue_full"] += 1
             return False
@@ -97,7 +105,10 @@ class Ingress:
         finally:
             self._committing = 0
         for row_id, (item, done) in zip(ids, group, strict=True):
-            self.queue.put_nowait(Journaled(row_id, item))
+            if row_id is None:  # kept in quarantine: acknowledged, a resend would not help
+                self.counts["quarantined"] += 1
+            else:
+                self.queue.put_nowait(Journaled(row_id, item))
             done.set_result(True)
 
     def _is_repeat(self, item: DeviceReport) -> bool:

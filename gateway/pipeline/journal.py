@@ -11,11 +11,13 @@ reading never reopens (and so overwrites) a window the cloud already has.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import cbor2
 
+from tandem.gateway.pipeline import quarantine
+from tandem.gateway.pipeline.quarantine import DATA_ERRORS, Fault, record_fault
 from tandem.gateway.reports import DeviceReport
 from tandem.gateway.store.database import GatewayDatabase
 from tandem.gateway.store.outbox import Outbox, Priority
@@ -58,16 +60,36 @@ class Recovery:
     filed_through: int
 
 
+OnQuarantine = Callable[[DeviceReport, Fault], None]
+
+
 class Journal:
     """Durable record of acknowledged reports not yet summarised."""
 
-    def __init__(self, database: GatewayDatabase, outbox: Outbox) -> None:
+    def __init__(self, database: GatewayDatabase, outbox: Outbox,
+                 on_quarantine: OnQuarantine | None = None) -> None:
         self.database = database
         self.outbox = outbox
+        self.on_quarantine: OnQuarantine = on_quarantine or (lambda item, fault: None)
 
-    async def append(self, items: Sequence[DeviceReport]) -> list[int]:
-        """Write reports (one transaction, one fsync); return their row ids."""
-        return await self.database.call(self._append, items)
+    async def append(self, items: Sequence[DeviceReport]) -> list[int | None]:
+        """Write reports (one transaction, one fsync); return their row ids.
+
+        A report the journal cannot hold is quarantined instead (its id is
+        None), in the same transaction: one bad record never fails its group.
+        A disk error still fails the whole group.
+        """
+        results = await self.database.call(self._append, items)
+        for item, result in zip(items, results, strict=True):
+            if isinstance(result, Fault):
+                self.on_quarantine(item, result)
+        return [result if isinstance(result, int) else None for result in results]
+
+    async def quarantine(self, rows: Sequence[tuple[Journaled, Fault]]) -> None:
+        """Move journal rows the pipeline could not process into quarantine (atomically)."""
+        await self.database.call(self._quarantine, list(rows))
+        for row, fault in rows:
+            self.on_quarantine(row.item, fault)
 
     async def file(self, summaries: Sequence[Summary], watermarks: Iterable[Watermark],
                    closed: dict[tuple[str, str], int], filed_through: int) -> None:
@@ -83,21 +105,40 @@ class Journal:
         """What start-up needs to continue exactly where the last run stopped."""
         return self.database.call_sync(self._recover)
 
-    def _append(self, items: Sequence[DeviceReport]) -> list[int]:
+    def _append(self, items: Sequence[DeviceReport]) -> list[int | Fault]:
         db = self.database.connection
-        ids: list[int] = []
+        results: list[int | Fault] = []
         with db:
             for item in items:
-                r = item.report
-                cursor = db.execute(
-                    "INSERT INTO journal (device, boot, seq, t_ms, received_ms, vals) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (item.device, r.boot, r.seq, item.t_ms, item.received_ms,
-                     cbor2.dumps(r.values)))
-                ids.append(int(cursor.lastrowid or 0))
-                db.execute("INSERT OR REPLACE INTO last_report (device, boot, seq) VALUES (?,?,?)",
-                           (item.device, r.boot, r.seq))
-        return ids
+                fault = record_fault(item)
+                if fault is None:
+                    try:
+                        results.append(self._insert(db, item))
+                        continue
+                    except DATA_ERRORS as exc:  # raised while binding: nothing was written
+                        fault = quarantine.fault_of(exc)
+                quarantine.insert(db, item, fault)
+                results.append(fault)
+        return results
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, item: DeviceReport) -> int:
+        r = item.report
+        vals = cbor2.dumps(r.values)
+        cursor = db.execute(
+            "INSERT INTO journal (device, boot, seq, t_ms, received_ms, vals) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (item.device, r.boot, r.seq, item.t_ms, item.received_ms, vals))
+        db.execute("INSERT OR REPLACE INTO last_report (device, boot, seq) VALUES (?,?,?)",
+                   (item.device, r.boot, r.seq))
+        return int(cursor.lastrowid or 0)
+
+    def _quarantine(self, rows: list[tuple[Journaled, Fault]]) -> None:
+        db = self.database.connection
+        with db:
+            for row, fault in rows:
+                quarantine.insert(db, row.item, fault)
+                db.execute("DELETE FROM journal WHERE id = ?", (row.row_id,))
 
     def _file(self, summaries: list[Summary], watermarks: list[Watermark],
               closed: dict[tuple[str, str], int], filed_through: int) -> None:

@@ -15,7 +15,9 @@ from typing import Protocol
 
 from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.pipeline.journal import Journal, Journaled, Recovery, Watermark
+from tandem.gateway.pipeline.quarantine import DATA_ERRORS, Fault, fault_of, record_fault
 from tandem.gateway.pipeline.windows import TumblingWindows
+from tandem.gateway.reports import DeviceReport
 from tandem.gateway.store.outbox import OutboxFull, Priority
 from tandem.wire.batch import Record, Summary
 from tandem.wire.clock import now_ms
@@ -46,6 +48,7 @@ class SummaryPipeline:
         self._metrics = metrics
         self._flush_interval_s = flush_interval_s
         self._closed: list[Summary] = []
+        self._poisoned: list[tuple[Journaled, Fault]] = []
         self._last_row = 0
 
     def recover(self, recovery: Recovery) -> None:
@@ -83,18 +86,33 @@ class SummaryPipeline:
         await self._flush()
 
     def _take(self, row: Journaled, skip_filed: bool = False) -> None:
-        item, now = row.item, now_ms()
-        t_ms = item.t_ms
+        item = row.item
+        self._last_row = row.row_id
+        fault = record_fault(item)
+        if fault is None:
+            try:
+                self._add(item, skip_filed)
+            except DATA_ERRORS as exc:  # never let one record stop the others
+                fault = fault_of(exc)
+        if fault is not None:
+            self._poisoned.append((row, fault))
+            return
+        self._metrics.reports.inc()
+        self._metrics.readings.inc(len(item.report.values))
+        self._metrics.device_last_seen.labels(
+            device=self._metrics.device_label(item.device)).set(item.received_ms / 1000)
+
+    def _add(self, item: DeviceReport, skip_filed: bool) -> None:
+        now, t_ms = now_ms(), item.t_ms
         for channel, value in item.report.values.items():
             if skip_filed and self._windows.is_filed(item.device, channel, t_ms):
                 continue
             self._closed.extend(self._windows.add(item.device, channel, t_ms, value, now))
-        self._last_row = row.row_id
-        self._metrics.reports.inc()
-        self._metrics.readings.inc(len(item.report.values))
-        self._metrics.device_last_seen.labels(device=item.device).set(item.received_ms / 1000)
 
     async def _flush(self) -> None:
+        if self._poisoned:
+            await self._journal.quarantine(self._poisoned)
+            self._poisoned = []
         if not self._closed:
             return
         devices = {s.device for s in self._closed}
@@ -106,6 +124,9 @@ class SummaryPipeline:
             self._windows.keep_closed_changes(changes)
             self._hold_back(exc)
             return
+        except BaseException:  # a disk error: the supervisor restarts us, nothing is lost
+            self._windows.keep_closed_changes(changes)
+            raise
         self._metrics.summaries.inc(len(self._closed))
         log.debug("filed %d summaries", len(self._closed))
         self._closed = []

@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from tandem.gateway.identity.keystore import KeyStore
 from tandem.gateway.identity.secretfiles import write_private
 from tandem.gateway.privacy.stage import PrivacyConfigError
+from tandem.gateway.supervisor import periodic
 from tandem.wire.clock import now_ms
 from tandem.wire.errors import WireError
 from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
@@ -91,11 +92,11 @@ class PolicyAgent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every poll_s until stop is set."""
-        while not stop.is_set():
+        async def step() -> None:
             with contextlib.suppress(httpx.HTTPError):
                 await self.check_once()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._poll_s)
+
+        await periodic(stop, self._poll_s, step)
 
     async def check_once(self) -> str:
         """Fetch, judge, install, acknowledge; return what happened."""

@@ -8,6 +8,9 @@ nothing: the previous policy stays in force.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tandem.gateway.access.device_policy import DevicePolicy
@@ -16,6 +19,7 @@ from tandem.gateway.policy.limits import ActionLimiter
 from tandem.gateway.privacy.gate import PrivacyGate
 from tandem.gateway.privacy.keys import pseudonym_key
 from tandem.gateway.privacy.stage import PrivacyConfigError, PrivacyStage
+from tandem.gateway.privacy.transforms import pseudonym
 from tandem.wire.release import Release
 
 
@@ -23,8 +27,10 @@ class Enforcer:
     """Applies releases to the gateway's enforcement points."""
 
     def __init__(self, gate: PrivacyGate, devices: DevicePolicy, limiter: ActionLimiter,
-                 secrets: SecretStore, recipient: ec.EllipticCurvePublicKey | None) -> None:
+                 secrets: SecretStore, recipient: ec.EllipticCurvePublicKey | None,
+                 on_device_label: Callable[[Callable[[str], str]], None] | None = None) -> None:
         self._gate = gate
+        self._on_device_label = on_device_label  # metrics label devices as the cloud sees them
         self._devices = devices
         self._limiter = limiter
         self._secrets = secrets
@@ -41,6 +47,8 @@ class Enforcer:
         key = self._key() if doc.privacy.device_ids == "pseudonymise" else None
         stage = PrivacyStage(doc.privacy, key, self._recipient)
         self._gate.install(stage)
+        if self._on_device_label is not None:
+            self._on_device_label(str if key is None else functools.partial(pseudonym, key))
         devices = doc.devices
         self._devices.set_policy(devices.allowed, devices.revoked, dict(devices.resources))
         self._limiter.per_minute = doc.limits.max_actions_per_minute

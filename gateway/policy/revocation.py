@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
 from tandem.gateway.access.device_policy import DevicePolicy, parse_revocation_list
 from tandem.gateway.filewatch import FileWatch
+from tandem.gateway.supervisor import periodic
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ class RevocationList:
 
     async def run(self, stop: asyncio.Event, poll_s: float = 1.0) -> None:
         """Poll the file until stop is set."""
-        while not stop.is_set():
+        async def step() -> None:
             self.reload()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), poll_s)
+
+        await periodic(stop, poll_s, step)

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -24,6 +22,7 @@ from tandem.gateway.policy.revocation import RevocationList
 from tandem.gateway.privacy.gate import PrivacyGate
 from tandem.gateway.store.database import GatewayDatabase
 from tandem.gateway.store.outbox import Outbox
+from tandem.gateway.supervisor import TaskFactory
 
 log = logging.getLogger(__name__)
 
@@ -41,7 +40,8 @@ class SecurityService:
         outbox.admission = self.gate
         self.limiter = ActionLimiter()
         self.enforcer = Enforcer(self.gate, devices, self.limiter, keystore,
-                                 _key(config.policy.data_key, data_dir, enrolled.DATA_KEY))
+                                 _key(config.policy.data_key, data_dir, enrolled.DATA_KEY),
+                                 metrics.set_device_label)
         self.revocations = RevocationList(config.coap.revocation_file, devices) \
             if config.coap.revocation_file is not None else None
         self.agent = self._agent(config, database, keystore, http)
@@ -63,13 +63,14 @@ class SecurityService:
                            self.enforcer.install, keystore, http, database.call,
                            config.policy.poll_s)
 
-    def tasks(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
-        """The watcher tasks to run."""
-        found: list[tuple[str, Coroutine[Any, Any, None]]] = []
-        if self.revocations is not None:
-            found.append(("revocation-list", self.revocations.run(stop)))
-        if self.agent is not None:
-            found.append(("policy-agent", self.agent.run(stop)))
+    def tasks(self, stop: asyncio.Event) -> list[tuple[str, TaskFactory]]:
+        """The watcher tasks to run, as factories (the supervisor may run one again)."""
+        found: list[tuple[str, TaskFactory]] = []
+        revocations, agent = self.revocations, self.agent
+        if revocations is not None:
+            found.append(("revocation-list", lambda: revocations.run(stop)))
+        if agent is not None:
+            found.append(("policy-agent", lambda: agent.run(stop)))
         return found
 
     async def close(self) -> None:

@@ -8,8 +8,6 @@ Without `[rules] file` and `[inference] model` there is nothing to build.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any
 
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.inference.model import ScoringModel
@@ -21,6 +19,7 @@ from tandem.gateway.rules.definitions import RuleSet
 from tandem.gateway.rules.loader import load_rules
 from tandem.gateway.rules.reflex import Offload, Reflex, ScoreSource
 from tandem.gateway.rules.reload import RulesReloader
+from tandem.gateway.supervisor import TaskFactory
 
 
 class LocalControl:
@@ -59,14 +58,15 @@ class LocalControl:
             return None
         return cls(config, store, metrics, ports=ports, offload=offload, commander=commander)
 
-    def tasks(self, stop: asyncio.Event) -> list[tuple[str, Coroutine[Any, Any, None]]]:
+    def tasks(self, stop: asyncio.Event) -> list[tuple[str, TaskFactory]]:
         """(name, coroutine) of the watchers to run until `stop`."""
-        found: list[tuple[str, Coroutine[Any, Any, None]]] = []
-        if self.reloader is not None:
-            found.append(("rules-reload", self.reloader.run(stop, self.config.rules.poll_s)))
-        if self.config.inference.model is not None:
-            found.append(("model-watch", self.model.watch(self.config.inference.model, stop,
-                                                          self.config.inference.poll_s)))
+        found: list[tuple[str, TaskFactory]] = []
+        reloader, model = self.reloader, self.config.inference.model
+        if reloader is not None:
+            found.append(("rules-reload", lambda: reloader.run(stop, self.config.rules.poll_s)))
+        if model is not None:
+            found.append(("model-watch", lambda: self.model.watch(model, stop,
+                                                                  self.config.inference.poll_s)))
         return found
 
     async def close(self) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 from tandem.gateway.filewatch import FileWatch
 from tandem.gateway.rules.definitions import RuleSet
 from tandem.gateway.rules.loader import RulesError, load_rules
+from tandem.gateway.supervisor import wait_or_stop
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,8 @@ class RulesReloader:
 
     async def run(self, stop: asyncio.Event, poll_s: float = 1.0) -> None:
         """Check every `poll_s` seconds until `stop` is set."""
-        while not stop.is_set():
-            try:
-                await asyncio.wait_for(stop.wait(), poll_s)
-            except TimeoutError:
-                self.check()
+        while not await wait_or_stop(stop, poll_s):
+            self.check()
 
     def _report(self, result: str) -> None:
         if self._on_result is not None:

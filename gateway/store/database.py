@@ -10,6 +10,7 @@ so every table exists before any component uses it.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ class GatewayDatabase:
     """A SQLite connection owned by a single worker thread."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _private_file(path)
         self.path = path
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gateway-db")
         self._db: sqlite3.Connection | None = None
@@ -76,3 +77,11 @@ class GatewayDatabase:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def _private_file(path: Path) -> None:
+    """Create the folder 0700 and the database file 0600 (SQLite gives -wal/-shm its mode)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    path.chmod(0o600)

@@ -93,10 +93,24 @@ CREATE TABLE IF NOT EXISTS privacy_counts (
 );
 """
 
+_V2_QUARANTINE = """
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    device TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    received_ms INTEGER NOT NULL,
+    quarantined_ms INTEGER NOT NULL,
+    record BLOB NOT NULL
+);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "outbox (records, batches, corrupt_records, meta), journal (journal, "
                  "last_report, closed_windows), raw_cache, privacy_counts",
               _V1_UNVERSIONED_TABLES),
+    Migration(2, "quarantine: records kept aside because they cannot be summarised",
+              _V2_QUARANTINE),
 )
 LATEST = MIGRATIONS[-1].version
 

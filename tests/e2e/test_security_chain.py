@@ -130,6 +130,10 @@ def test_a_pushed_policy_changes_the_next_uploads_and_a_forgery_is_refused(
     seen = _until("two windows under the pseudonym", lambda: len(
         _points(client, device=alias)) >= 2 and _points(client, device=alias))
     assert {p["channel"] for p in seen} == {"temp"}  # vib dropped at the edge
+    metrics_url = f"http://127.0.0.1:{site.ports.metrics}/metrics"
+    labelled = _until("the pseudonym in the gateway's metrics", lambda: (
+        text if f'device="{alias}"' in (text := httpx.get(metrics_url).text) else None))
+    assert "node-01" not in labelled  # metrics pseudonymise like the uploads
 
     forged_env = {"TANDEM_CLOUD_POLICY_SIGNING_KEY": str(site.root / "cloud-keys/forger.pem")}
     _cli("tandem-cloud", "policy", "push", "--group", "plant-a", str(policy), *cloud,

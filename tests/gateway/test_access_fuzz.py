@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import socket
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,7 +24,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tandem.wire.errors import WireError
-from tandem.wire.report import CONTENT_FORMAT_CBOR, MAX_REPORT_BYTES, decode_report
+from tandem.wire.report import (
+    CONTENT_FORMAT_CBOR,
+    MAX_REPORT_BYTES,
+    check_time,
+    decode_report,
+)
 from tests.gateway.access_peers import (
     DtlsClient,
     RecordingSink,
@@ -122,12 +128,12 @@ def _encoded(message: Message, draw: st.DrawFn) -> bytes:
 def expected(expectation: dict[str, Any]) -> tuple[Code, str | None]:
     """The code and counter a POST /r must produce (the oracle: decode_report)."""
     payload, fmt = expectation["payload"], expectation["format"]
-    if fmt not in (None, CONTENT_FORMAT_CBOR):
+    if fmt != CONTENT_FORMAT_CBOR:
         return Code.UNSUPPORTED_CONTENT_FORMAT, "bad_content_format"
     if len(payload) > MAX_REPORT_BYTES:
         return Code.REQUEST_ENTITY_TOO_LARGE, "report_too_large"
     try:
-        decode_report(payload)
+        check_time(decode_report(payload), time.time_ns() // 1_000_000)
     except WireError as exc:
         return Code.BAD_REQUEST, f"bad_report_{exc.reason}"
     return Code.CHANGED, None

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cbor2
 import pytest
 from aiocoap import CHANGED
 from aiocoap.message import Message
@@ -65,6 +67,39 @@ def test_malformed_cbor_gets_4_00_is_counted_and_the_next_report_is_served(
     assert (stats["bad_report_cbor"], stats["bad_report_schema"]) == (1, 1)
 
 
+def _poison(**fields: object) -> bytes:
+    report = {1: 7, 2: 0xB007, 3: time.time_ns() // 1_000_000, 4: {"temp": 21.5}}
+    report.update({{"seq": 1, "t": 3, "values": 4}[k]: v for k, v in fields.items()})
+    return cbor2.dumps(report)
+
+
+POISON = {
+    "t = 2^63": (_poison(t=2**63), b"schema"),
+    "t = 2^64-1": (_poison(t=2**64 - 1), b"schema"),
+    "t = 2^63-1": (_poison(t=2**63 - 1), b"schema"),
+    "t a year ahead": (_poison(t=time.time_ns() // 1_000_000 + 365 * 86_400_000), b"time"),
+    "t in 1990": (_poison(t=631_152_000_000), b"time"),
+    "seq = 2^40": (_poison(seq=2**40), b"schema"),
+    "value 1e308": (_poison(values={"temp": 1e308}), b"schema"),
+    "value -1e16": (_poison(values={"temp": -1e16}), b"schema"),
+    "value NaN": (_poison(values={"temp": math.nan}), b"schema"),
+    "value inf": (_poison(values={"temp": math.inf}), b"schema"),
+    "value 2^70": (_poison(values={"temp": 2**70}), b"schema"),
+}
+
+
+@pytest.mark.parametrize("payload,reason", POISON.values(), ids=list(POISON))
+def test_out_of_range_report_gets_4_00_naming_the_field_and_is_not_taken(
+        server: ServerThread, client: DtlsClient, sink: RecordingSink, payload: bytes,
+        reason: bytes) -> None:
+    reply = client.request(report_post(payload))
+    assert reply.code == Code.BAD_REQUEST
+    assert reply.payload.startswith(reason)
+    assert sink.items == []
+    assert server.server.stats[f"bad_report_{reason.decode()}"] == 1
+    assert client.request(report_post(sample_report())).code == CHANGED
+
+
 def test_full_sink_gets_5_03_with_max_age_1(client: DtlsClient, sink: RecordingSink) -> None:
     sink.accepting = False
     reply = client.request(report_post(sample_report()))
@@ -84,10 +119,14 @@ def test_other_content_format_gets_4_15(client: DtlsClient) -> None:
     assert reply.code == Code.UNSUPPORTED_CONTENT_FORMAT
 
 
-def test_report_without_content_format_is_accepted(client: DtlsClient) -> None:
+def test_report_without_content_format_gets_4_15(client: DtlsClient,
+                                                 sink: RecordingSink) -> None:
     message = report_post(sample_report())
     message.opt.content_format = None
-    assert client.request(message).code == CHANGED
+    reply = client.request(message)
+    assert reply.code == Code.UNSUPPORTED_CONTENT_FORMAT
+    assert reply.payload == b"Content-Format must be 60"
+    assert sink.items == []
 
 
 def test_device_outside_the_allow_list_gets_4_03(site: Site, sink: RecordingSink) -> None:

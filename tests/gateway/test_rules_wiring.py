@@ -77,7 +77,7 @@ def test_rules_and_model_are_loaded_watched_and_reloaded(tmp_path: Path) -> None
         local = LocalControl.from_config(config, _Store(), metrics)
         assert local is not None
         stop = asyncio.Event()
-        tasks = [asyncio.create_task(coro, name=name) for name, coro in local.tasks(stop)]
+        tasks = [asyncio.create_task(make(), name=name) for name, make in local.tasks(stop)]
         assert sorted(t.get_name() for t in tasks) == ["model-watch", "rules-reload"]
         if interpreter_class() is not None:
             await until(lambda: local.model.model is not None, "the model to load")
