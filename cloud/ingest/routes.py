@@ -27,6 +27,7 @@ from tandem.cloud.db import engine as database
 from tandem.cloud.errors import RecordsRefused, Rejection, error_response
 from tandem.cloud.fleet import registry
 from tandem.cloud.fleet.gateway_requests import registered_key
+from tandem.cloud.ingest import plausible
 from tandem.cloud.ingest import sealed as sealed_store
 from tandem.cloud.metrics import metrics
 from tandem.cloud.raw import store as raw_store
@@ -151,6 +152,9 @@ def _decoded(body: bytes, limit: int) -> bytes:
         raise Rejection(413, "too_large", f"body inflates past {limit} bytes")
     if not inflater.eof:
         raise Rejection(400, "malformed", "gzip: truncated")
+    if inflater.unused_data:
+        # a second member or trailing bytes: what was signed is ambiguous, so refuse it
+        raise Rejection(400, "malformed", "gzip: data after the end of the stream")
     return plain
 
 
@@ -166,6 +170,11 @@ def _admit(body: bytes) -> Batch:
         raise Rejection(403, "gateway_mismatch",
                         f"batch names gateway {batch.gateway!r} but is signed by {verified.kid!r}")
     _check_age(batch)
+    try:
+        plausible.check_records(batch.records, batch.sent_ms,
+                                _config().ingest.max_clock_skew_s * 1000)
+    except plausible.Implausible as exc:
+        raise Rejection(422, "invalid_batch", str(exc)) from None
     return batch
 
 
