@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from tandem.cloud.access.auth import public
@@ -51,11 +52,12 @@ WIRE_FAULTS: dict[str, tuple[int, str]] = {
 }
 # Every other way a batch is refused (besides the wire faults above).
 OTHER_REJECTIONS = ("unsupported_media_type", "revoked_gateway", "gateway_mismatch",
-                    "stale_batch", "future_batch")
+                    "stale_batch", "future_batch", "foreign_device")
 # Refusals the audit log records: forged, foreign, revoked or replayed batches (not mere
 # malformed bytes, which say nothing about who sent them).
 AUDITED_REJECTIONS = frozenset({"bad_signature", "unknown_gateway", "revoked_gateway",
-                                "gateway_mismatch", "stale_batch", "future_batch"})
+                                "gateway_mismatch", "stale_batch", "future_batch",
+                                "foreign_device"})
 
 
 @bp.record_once
@@ -197,6 +199,8 @@ def _store(batch: Batch, received_ms: int) -> bool:
 
     A store outside the SQL database gets the points first, before the ledger
     transaction opens: a failure in between is repaired by the gateway's resend.
+    Its devices are claimed before that write, so no point of a device another
+    gateway owns ever reaches it; the ledger transaction checks ownership again.
     """
     sessions = database.sessions()
     store = timeseries.store()
@@ -206,10 +210,13 @@ def _store(batch: Batch, received_ms: int) -> bool:
                 session.connection(execution_options={database.READ_ONLY: True})
                 if registry.batch_seen(session, batch.gateway, batch.seq):
                     return False
+            with sessions.begin() as session:
+                _claim(session, batch, received_ms)
             store.write(batch.gateway, batch.records, None)
         with sessions.begin() as session:
             if registry.batch_seen(session, batch.gateway, batch.seq):
                 return False
+            _claim(session, batch, received_ms)
             registry.record_batch(session, batch.gateway, batch.seq, batch.sent_ms,
                                   received_ms, len(batch.records))
             if store.shares_transaction:
@@ -225,6 +232,17 @@ def _store(batch: Batch, received_ms: int) -> bool:
                 return False
         raise
     return True
+
+
+def _claim(session: Session, batch: Batch, now: int) -> None:
+    """Bind batch's new devices to its gateway; Rejection if another gateway owns one."""
+    foreign = registry.claim_devices(session, batch.gateway,
+                                     (r.device for r in batch.records), now)
+    if foreign:
+        shown = ", ".join(repr(d) for d in foreign[:5])
+        raise Rejection(422, "foreign_device",
+                        f"{len(foreign)} device(s) belong to another gateway ({shown}); "
+                        "an operator may move them")
 
 
 def _config() -> CloudConfig:

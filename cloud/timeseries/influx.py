@@ -182,7 +182,7 @@ def _summary_select(db: str, q: SummaryQuery, at_ms: int | None = None) -> str:
 
 def _event_select(db: str, q: EventQuery, at_ms: int | None = None) -> str:
     where = _where([("device", q.device, True), ("name", q.name, True),
-                    ("gateway", q.gateway, False)], q.start_ms, q.end_ms, at_ms,
+                    ("gateway", q.gateway, True)], q.start_ms, q.end_ms, at_ms,
                    f'"severity" >= {q.min_severity}' if q.min_severity else None)
     columns = ", ".join(identifier(c) for c in _EVENT_COLUMNS)
     return f"SELECT {columns} FROM {_source(db, EVENT)}{where}"
@@ -214,7 +214,7 @@ def _stored_summary(row: Row) -> StoredSummary:
 def _stored_event(row: Row) -> StoredEvent:
     t, gateway, device, name, severity, values = row
     decoded = {k: float(v) for k, v in json.loads(values).items()}
-    return StoredEvent(gateway, Event(device=untag(device), name=untag(name), t_ms=t,
+    return StoredEvent(untag(gateway), Event(device=untag(device), name=untag(name), t_ms=t,
                                       severity=severity, values=decoded))
 
 
@@ -222,8 +222,8 @@ def _summary_order(p: StoredSummary) -> tuple[int, str, str, str, int]:
     return (p.summary.t0_ms, p.summary.device, p.summary.channel, p.gateway, p.summary.t1_ms)
 
 
-def _event_order(p: StoredEvent) -> tuple[int, str, str]:
-    return (p.event.t_ms, p.event.device, p.event.name)
+def _event_order(p: StoredEvent) -> tuple[int, str, str, str]:
+    return (p.event.t_ms, p.event.device, p.event.name, p.gateway)
 
 
 def _sorted_ties(items: Iterator[_T], order: Callable[[_T], tuple[Any, ...]]) -> Iterator[_T]:

@@ -60,17 +60,18 @@ summaries_table = Table(
 
 events_table = Table(
     "ts_events", _metadata,
+    # the gateway is part of the key: one gateway's event never overwrites another's
+    Column("gateway", String(64), primary_key=True),
     Column("device", String(64), primary_key=True),
     Column("name", String(64), primary_key=True),
     Column("t_ms", BigInteger, primary_key=True),
-    Column("gateway", String(64), nullable=False),
     Column("severity", Integer, nullable=False),
     Column("values_json", Text, nullable=False),
     Index("ix_ts_events_t", "t_ms"),
 )
 
 _SUMMARY_VALUES = ("n", "min", "max", "mean", "last")
-_EVENT_VALUES = ("gateway", "severity", "values_json")
+_EVENT_VALUES = ("severity", "values_json")
 
 
 class SQLiteTimeSeries:
@@ -98,7 +99,7 @@ class SQLiteTimeSeries:
                                         _SUMMARY_VALUES),
                        summaries)
         if events:
-            tx.execute(upsert_statement(tx, events_table, ("device", "name", "t_ms"),
+            tx.execute(upsert_statement(tx, events_table, ("gateway", "device", "name", "t_ms"),
                                         _EVENT_VALUES), events)
 
     def summaries(self, query: SummaryQuery) -> list[StoredSummary]:
@@ -168,7 +169,7 @@ def _event_select(query: EventQuery) -> Select[Any]:
                      (t.gateway, query.gateway))
     if query.min_severity:
         stmt = stmt.where(t.severity >= query.min_severity)
-    return stmt.order_by(t.t_ms, t.device, t.name)
+    return stmt.order_by(t.t_ms, t.device, t.name, t.gateway)
 
 
 def _time_filtered(stmt: Select[Any], column: Any, start: int | None,

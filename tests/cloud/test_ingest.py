@@ -51,7 +51,8 @@ def test_same_seq_with_other_content_is_still_a_duplicate(app, client, pki, kit)
 
 def test_sequences_are_per_gateway(client, pki, kit):
     assert kit.post(client, kit.envelope(pki.gateway, 1)).json["status"] == "stored"
-    assert kit.post(client, kit.envelope(pki.other_gateway, 1)).json["status"] == "stored"
+    other = kit.envelope(pki.other_gateway, 1, [kit.summary(device="dev-2")])
+    assert kit.post(client, other).json["status"] == "stored"
 
 
 @pytest.mark.storages("sqlite", "influxdb", "postgresql", "postgresql+influxdb")
