@@ -15,6 +15,8 @@
     [security]  key_provider       # "local": data keys in key_file
                 key_file           # default <data_dir>/keys/at-rest.keys, created mode 0600
                 session_lifetime_s, token_max_days   # 0 = API tokens may never expire
+                login_window_s, login_failures_per_source, login_failures_per_account
+                refusal_interval_s # anonymous refusals: one audit row per source and interval
 
 Every field may be overridden by TANDEM_CLOUD_<SECTION>_<FIELD> (top-level
 fields by TANDEM_CLOUD_<FIELD>). Unknown keys and variables are errors, so a
@@ -104,6 +106,10 @@ class SecurityConfig:
     key_file: Path | None = None
     session_lifetime_s: int = 8 * 3600
     token_max_days: int = 365
+    login_window_s: int = 300  # failed sign-ins are counted per source and account this long
+    login_failures_per_source: int = 20
+    login_failures_per_account: int = 10
+    refusal_interval_s: int = 60
 
 
 @dataclass(frozen=True)
@@ -305,6 +311,10 @@ def _validate_security(config: CloudConfig) -> None:
         raise config.error("security.session_lifetime_s", "must be at least 60")
     if security.token_max_days < 0:
         raise config.error("security.token_max_days", "must not be negative (0 = no limit)")
+    for name in ("login_window_s", "login_failures_per_source", "login_failures_per_account",
+                 "refusal_interval_s"):
+        if getattr(security, name) < 1:
+            raise config.error(f"security.{name}", "must be at least 1")
 
 
 def _validate_timeseries(config: CloudConfig) -> None:

@@ -21,6 +21,8 @@ class Metrics:
     batches_rejected: Counter
     records_ingested: Counter
     ingest_seconds: Histogram
+    refusals: Counter
+    logins: Counter
 
 
 def create_metrics() -> Metrics:
@@ -41,6 +43,12 @@ def create_metrics() -> Metrics:
             "tandem_cloud_ingest_seconds", "Time to handle one uplink batch request",
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
             registry=registry),
+        refusals=Counter(
+            "tandem_cloud_anonymous_refusals", "Refusals of unauthenticated requests (audited "
+            "once per source and interval), by kind", ["kind"], registry=registry),
+        logins=Counter(
+            "tandem_cloud_logins", "Sign-in attempts, by outcome (ok, failed, throttled)",
+            ["outcome"], registry=registry),
     )
 
 

@@ -29,6 +29,11 @@ def insert_missing_statement(conn: Connection, table: Table, key: Sequence[str])
     return _insert(conn)(table).on_conflict_do_nothing(index_elements=list(key))
 
 
+def dialect_insert(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT into table, for an ON CONFLICT clause of the caller's own."""
+    return _insert(conn)(table)
+
+
 def _insert(conn: Connection) -> Callable[[Table], Any]:
     try:
         return _INSERTS[conn.dialect.name]

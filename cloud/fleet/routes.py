@@ -43,7 +43,7 @@ def init_app(app: Flask) -> None:
 
 
 def _installer(secret: str) -> Principal | None:
-    with database.sessions()() as session:
+    with database.read_session() as session:
         grant = enrol_store.find_grant(session, secret, now_ms())
     if grant is None:
         return None
@@ -56,7 +56,7 @@ def enrol() -> tuple[Response, int]:
     """Certify and register the gateway the installer token names."""
     secret = request.headers.get("Authorization", "").partition(" ")[2].strip()
     now = now_ms()
-    with database.sessions()() as session:
+    with database.read_session() as session:
         grant = enrol_store.find_grant(session, secret, now)
     if grant is None:
         raise Rejection(401, "invalid_token", "the installer token is unknown, used or expired")

@@ -87,10 +87,13 @@ def post_batch() -> tuple[Response, int]:
 
 
 def _audit_refusal(exc: Rejection) -> None:
+    # Aggregated per source and reason: a replayed or forged batch proves nothing about its
+    # sender, so each one must not cost an audit row (audit/refusals.py).
     if exc.code not in AUDITED_REJECTIONS:
         return
     try:
-        audit.record(audit.INGEST_REFUSED, detail={"reason": exc.code, "detail": exc.detail})
+        audit.refused(audit.INGEST_REFUSED, {"reason": exc.code, "detail": exc.detail},
+                      kind=f"{audit.INGEST_REFUSED}/{exc.code}")
     except SQLAlchemyError as failure:  # the refusal stands; the database is failing anyway
         log.error("cannot audit a refused batch: %s", failure)
 

@@ -100,7 +100,7 @@ def export() -> Response:
 def devices() -> Response:
     """Devices seen, with the gateway that reported them and when."""
     q = QueryParams({"gateway"})
-    with database.sessions()() as session:
+    with database.read_session() as session:
         rows = registry.list_devices(session, q.name("gateway"))
         body = [{"device": d.device, "gateway": d.gateway, "first_seen": d.first_seen_ms,
                  "last_seen": d.last_seen_ms} for d in rows]
@@ -112,7 +112,7 @@ def devices() -> Response:
 def gateways() -> Response:
     """Registered gateways and their status."""
     QueryParams(set())
-    with database.sessions()() as session:
+    with database.read_session() as session:
         body = [{"name": g.name, "status": g.status, "created": g.created_ms,
                  "fingerprint": g.fingerprint} for g in registry.list_gateways(session)]
     return jsonify(gateways=body)
