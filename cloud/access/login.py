@@ -88,17 +88,20 @@ def _failed(name: str, held_to: list[throttle.Limit], window_ms: int) -> Respons
     """Count the failure against source and account, audit it (aggregated), show the form."""
     with database.sessions().begin() as db:
         throttle.record_failure(db, held_to, now_ms(), window_ms)
+        used_up = throttle.exhausted(db, held_to, now_ms(), window_ms)
     metrics().logins.labels("failed").inc()
     audit.refused(audit.LOGIN_FAILED, {"user": name})
+    if used_up is not None:
+        # audited once, when the limit is reached: throttled attempts then write nothing
+        audit.refused(audit.LOGIN_THROTTLED, {"user": name, "limit": used_up.key.split(":")[0]})
     page = render_template("login.html", failed=True, user=name, next_page=_next_page())
     return page, 401
 
 
 def _throttled(name: str, used_up: throttle.Limit, retry_s: int) -> ResponseReturnValue:
-    """Refuse without checking the password: too many failures from here or for this user."""
+    """Refuse without checking the password or writing: too many failures here or for name."""
     log.warning("sign-in throttled for %s (%s)", used_up.key, name)
     metrics().logins.labels("throttled").inc()
-    audit.refused(audit.LOGIN_THROTTLED, {"user": name, "limit": used_up.key.split(":")[0]})
     response, _ = error_response(429, "too_many_attempts",
                                  "too many failed sign-ins; try again later")
     response.status_code = 429
