@@ -11,10 +11,20 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from tandem.cloud.audit import chain as auditlog
 from tandem.cloud.db import engine as database
 
 FLOOD = 60
+
+
+@pytest.fixture(autouse=True)
+def frozen_interval(monkeypatch, kit) -> int:
+    """The audit clock held inside one interval, so no test straddles two by chance."""
+    now = kit.now_ms()
+    monkeypatch.setattr("tandem.cloud.audit.record.now_ms", lambda: now)
+    return now
 
 
 def audit_rows(app) -> list[tuple[str, str, dict]]:
@@ -49,11 +59,12 @@ def test_each_source_and_reason_is_audited_once_per_interval(app, anonymous, pki
                        ("anonymous@192.0.2.7", "unknown_gateway")]
 
 
-def test_a_finished_interval_is_summarised_in_one_row(app, anonymous, pki, kit, monkeypatch):
+def test_a_finished_interval_is_summarised_in_one_row(app, anonymous, pki, kit, monkeypatch,
+                                                      frozen_interval):
     for seq in range(5):
         kit.post(anonymous, kit.envelope(pki.unregistered, seq))
     interval_ms = app.config["TANDEM"].security.refusal_interval_s * 1000
-    later = kit.now_ms() + interval_ms
+    later = frozen_interval + interval_ms
     monkeypatch.setattr("tandem.cloud.audit.record.now_ms", lambda: later)
     kit.post(anonymous, kit.envelope(pki.unregistered, 99))
     rows = [r for r in audit_rows(app) if r[0] in ("ingest.refused", "refusals.summary")]
