@@ -92,7 +92,9 @@ def _failed(name: str, held_to: list[throttle.Limit], window_ms: int) -> Respons
     metrics().logins.labels("failed").inc()
     audit.refused(audit.LOGIN_FAILED, {"user": name})
     if used_up is not None:
-        # audited once, when the limit is reached: throttled attempts then write nothing
+        # warned and audited once, when the limit is reached: throttled attempts then
+        # only count in the metric (a log line each would be a flood of its own)
+        log.warning("sign-in throttled for %s (%s) from now on", used_up.key, name)
         audit.refused(audit.LOGIN_THROTTLED, {"user": name, "limit": used_up.key.split(":")[0]})
     page = render_template("login.html", failed=True, user=name, next_page=_next_page())
     return page, 401
@@ -100,7 +102,7 @@ def _failed(name: str, held_to: list[throttle.Limit], window_ms: int) -> Respons
 
 def _throttled(name: str, used_up: throttle.Limit, retry_s: int) -> ResponseReturnValue:
     """Refuse without checking the password or writing: too many failures here or for name."""
-    log.warning("sign-in throttled for %s (%s)", used_up.key, name)
+    log.debug("sign-in throttled for %s (%s)", used_up.key, name)
     metrics().logins.labels("throttled").inc()
     response, _ = error_response(429, "too_many_attempts",
                                  "too many failed sign-ins; try again later")

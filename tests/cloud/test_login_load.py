@@ -120,5 +120,5 @@ def test_parallel_wrong_passwords_slow_ingest_no_more_than_harmless_traffic(
     assert reads and set(reads) == {200}  # no 503 "database is locked"
     print(f"ingest median {unloaded * 1000:.1f} ms alone, {busy * 1000:.1f} ms beside "
           f"health checks, {loaded * 1000:.1f} ms beside password guessing")
-    assert loaded < 2 * busy + 0.01, f"median {loaded * 1000:.0f} ms beside guessing, " \
+    assert loaded < 3 * busy + 0.02, f"median {loaded * 1000:.0f} ms beside guessing, " \
                                      f"{busy * 1000:.0f} ms beside health checks"
