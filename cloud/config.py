@@ -132,6 +132,12 @@ class SecurityConfig:
     key_file: FilePath | None = None  # default <data_dir>/keys/at-rest.keys, created mode 0600
     session_lifetime_s: Annotated[Int, Field(ge=60)] = 8 * 3600
     token_max_days: Annotated[Int, Field(ge=0)] = 365  # 0 = API tokens may never expire
+    # failed sign-ins are counted per source and account this long
+    login_window_s: Annotated[Int, Field(ge=1)] = 300
+    login_failures_per_source: Annotated[Int, Field(ge=1)] = 20
+    login_failures_per_account: Annotated[Int, Field(ge=1)] = 10
+    # anonymous refusals: one audit row per source and interval
+    refusal_interval_s: Annotated[Int, Field(ge=1)] = 60
 
 
 @dataclass(frozen=True, config=SECTION)

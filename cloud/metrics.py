@@ -22,6 +22,8 @@ class Metrics:
     records_ingested: Counter
     ingest_seconds: Histogram
     slow_clients_closed: Counter
+    refusals: Counter
+    logins: Counter
 
 
 def create_metrics() -> Metrics:
@@ -45,6 +47,12 @@ def create_metrics() -> Metrics:
         slow_clients_closed=Counter(
             "tandem_cloud_slow_clients_closed", "Connections closed for missing a deadline, "
             "by stage (handshake, header; body is a 400 answer)", ["stage"], registry=registry),
+        refusals=Counter(
+            "tandem_cloud_anonymous_refusals", "Refusals of unauthenticated requests (audited "
+            "once per source and interval), by kind", ["kind"], registry=registry),
+        logins=Counter(
+            "tandem_cloud_logins", "Sign-in attempts, by outcome (ok, failed, throttled)",
+            ["outcome"], registry=registry),
     )
 
 

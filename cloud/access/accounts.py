@@ -45,6 +45,9 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(EncryptedText("users.email"), nullable=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_ms: Mapped[int] = mapped_column(BigInteger)
+    # A browser session is valid only while it carries the current generation: bumping
+    # it (sign-out, password, role or activation change) ends every session at once.
+    session_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class ApiToken(Base):
@@ -109,18 +112,73 @@ def set_active(session: Session, name: str, active: bool) -> bool:
     user = _existing(session, name)
     changed = user.active != active
     user.active = active
+    if changed:
+        end_sessions(user)  # re-enabling must not revive a cookie from before
     return changed
 
 
-def check_password(session: Session, name: str, password: str) -> User | None:
-    """The active user name if password is theirs; equally slow whether name exists or not."""
-    user = find_user(session, name)
-    stored = user.password_hash if user is not None else None
-    if not passwords.verify_password(stored, password) or user is None or not user.active:
-        return None
-    if user.password_hash is not None and passwords.needs_rehash(user.password_hash):
+def set_password(session: Session, name: str, password: str) -> None:
+    """Give name a new password; their browser sessions end."""
+    user = _existing(session, name)
+    try:
         user.password_hash = passwords.hash_password(password)
-    return user
+    except passwords.WeakPassword as exc:
+        raise AccountError(str(exc)) from None
+    end_sessions(user)
+
+
+def set_role(session: Session, name: str, role: str) -> bool:
+    """Change name's role; their browser sessions end. False if it was already role."""
+    if role not in USER_ROLES:
+        raise AccountError(f"role must be one of {', '.join(USER_ROLES)}, got {role!r}")
+    user = _existing(session, name)
+    if user.role == role:
+        return False
+    user.role = role
+    end_sessions(user)
+    return True
+
+
+def end_sessions(user: User) -> None:
+    """Invalidate every browser session of user (the session generation moves on)."""
+    user.session_generation = (user.session_generation or 0) + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """What checking a sign-in needs, read without holding any lock."""
+
+    user_id: int
+    name: str
+    active: bool
+    password_hash: str | None
+    session_generation: int
+
+
+def credentials(session: Session, name: str) -> Credentials | None:
+    """name's credentials, if the user exists."""
+    user = find_user(session, name)
+    if user is None:
+        return None
+    return Credentials(user.id, user.name, user.active, user.password_hash,
+                       user.session_generation or 0)
+
+
+def password_matches(found: Credentials | None, password: str) -> bool:
+    """True if found is an active user and password is theirs; as slow when found is None.
+
+    Deliberately slow (argon2id): call it outside any database transaction.
+    """
+    stored = found.password_hash if found is not None else None
+    return passwords.verify_password(stored, password) and found is not None and found.active
+
+
+def rehash_if_weak(session: Session, found: Credentials, password: str) -> None:
+    """Store a stronger hash of a verified password if its hash uses old parameters."""
+    if found.password_hash is not None and passwords.needs_rehash(found.password_hash):
+        user = session.get(User, found.user_id)
+        if user is not None and user.password_hash == found.password_hash:
+            user.password_hash = passwords.hash_password(password)
 
 
 def create_token(session: Session, user_name: str, token_name: str, now_ms: int,

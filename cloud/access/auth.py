@@ -20,7 +20,9 @@ declared permission and denies by default: an undeclared route answers 403
 1. `Authorization: Bearer <secret>`: a user's API token (`tdm_...`, cloud/
    accounts.py), or any other kind registered with `add_token_resolver`
    (installer tokens). A bad or expired token is 401 `invalid_token`.
-2. the browser session set by /login (cloud/access/login.py). Unsafe methods
+2. the browser session set by /login (cloud/access/login.py), valid while
+   it carries the user's current session generation (sign-out, password,
+   role or activation changes move it on, ending every session). Unsafe methods
    (POST, PUT, PATCH, DELETE) must then carry the CSRF token (`csrf_token`
    form field or `X-CSRFToken` header; Flask-WTF), as must every form POST
    to a public route unless it declares `csrf=False`.
@@ -53,6 +55,7 @@ from tandem.cloud.timestamps import now_ms
 
 PUBLIC = "public"
 SESSION_USER = "uid"
+SESSION_GENERATION = "gen"  # the user's session_generation when the session began
 LOGIN_PAGES = {"login"}  # blueprints whose pages redirect to /login instead of answering 401
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 _EXTENSION = "tandem.auth"
@@ -212,7 +215,7 @@ def _from_bearer(secret: str) -> Principal | None:
 
 
 def _api_token_principal(secret: str) -> Principal | None:
-    with database.sessions()() as db:
+    with database.read_session() as db:
         owner = accounts.resolve_token(db, secret, now_ms())
         if owner is None:
             return None
@@ -224,10 +227,11 @@ def _from_session() -> Principal | None:
     user_id = session.get(SESSION_USER)
     if not isinstance(user_id, int):
         return None
-    with database.sessions()() as db:
+    with database.read_session() as db:
         user = db.get(accounts.User, user_id)
-        if user is None or not user.active:
-            session.clear()
+        if user is None or not user.active \
+                or session.get(SESSION_GENERATION) != (user.session_generation or 0):
+            session.clear()  # signed out, password or role changed, or disabled since
             return None
         return Principal(kind="user", name=user.name, role=user.role, via="session",
                          user_id=user.id)

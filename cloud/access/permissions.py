@@ -21,6 +21,7 @@ class Permission(enum.StrEnum):
     FLEET_READ = "fleet:read"  # list gateways
     FLEET_MANAGE = "fleet:manage"  # register and revoke gateways
     FLEET_ENROL = "fleet:enrol"  # issue one-time installer tokens
+    FLEET_READMIT = "fleet:readmit"  # let a revoked gateway enrol again (admins only)
     GATEWAY_ENROL = "gateway:enrol"  # enrol a gateway with an installer token
     POLICY_READ = "policy:read"  # read signed security policies
     POLICY_PUSH = "policy:push"  # sign and push security policies
@@ -46,7 +47,8 @@ _OPERATOR = _VIEWER | {
     Permission.DATA_EXPORT, Permission.FLEET_MANAGE, Permission.FLEET_ENROL,
     Permission.POLICY_PUSH, Permission.DATA_RAW,
 }
-_ADMIN = _OPERATOR | {Permission.AUDIT_READ, Permission.USERS_MANAGE}
+_ADMIN = _OPERATOR | {Permission.AUDIT_READ, Permission.USERS_MANAGE,
+                      Permission.FLEET_READMIT}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,

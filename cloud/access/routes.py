@@ -35,7 +35,7 @@ def audit_entries() -> Response:
     q = QueryParams({"after", "limit"})
     after = q.integer("after") or 0
     limit = q.integer("limit", minimum=1, maximum=MAX_AUDIT_LIMIT) or 100
-    with database.sessions()() as session:
+    with database.read_session() as session:
         rows = [{"seq": e.seq, "at": e.at_ms, "event": e.event, "actor": e.actor,
                  "detail": json.loads(e.detail), "hash": e.hash}
                 for e in auditlog.entries(session, after, limit)]

@@ -16,17 +16,21 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from flask import has_request_context, request
+from flask import current_app, has_request_context, request
 from sqlalchemy.orm import Session
 
 from tandem.cloud.access.auth import current_principal
 from tandem.cloud.audit import chain as auditlog
+from tandem.cloud.audit import refusals
+from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
+from tandem.cloud.metrics import metrics
 from tandem.cloud.timestamps import now_ms
 
 # Event names; other modules may add their own "<area>.<what>" names.
 LOGIN_OK = "login.ok"
 LOGIN_FAILED = "login.failed"
+LOGIN_THROTTLED = "login.throttled"
 LOGOUT = "logout"
 USER_ADD = "user.add"
 USER_DISABLE = "user.disable"
@@ -51,6 +55,19 @@ def record(event: str, actor: str | None = None, detail: Mapping[str, Any] | Non
         return
     with database.sessions().begin() as own:
         auditlog.append(own, event, who, detail or {}, now_ms())
+
+
+def refused(event: str, detail: Mapping[str, Any], kind: str | None = None) -> bool:
+    """Record an anonymous refusal, aggregated per source and interval (audit/refusals.py).
+
+    kind tells refusals of one event apart (e.g. the reason of a refused batch);
+    returns True when this one got an audit row, False when it was only counted.
+    """
+    config: CloudConfig = current_app.config["TANDEM"]
+    metrics().refusals.labels(kind or event).inc()
+    with database.sessions().begin() as own:
+        return refusals.note(own, event, request_actor(), detail, now_ms(),
+                             config.security.refusal_interval_s * 1000, kind)
 
 
 def request_actor() -> str:

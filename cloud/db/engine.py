@@ -86,6 +86,18 @@ def engine(app: Flask | None = None) -> Engine:
     return cast(Engine, bind)
 
 
+@contextmanager
+def read_session(app: Flask | None = None) -> Iterator[Session]:
+    """An ORM session that only reads: on SQLite it begins deferred, taking no write lock.
+
+    Lookups on every request (tokens, sessions, gateway keys) use it, so they
+    neither wait for nor hold up a writer such as ingest.
+    """
+    with sessions(app)() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
+
+
 def reading(engine: Engine) -> Connection:
     """A connection for reads only (use as a context manager)."""
     return engine.connect().execution_options(**{READ_ONLY: True})

@@ -11,8 +11,8 @@ from types import ModuleType
 
 from sqlalchemy import MetaData
 
-from tandem.cloud.access import accounts
-from tandem.cloud.audit import chain
+from tandem.cloud.access import accounts, throttle
+from tandem.cloud.audit import chain, refusals
 from tandem.cloud.db.base import Base
 from tandem.cloud.fleet import registry, tokens
 from tandem.cloud.ingest import sealed
@@ -20,7 +20,7 @@ from tandem.cloud.policy import store as policy_store
 from tandem.cloud.raw import store as raw_store
 from tandem.cloud.timeseries import sql as timeseries_sql
 
-MODULES: tuple[ModuleType, ...] = (registry, tokens, accounts, chain, sealed, policy_store,
-                                   raw_store, timeseries_sql)
+MODULES: tuple[ModuleType, ...] = (registry, tokens, accounts, throttle, chain, refusals, sealed,
+                                   policy_store, raw_store, timeseries_sql)
 
 metadata: MetaData = Base.metadata

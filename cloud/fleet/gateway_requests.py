@@ -51,7 +51,7 @@ def registered_key(gateway: str) -> ec.EllipticCurvePublicKey | None:
 
     Raises Rejection for a revoked gateway or one registered without an EC key.
     """
-    with database.sessions()() as session:
+    with database.read_session() as session:
         found = registry.find_gateway(session, gateway)
     if found is None:
         return None

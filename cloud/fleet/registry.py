@@ -1,4 +1,9 @@
-"""What the cloud knows about its fleet: gateways, the devices they report, the batches applied.
+"""What the cloud knows about its fleet: gateways, the devices they own, the batches applied.
+
+Every device is owned by one gateway: the first to report it. Records of a
+device owned by another gateway are refused (`claim_devices` names them), so
+one gateway cannot overwrite another's data or attract its raw requests;
+moving a device is an operator's explicit `move_device`.
 
 The `ingested_batches` table is the idempotency ledger: its unique
 (gateway, seq) makes each batch count once, however often it is sent.
@@ -24,7 +29,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from tandem.cloud.db.base import Base
-from tandem.cloud.db.upsert import upsert_statement
+from tandem.cloud.db.upsert import insert_missing_statement, upsert_statement
 
 
 class GatewayStatus(enum.StrEnum):
@@ -32,6 +37,9 @@ class GatewayStatus(enum.StrEnum):
 
     ACTIVE = "active"
     REVOKED = "revoked"
+    # An admin re-admitted a revoked gateway: its old key stays refused, and its next
+    # enrolment (installer token, new key) makes it active again.
+    READMITTED = "readmitted"
 
 
 class Gateway(Base):
@@ -53,12 +61,12 @@ class Gateway(Base):
 
 
 class Device(Base):
-    """A device some gateway has reported, with when the cloud first and last heard of it."""
+    """A device, the gateway that owns it, and when the cloud first and last heard of it."""
 
     __tablename__ = "devices"
 
     device: Mapped[str] = mapped_column(String(64), primary_key=True)
-    gateway: Mapped[str] = mapped_column(ForeignKey("gateways.name"), primary_key=True)
+    gateway: Mapped[str] = mapped_column(ForeignKey("gateways.name"), index=True)
     first_seen_ms: Mapped[int] = mapped_column(BigInteger)
     last_seen_ms: Mapped[int] = mapped_column(BigInteger)
 
@@ -130,6 +138,17 @@ def revoke_gateway(session: Session, name: str) -> bool:
     return True
 
 
+def readmit_gateway(session: Session, name: str) -> bool:
+    """Let a revoked gateway enrol again with a new key; False if it was not revoked."""
+    gateway = session.get(Gateway, name)
+    if gateway is None:
+        raise RegistryError(f"no gateway called {name!r}")
+    if gateway.status != GatewayStatus.REVOKED.value:
+        return False
+    gateway.status = GatewayStatus.READMITTED.value
+    return True
+
+
 def batch_seen(session: Session, gateway: str, seq: int) -> bool:
     """True when (gateway, seq) is already in the ledger."""
     found = session.scalar(select(IngestedBatch.id).where(
@@ -145,15 +164,50 @@ def record_batch(session: Session, gateway: str, seq: int, sent_ms: int, receive
     session.flush()
 
 
+def claim_devices(session: Session, gateway: str, devices: Iterable[str],
+                  now_ms: int) -> list[str]:
+    """Bind the devices nobody owns yet to gateway; return those another gateway owns."""
+    names = sorted(set(devices))
+    if not names:
+        return []
+    session.execute(insert_missing_statement(session.connection(), _table(Device), ("device",)),
+                    _device_rows(gateway, names, now_ms))
+    owners = session.execute(select(Device.device, Device.gateway)
+                             .where(Device.device.in_(names))).all()
+    return sorted(device for device, owner in owners if owner != gateway)
+
+
 def touch_devices(session: Session, gateway: str, devices: Iterable[str], now_ms: int) -> None:
-    """Note that gateway reported devices now (insert or bump last_seen)."""
-    rows = [{"device": d, "gateway": gateway, "first_seen_ms": now_ms, "last_seen_ms": now_ms}
-            for d in sorted(set(devices))]
-    if not rows:
+    """Note that gateway reported devices now: bind new ones, bump last_seen of its own."""
+    names = sorted(set(devices))
+    if not names:
         return
-    stmt = upsert_statement(session.connection(), _table(Device),
-                            ("device", "gateway"), ("last_seen_ms",))
-    session.execute(stmt, rows)
+    table = _table(Device)
+    stmt = upsert_statement(session.connection(), table, ("device",), ("last_seen_ms",),
+                            where=table.c.gateway == gateway)
+    session.execute(stmt, _device_rows(gateway, names, now_ms))
+
+
+def owner_of(session: Session, device: str) -> str | None:
+    """The gateway that owns device, if any reported it."""
+    return session.scalar(select(Device.gateway).where(Device.device == device))
+
+
+def move_device(session: Session, device: str, gateway: str) -> str:
+    """Give device to gateway (an operator's decision); return the previous owner."""
+    found = session.get(Device, device)
+    if found is None:
+        raise RegistryError(f"no device called {device!r}")
+    target = session.get(Gateway, gateway)
+    if target is None or not target.active:
+        raise RegistryError(f"no active gateway called {gateway!r}")
+    previous, found.gateway = found.gateway, gateway
+    return previous
+
+
+def _device_rows(gateway: str, names: list[str], now_ms: int) -> list[dict[str, object]]:
+    return [{"device": d, "gateway": gateway, "first_seen_ms": now_ms, "last_seen_ms": now_ms}
+            for d in names]
 
 
 def list_devices(session: Session, gateway: str | None = None) -> Sequence[Device]:

@@ -43,7 +43,7 @@ def init_app(app: Flask) -> None:
 
 
 def _installer(secret: str) -> Principal | None:
-    with database.sessions()() as session:
+    with database.read_session() as session:
         grant = enrol_store.find_grant(session, secret, now_ms())
     if grant is None:
         return None
@@ -56,7 +56,7 @@ def enrol() -> tuple[Response, int]:
     """Certify and register the gateway the installer token names."""
     secret = request.headers.get("Authorization", "").partition(" ")[2].strip()
     now = now_ms()
-    with database.sessions()() as session:
+    with database.read_session() as session:
         grant = enrol_store.find_grant(session, secret, now)
     if grant is None:
         raise Rejection(401, "invalid_token", "the installer token is unknown, used or expired")
@@ -114,6 +114,10 @@ def _register(session: Any, gateway: str, cert: x509.Certificate, now: int) -> N
     if existing is not None and not existing.active \
             and existing.public_key_pem == identity.public_key_pem:
         raise Rejection(403, "revoked_key", f"the key of {gateway!r} was revoked; make a new one")
+    if existing is not None and existing.status == registry.GatewayStatus.REVOKED.value:
+        # an installer token must not undo a revocation: that is an admin's decision
+        raise Rejection(403, "revoked_gateway", f"{gateway!r} is revoked; an admin must "
+                        "re-admit it (POST /api/v1/gateways/<name>/readmit) before it enrols")
     registry.add_gateway(session, gateway, identity.cert_pem, identity.public_key_pem,
                          identity.fingerprint, now, replace=True)
 

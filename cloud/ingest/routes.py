@@ -18,6 +18,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, jsonify, request
 from flask.blueprints import BlueprintSetupState
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from tandem.cloud.access.auth import public
@@ -27,6 +28,7 @@ from tandem.cloud.db import engine as database
 from tandem.cloud.errors import RecordsRefused, Rejection, error_response
 from tandem.cloud.fleet import registry
 from tandem.cloud.fleet.gateway_requests import registered_key
+from tandem.cloud.ingest import plausible
 from tandem.cloud.ingest import sealed as sealed_store
 from tandem.cloud.metrics import metrics
 from tandem.cloud.raw import store as raw_store
@@ -50,11 +52,12 @@ WIRE_FAULTS: dict[str, tuple[int, str]] = {
 }
 # Every other way a batch is refused (besides the wire faults above).
 OTHER_REJECTIONS = ("unsupported_media_type", "revoked_gateway", "gateway_mismatch",
-                    "stale_batch", "future_batch")
+                    "stale_batch", "future_batch", "foreign_device")
 # Refusals the audit log records: forged, foreign, revoked or replayed batches (not mere
 # malformed bytes, which say nothing about who sent them).
 AUDITED_REJECTIONS = frozenset({"bad_signature", "unknown_gateway", "revoked_gateway",
-                                "gateway_mismatch", "stale_batch", "future_batch"})
+                                "gateway_mismatch", "stale_batch", "future_batch",
+                                "foreign_device"})
 
 
 @bp.record_once
@@ -84,10 +87,13 @@ def post_batch() -> tuple[Response, int]:
 
 
 def _audit_refusal(exc: Rejection) -> None:
+    # Aggregated per source and reason: a replayed or forged batch proves nothing about its
+    # sender, so each one must not cost an audit row (audit/refusals.py).
     if exc.code not in AUDITED_REJECTIONS:
         return
     try:
-        audit.record(audit.INGEST_REFUSED, detail={"reason": exc.code, "detail": exc.detail})
+        audit.refused(audit.INGEST_REFUSED, {"reason": exc.code, "detail": exc.detail},
+                      kind=f"{audit.INGEST_REFUSED}/{exc.code}")
     except SQLAlchemyError as failure:  # the refusal stands; the database is failing anyway
         log.error("cannot audit a refused batch: %s", failure)
 
@@ -151,6 +157,9 @@ def _decoded(body: bytes, limit: int) -> bytes:
         raise Rejection(413, "too_large", f"body inflates past {limit} bytes")
     if not inflater.eof:
         raise Rejection(400, "malformed", "gzip: truncated")
+    if inflater.unused_data:
+        # a second member or trailing bytes: what was signed is ambiguous, so refuse it
+        raise Rejection(400, "malformed", "gzip: data after the end of the stream")
     return plain
 
 
@@ -166,6 +175,11 @@ def _admit(body: bytes) -> Batch:
         raise Rejection(403, "gateway_mismatch",
                         f"batch names gateway {batch.gateway!r} but is signed by {verified.kid!r}")
     _check_age(batch)
+    try:
+        plausible.check_records(batch.records, batch.sent_ms,
+                                _config().ingest.max_clock_skew_s * 1000)
+    except plausible.Implausible as exc:
+        raise Rejection(422, "invalid_batch", str(exc)) from None
     return batch
 
 
@@ -188,6 +202,8 @@ def _store(batch: Batch, received_ms: int) -> bool:
 
     A store outside the SQL database gets the points first, before the ledger
     transaction opens: a failure in between is repaired by the gateway's resend.
+    Its devices are claimed before that write, so no point of a device another
+    gateway owns ever reaches it; the ledger transaction checks ownership again.
     """
     sessions = database.sessions()
     store = timeseries.store()
@@ -197,10 +213,13 @@ def _store(batch: Batch, received_ms: int) -> bool:
                 session.connection(execution_options={database.READ_ONLY: True})
                 if registry.batch_seen(session, batch.gateway, batch.seq):
                     return False
+            with sessions.begin() as session:
+                _claim(session, batch, received_ms)
             store.write(batch.gateway, batch.records, None)
         with sessions.begin() as session:
             if registry.batch_seen(session, batch.gateway, batch.seq):
                 return False
+            _claim(session, batch, received_ms)
             registry.record_batch(session, batch.gateway, batch.seq, batch.sent_ms,
                                   received_ms, len(batch.records))
             if store.shares_transaction:
@@ -216,6 +235,17 @@ def _store(batch: Batch, received_ms: int) -> bool:
                 return False
         raise
     return True
+
+
+def _claim(session: Session, batch: Batch, now: int) -> None:
+    """Bind batch's new devices to its gateway; Rejection if another gateway owns one."""
+    foreign = registry.claim_devices(session, batch.gateway,
+                                     (r.device for r in batch.records), now)
+    if foreign:
+        shown = ", ".join(repr(d) for d in foreign[:5])
+        raise Rejection(422, "foreign_device",
+                        f"{len(foreign)} device(s) belong to another gateway ({shown}); "
+                        "an operator may move them")
 
 
 def _config() -> CloudConfig:

@@ -32,7 +32,7 @@ POLICY_REFUSED = "policy.refused"
 def current() -> Response:
     """The newest release of the asking gateway's group."""
     signed = signed_request("policy-get")
-    with database.sessions()() as session:
+    with database.read_session() as session:
         group = enrol_store.group_of(session, signed.gateway)
         row = policy_store.current(session, group)
     if row is None:

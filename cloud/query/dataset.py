@@ -20,6 +20,8 @@ from tandem.cloud.timeseries.rollup import StoredEvent, StoredSummary
 CSV_COLUMNS = ("gateway", "device", "channel", "t0", "t1", "n", "min", "max", "mean", "last",
                "labels", "max_severity")
 LABEL_SEPARATOR = ";"
+# A spreadsheet runs a cell starting with one of these as a formula (CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,4 +82,11 @@ def csv_lines(rows: Iterable[LabelledSummary]) -> Iterator[str]:
         record = row.record()
         record["labels"] = LABEL_SEPARATOR.join(e.event.name for e in row.labels)
         record["max_severity"] = "" if record["max_severity"] is None else record["max_severity"]
-        yield line(record[c] for c in CSV_COLUMNS)
+        yield line(inert(record[c]) for c in CSV_COLUMNS)
+
+
+def inert(value: object) -> object:
+    """value, with a text cell that a spreadsheet would run as a formula prefixed by '."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__)
 
 MAX_LIMIT = 10_000
+MAX_BUCKETS = 10_000  # windows per merged query
 DEFAULT_LIMIT = 1000
 MAX_NAME = 64
 EXPORT_FORMATS: dict[str, tuple[Callable[[Iterable[dataset.LabelledSummary]], Iterator[str]],
@@ -47,11 +48,24 @@ def summaries() -> Response:
     """Window summaries filtered by device, channel, gateway and [start, end), optionally merged."""
     q = QueryParams({"device", "channel", "gateway", "start", "end", "limit", "window"})
     start, end = q.time_range()
+    window = q.integer("window", minimum=1)
+    if window is not None:
+        _check_buckets(start, end, window)
     query = SummaryQuery(device=q.name("device"), channel=q.name("channel"),
                          gateway=q.name("gateway"), start_ms=start, end_ms=end,
-                         limit=q.limit(), window_ms=q.integer("window", minimum=1))
+                         limit=q.limit(), window_ms=window)
     points = timeseries.store().summaries(query)
     return jsonify(points=[_summary_json(p) for p in points])
+
+
+def _check_buckets(start: int | None, end: int | None, window: int) -> None:
+    """A merged query needs a range of at most MAX_BUCKETS windows: it bounds the work."""
+    if start is None or end is None:
+        raise Rejection(400, "bad_parameter", "window needs start and end")
+    if (end - start + window - 1) // window > MAX_BUCKETS:
+        raise Rejection(400, "bad_parameter",
+                        f"[start, end) spans more than {MAX_BUCKETS} windows; "
+                        "narrow it or widen the window")
 
 
 @bp.get("/api/v1/events")
@@ -100,7 +114,7 @@ def export() -> Response:
 def devices() -> Response:
     """Devices seen, with the gateway that reported them and when."""
     q = QueryParams({"gateway"})
-    with database.sessions()() as session:
+    with database.read_session() as session:
         rows = registry.list_devices(session, q.name("gateway"))
         body = [{"device": d.device, "gateway": d.gateway, "first_seen": d.first_seen_ms,
                  "last_seen": d.last_seen_ms} for d in rows]
@@ -112,7 +126,7 @@ def devices() -> Response:
 def gateways() -> Response:
     """Registered gateways and their status."""
     QueryParams(set())
-    with database.sessions()() as session:
+    with database.read_session() as session:
         body = [{"name": g.name, "status": g.status, "created": g.created_ms,
                  "fingerprint": g.fingerprint} for g in registry.list_gateways(session)]
     return jsonify(gateways=body)

@@ -42,7 +42,7 @@ from tandem.cloud.timeseries.lineprotocol import (
     untag,
 )
 from tandem.cloud.timeseries.queries import EventQuery, SummaryQuery
-from tandem.cloud.timeseries.rollup import StoredEvent, StoredSummary, rollup
+from tandem.cloud.timeseries.rollup import StoredEvent, StoredSummary
 from tandem.wire.batch import Event, Record, Summary
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ RETENTION_POLICIES = {SUMMARY: "summaries", EVENT: "events"}
 _SUMMARY_COLUMNS = ("gateway", "device", "channel", "t1", "n", "min", "max", "mean", "last")
 _EVENT_COLUMNS = ("gateway", "device", "name", "severity", "values")
 _T = TypeVar("_T")
+_MEAN_SCALE = 4_294_967_296.0  # 2^32 > any n: exact scaling, see _rollup_select
 
 
 class InfluxTimeSeries:
@@ -85,9 +86,12 @@ class InfluxTimeSeries:
             self._http.write(events, RETENTION_POLICIES[EVENT])
 
     def summaries(self, query: SummaryQuery) -> list[StoredSummary]:
-        """Select in time order (ties as in SQL), merged per window_ms in Python if given."""
+        """Select in time order (ties as in SQL), merged per window_ms by InfluxDB if given."""
         if query.window_ms is not None:
-            return rollup(self.iter_summaries(query), query.window_ms)[:query.limit]
+            self._ensure_ready()
+            found = self._http.query(_rollup_select(self._db, query, query.window_ms))
+            merged = [m for series in found for m in _merged_summaries(series)]
+            return sorted(merged, key=_summary_order)[:query.limit]
         rows = self._select_limited(lambda at: _summary_select(self._db, query, at), query.limit)
         return sorted((_stored_summary(r) for r in rows), key=_summary_order)[:query.limit]
 
@@ -180,9 +184,35 @@ def _summary_select(db: str, q: SummaryQuery, at_ms: int | None = None) -> str:
     return f"SELECT {columns} FROM {_source(db, SUMMARY)}{where}"
 
 
+def _rollup_select(db: str, q: SummaryQuery, window_ms: int) -> str:
+    """Summaries merged per window by InfluxDB (GROUP BY time), as rollup() merges them.
+
+    The inner query weighs each mean by n / 2^32 (no overflow, as in SQL); InfluxDB's
+    windows start at multiples of window_ms, like t0 - t0 % window_ms.
+    """
+    where = _where([("device", q.device, True), ("channel", q.channel, True),
+                    ("gateway", q.gateway, True)], q.start_ms, q.end_ms, None)
+    tags = '"gateway", "device", "channel"'
+    inner = (f'SELECT "mean" * ("n" / {_MEAN_SCALE}) AS "w", "n", "min", "max", "t1", "last" '
+             f"FROM {_source(db, SUMMARY)}{where} GROUP BY {tags}")
+    return (f'SELECT sum("w") AS "w", sum("n") AS "n", min("min") AS "low", '
+            f'max("max") AS "high", max("t1") AS "t1", last("last") AS "last" '
+            f"FROM ({inner}){where} GROUP BY time({window_ms}ms), {tags} fill(none)")
+
+
+def _merged_summaries(series: dict[str, Any]) -> Iterator[StoredSummary]:
+    tags = series.get("tags", {})
+    for t0, weighted, n, low, high, t1, last in series.get("values", []):
+        mean = weighted / (n / _MEAN_SCALE)
+        yield StoredSummary(untag(tags["gateway"]), Summary(
+            device=untag(tags["device"]), channel=untag(tags["channel"]), t0_ms=t0,
+            t1_ms=int(t1), count=int(n), minimum=float(low), maximum=float(high),
+            mean=min(max(mean, low), high), last=float(last)))
+
+
 def _event_select(db: str, q: EventQuery, at_ms: int | None = None) -> str:
     where = _where([("device", q.device, True), ("name", q.name, True),
-                    ("gateway", q.gateway, False)], q.start_ms, q.end_ms, at_ms,
+                    ("gateway", q.gateway, True)], q.start_ms, q.end_ms, at_ms,
                    f'"severity" >= {q.min_severity}' if q.min_severity else None)
     columns = ", ".join(identifier(c) for c in _EVENT_COLUMNS)
     return f"SELECT {columns} FROM {_source(db, EVENT)}{where}"
@@ -214,7 +244,7 @@ def _stored_summary(row: Row) -> StoredSummary:
 def _stored_event(row: Row) -> StoredEvent:
     t, gateway, device, name, severity, values = row
     decoded = {k: float(v) for k, v in json.loads(values).items()}
-    return StoredEvent(gateway, Event(device=untag(device), name=untag(name), t_ms=t,
+    return StoredEvent(untag(gateway), Event(device=untag(device), name=untag(name), t_ms=t,
                                       severity=severity, values=decoded))
 
 
@@ -222,8 +252,8 @@ def _summary_order(p: StoredSummary) -> tuple[int, str, str, str, int]:
     return (p.summary.t0_ms, p.summary.device, p.summary.channel, p.gateway, p.summary.t1_ms)
 
 
-def _event_order(p: StoredEvent) -> tuple[int, str, str]:
-    return (p.event.t_ms, p.event.device, p.event.name)
+def _event_order(p: StoredEvent) -> tuple[int, str, str, str]:
+    return (p.event.t_ms, p.event.device, p.event.name, p.gateway)
 
 
 def _sorted_ties(items: Iterator[_T], order: Callable[[_T], tuple[Any, ...]]) -> Iterator[_T]:

@@ -4,13 +4,15 @@ Points:
 
     summary,channel=<ch>,device=<dev>,gateway=<gw>,span=<t1-t0> \
         n=<n>i,min=,max=,mean=,last=,t1=<ms>i <t0>
-    event,device=<dev>,name=<name> gateway="<gw>",severity=<int>i,values="<json>" <t ms>
+    event,device=<dev>,gateway=<gw>,name=<name> severity=<int>i,values="<json>" <t ms>
 
 The tags are the record's key, so a second write of the same key overwrites
 the first: replays are idempotent by construction. `span` (window length in
 ms, a handful of distinct values) keeps a late reading's one-reading summary
 apart from a window that starts at the same millisecond. An event's gateway is a
-field, not a tag, because the event key is (device, name, t) as in SQL.
+tag, because the event key is (gateway, device, name, t) as in SQL: one
+gateway's event never overwrites another's. (Points written before the gateway
+became a tag carry it as a field; they need rewriting, see docs/security-policy.md.)
 
 Tag values: InfluxDB 1.x cannot store a backslash before a comma, space or
 equals sign, or at the end of a tag value, so `%` and `\\` are percent-encoded
@@ -71,8 +73,8 @@ def summary_line(gateway: str, s: Summary) -> str:
 def event_line(gateway: str, e: Event) -> str:
     """One event as a point of measurement `event`, timestamped t (ms)."""
     values = json.dumps(e.values, sort_keys=True, allow_nan=False)
-    return (f"{EVENT},device={tag(e.device)},name={tag(e.name)} "
-            f"gateway={field_string(gateway)},severity={e.severity}i,"
+    return (f"{EVENT},device={tag(e.device)},gateway={tag(gateway)},name={tag(e.name)} "
+            f"severity={e.severity}i,"
             f"values={field_string(values)} {e.t_ms}")
 
 

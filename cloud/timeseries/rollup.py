@@ -45,7 +45,8 @@ def merge(members: list[Summary], t0_ms: int) -> Summary:
     """One summary covering all members (all of the same device and channel)."""
     count = sum(m.count for m in members)
     low, high = min(m.minimum for m in members), max(m.maximum for m in members)
-    mean = sum(m.mean * m.count for m in members) / count
+    # weights of at most 1: mean * count of extreme values would overflow to inf (and NaN)
+    mean = sum(m.mean * (m.count / count) for m in members)
     latest = max(members, key=lambda m: (m.t0_ms, m.t1_ms))
     return Summary(device=latest.device, channel=latest.channel, t0_ms=t0_ms,
                    t1_ms=max(m.t1_ms for m in members), count=count, minimum=low,

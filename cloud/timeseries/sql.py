@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     select,
     text,
 )
@@ -32,11 +33,12 @@ from tandem.cloud.db.base import Base
 from tandem.cloud.db.engine import reading
 from tandem.cloud.db.upsert import upsert_statement
 from tandem.cloud.timeseries.queries import EventQuery, SummaryQuery
-from tandem.cloud.timeseries.rollup import StoredEvent, StoredSummary, rollup
+from tandem.cloud.timeseries.rollup import StoredEvent, StoredSummary
 from tandem.wire.batch import Event, Record, Summary
 
 DAY_MS = 86_400_000
 STREAM_ROWS = 1000
+_MEAN_SCALE = 4_294_967_296.0  # 2^32 > any n (ingest refuses n >= 2^31): exact scaling
 
 # The tables join the cloud's one MetaData, so the schema migrations own them too.
 _metadata = Base.metadata
@@ -61,17 +63,18 @@ summaries_table = Table(
 
 events_table = Table(
     "ts_events", _metadata,
+    # the gateway is part of the key: one gateway's event never overwrites another's
+    Column("gateway", String(64), primary_key=True),
     Column("device", String(64), primary_key=True),
     Column("name", String(64), primary_key=True),
     Column("t_ms", BigInteger, primary_key=True),
-    Column("gateway", String(64), nullable=False),
     Column("severity", Integer, nullable=False),
     Column("values_json", Text, nullable=False),
     Index("ix_ts_events_t", "t_ms"),
 )
 
 _SUMMARY_VALUES = ("n", "min", "max", "mean", "last")
-_EVENT_VALUES = ("gateway", "severity", "values_json")
+_EVENT_VALUES = ("severity", "values_json")
 
 
 class SQLiteTimeSeries:
@@ -98,18 +101,17 @@ class SQLiteTimeSeries:
                                         _SUMMARY_VALUES),
                        summaries)
         if events:
-            tx.execute(upsert_statement(tx, events_table, ("device", "name", "t_ms"),
+            tx.execute(upsert_statement(tx, events_table, ("gateway", "device", "name", "t_ms"),
                                         _EVENT_VALUES), events)
 
     def summaries(self, query: SummaryQuery) -> list[StoredSummary]:
-        """Select (and for a window, merge in Python, which works on every SQL dialect)."""
-        stmt = _summary_select(query)
+        """Select; for a window, merge in the database (only the merged rows come back)."""
         with reading(self._engine) as conn:
             if query.window_ms is None:
-                rows = conn.execute(stmt.limit(query.limit)).all()
+                rows = conn.execute(_summary_select(query).limit(query.limit)).all()
                 return [_stored_summary(row) for row in rows]
-            points = (_stored_summary(row) for row in conn.execute(stmt))
-            return rollup(points, query.window_ms)[:query.limit]
+            merged = conn.execute(_rollup_select(query, query.window_ms)).all()
+            return [_merged_summary(row) for row in merged]
 
     def events(self, query: EventQuery) -> list[StoredEvent]:
         """Select events in time order."""
@@ -161,6 +163,44 @@ def _summary_select(query: SummaryQuery) -> Select[Any]:
     return stmt.order_by(t.t0_ms, t.device, t.channel, t.gateway, t.t1_ms)
 
 
+def _rollup_select(query: SummaryQuery, window_ms: int) -> Select[Any]:
+    """Summaries merged per (gateway, device, channel, window) by the database, as rollup() does.
+
+    Window functions over each bucket give the totals and, from its latest member
+    (row_number 1), the last value. The mean is weighed with n / 2^32 per row, so
+    a sum of extreme values cannot overflow (PostgreSQL raises, SQLite gives inf).
+    """
+    t = summaries_table.c
+    bucket = (t.t0_ms - t.t0_ms % window_ms).label("bucket")
+    group = [t.gateway, t.device, t.channel, t.t0_ms - t.t0_ms % window_ms]
+    weighted = t.mean * (t.n / _MEAN_SCALE)
+    inner = _matching(
+        _time_filtered(select(
+            t.gateway, t.device, t.channel, bucket, t.last,
+            func.sum(t.n).over(partition_by=group).label("n"),
+            func.min(t.min).over(partition_by=group).label("low"),
+            func.max(t.max).over(partition_by=group).label("high"),
+            func.max(t.t1_ms).over(partition_by=group).label("t1_ms"),
+            func.sum(weighted).over(partition_by=group).label("weighted"),
+            func.row_number().over(partition_by=group, order_by=(t.t0_ms.desc(),
+                                                                  t.t1_ms.desc())).label("rn"),
+        ), t.t0_ms, query.start_ms, query.end_ms),
+        (t.device, query.device), (t.channel, query.channel), (t.gateway, query.gateway),
+    ).subquery()
+    m = inner.c
+    return (select(inner).where(m.rn == 1)
+            .order_by(m.bucket, m.device, m.channel, m.gateway).limit(query.limit))
+
+
+def _merged_summary(row: Any) -> StoredSummary:
+    mean = row.weighted / (row.n / _MEAN_SCALE)
+    return StoredSummary(row.gateway, Summary(
+        device=row.device, channel=row.channel, t0_ms=row.bucket, t1_ms=row.t1_ms,
+        count=int(row.n), minimum=row.low, maximum=row.high,
+        mean=min(max(mean, row.low), row.high),  # rounding may step outside
+        last=row.last))
+
+
 def _event_select(query: EventQuery) -> Select[Any]:
     t = events_table.c
     stmt = _time_filtered(select(events_table), t.t_ms, query.start_ms, query.end_ms)
@@ -168,7 +208,7 @@ def _event_select(query: EventQuery) -> Select[Any]:
                      (t.gateway, query.gateway))
     if query.min_severity:
         stmt = stmt.where(t.severity >= query.min_severity)
-    return stmt.order_by(t.t_ms, t.device, t.name)
+    return stmt.order_by(t.t_ms, t.device, t.name, t.gateway)
 
 
 def _time_filtered(stmt: Select[Any], column: Any, start: int | None,

@@ -7,7 +7,7 @@ HTTP API (`cloud/timeseries/influx.py`). Another backend is one new module with 
 taking (config, engine) and one new entry in that dict.
 
 Writes are idempotent: a summary is keyed by (gateway, device, channel, t0_ms)
-and an event by (device, name, t_ms), and a second write of the same key
+and an event by (gateway, device, name, t_ms), and a second write of the same key
 overwrites the first. So a replayed batch changes nothing, even where the
 store cannot share the ledger's transaction.
 """

@@ -217,14 +217,15 @@ def snapshot(app: Flask) -> dict[str, list[Any]]:
 
     Keys: the registry's table names, plus "summaries" and "events" as the
     time-series store returns them (whichever backend holds them). The audit
-    log is left out: refusing a forged batch is meant to add a row there.
+    log and its refusal counters are left out: refusing a forged batch is meant to add
+    a row there.
     """
     engine = database.engine(app)
     with engine.connect() as conn:
         tables: dict[str, list[Any]] = {
             table: sorted(tuple(r) for r in conn.execute(text(f"SELECT * FROM {table}")))
             for table in inspect(conn).get_table_names()
-            if not table.startswith("ts_") and table != "audit_log"}
+            if not table.startswith("ts_") and table not in ("audit_log", "audit_refusals")}
     store = timeseries.store(app)
     tables["summaries"] = list(store.iter_summaries(SummaryQuery()))
     tables["events"] = list(store.iter_events(EventQuery()))

@@ -50,7 +50,7 @@ def test_summaries_limit_keeps_the_earliest(loaded):
 
 def test_window_merges_minutes_into_quarter_hours(loaded):
     points = loaded.get(f"/api/v1/summaries?device=dev-1&channel=temp&window={15 * MINUTE}"
-                        ).json["points"]
+                        f"&start={T0}&end={T0 + 60 * MINUTE}").json["points"]
     assert [p["t0"] for p in points] == [T0 + q * 15 * MINUTE for q in range(4)]
     first = points[0]
     assert first["n"] == 150

@@ -33,6 +33,8 @@ PINNED = {
     ("/api/v1/devices", "GET"): Permission.DATA_READ,
     ("/api/v1/export", "GET"): Permission.DATA_EXPORT,
     ("/api/v1/gateways", "GET"): Permission.FLEET_READ,
+    ("/api/v1/devices/<device>/owner", "PUT"): Permission.FLEET_MANAGE,
+    ("/api/v1/gateways/<name>/readmit", "POST"): Permission.FLEET_READMIT,
     ("/api/v1/openapi.yaml", "GET"): Permission.API_DESCRIBE,
     ("/metrics", "GET"): Permission.METRICS_READ,
     ("/api/v1/audit", "GET"): Permission.AUDIT_READ,

@@ -88,3 +88,13 @@ def test_export_csv_of_every_device(loaded):
 def test_export_needs_a_range_and_a_known_format(client, query):
     response = client.get(f"/api/v1/export?{query}")
     assert (response.status_code, response.json["error"]) == (400, "bad_parameter")
+
+
+def test_csv_cells_that_a_spreadsheet_would_run_are_made_inert():
+    rows = list(label([StoredSummary("=gw", Summary("+d", "@c", 0, 100, 1, -1.0, 1.0, 0.0,
+                                                    -0.5))],
+                      [StoredEvent("=gw", Event("+d", "-e", 1, 1, {}))]))
+    line = next(csv.DictReader(io.StringIO("".join(csv_lines(rows)))))
+    assert (line["gateway"], line["device"], line["channel"], line["labels"]) == (
+        "'=gw", "'+d", "'@c", "'-e")
+    assert (line["min"], line["last"]) == ("-1.0", "-0.5")  # numbers stay numbers

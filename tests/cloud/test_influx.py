@@ -35,10 +35,10 @@ def test_summary_line_has_key_tags_and_typed_fields():
         "n=10i,min=-1.5,max=2.0,mean=0.25,last=1e+21,t1=2000i 1000")
 
 
-def test_event_line_keeps_gateway_and_values_as_string_fields():
+def test_event_line_tags_the_gateway_and_keeps_values_as_a_string_field():
     e = Event("dev-1", "over heat", 5, 2, {"te\"mp": 81.5})
     assert event_line('gw"\\', e) == (
-        r'event,device=dev-1,name=over\ heat gateway="gw\"\\",severity=2i,'
+        r'event,device=dev-1,gateway=gw"%5C,name=over\ heat severity=2i,'
         r'values="{\"te\\\"mp\": 81.5}" 5')
 
 

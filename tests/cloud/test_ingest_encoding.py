@@ -41,3 +41,12 @@ def test_broken_or_truncated_gzip_is_malformed(client: FlaskClient, pki: Any,
 def test_an_unknown_encoding_is_refused(client: FlaskClient, pki: Any,
                                         kit: SimpleNamespace) -> None:
     assert _post(client, kit.envelope(pki.gateway, 3), "br") == (415, "unsupported_media_type")
+
+
+def test_junk_after_the_gzip_stream_is_malformed_and_stores_nothing(
+        app: Flask, client: FlaskClient, pki: Any, kit: SimpleNamespace) -> None:
+    before = kit.snapshot(app)
+    body = gzip.compress(kit.envelope(pki.gateway, 3))
+    assert _post(client, body + b"trailing junk", "gzip") == (400, "malformed")
+    assert _post(client, body + gzip.compress(b"second member"), "gzip") == (400, "malformed")
+    assert kit.snapshot(app) == before

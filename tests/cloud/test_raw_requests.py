@@ -100,7 +100,8 @@ def test_only_the_asked_gateway_can_answer_or_fail_a_request(
         seen: Flask, client: FlaskClient, anonymous: FlaskClient, pki: SimpleNamespace,
         kit: SimpleNamespace) -> None:
     rid = ask(client).get_json()["id"]
-    assert kit.post(anonymous, answer(pki.other_gateway, 1, kit, rid)).status_code == 200
+    impostor = kit.post(anonymous, answer(pki.other_gateway, 1, kit, rid))
+    assert (impostor.status_code, impostor.json["error"]) == (422, "foreign_device")
     assert client.get(f"/api/v1/raw-requests/{rid}").get_json()["status"] == "pending"
     assert edge_fail(anonymous, pki.other_gateway, kit, rid).status_code == 404
     assert edge_fail(anonymous, pki.gateway, kit, rid).status_code == 200

@@ -26,18 +26,31 @@ def test_add_is_idempotent_and_a_new_key_needs_replace(app):
         assert registry.find_gateway(session, "gw-old").active is False
 
 
-def test_touch_devices_keeps_first_seen_and_moves_last_seen(app):
+def test_touch_devices_keeps_first_seen_and_moves_last_seen_of_the_owner_only(app):
     sessions = database.sessions(app)
     with sessions.begin() as session:
         registry.touch_devices(session, "gw-01", ["b", "a", "a"], 10)
     with sessions.begin() as session:
         registry.touch_devices(session, "gw-01", ["a"], 20)
-        registry.touch_devices(session, "gw-02", ["a"], 30)
+        registry.touch_devices(session, "gw-02", ["a"], 30)  # not its device: no change
     with sessions() as session:
         seen = [(d.device, d.gateway, d.first_seen_ms, d.last_seen_ms)
                 for d in registry.list_devices(session)]
-        assert seen == [("a", "gw-01", 10, 20), ("a", "gw-02", 30, 30), ("b", "gw-01", 10, 10)]
-        assert [d.device for d in registry.list_devices(session, "gw-02")] == ["a"]
+        assert seen == [("a", "gw-01", 10, 20), ("b", "gw-01", 10, 10)]
+        assert registry.list_devices(session, "gw-02") == []
+
+
+def test_the_first_gateway_to_claim_a_device_owns_it_until_it_is_moved(app):
+    sessions = database.sessions(app)
+    with sessions.begin() as session:
+        assert registry.claim_devices(session, "gw-01", ["a", "b"], 10) == []
+        assert registry.claim_devices(session, "gw-02", ["b", "c", "a"], 20) == ["a", "b"]
+    with sessions.begin() as session:
+        assert registry.owner_of(session, "c") == "gw-02"
+        assert registry.move_device(session, "a", "gw-02") == "gw-01"
+        with pytest.raises(registry.RegistryError):
+            registry.move_device(session, "a", "gw-old")  # revoked
+        assert registry.claim_devices(session, "gw-02", ["a"], 30) == []
 
 
 def test_ledger_refuses_a_second_entry_and_prunes_by_sent_time(app):

@@ -53,3 +53,9 @@ def test_rollup_keeps_counts_and_bounds(members, window):
         assert p.summary.t0_ms % window == 0
     assert min(p.summary.minimum for p in merged) == min(m.minimum for m in members)
     assert max(p.summary.maximum for p in merged) == pytest.approx(max(m.maximum for m in members))
+
+
+def test_merging_extreme_values_gives_a_finite_mean():
+    big = 1.7e308
+    merged = merge([s(0, 1000, -big, -big, -big, 0), s(10, 1000, big, big, big, 0)], t0_ms=0)
+    assert merged.mean == 0.0  # not inf - inf = NaN
