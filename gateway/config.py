@@ -99,6 +99,7 @@ class UplinkSection:
     interval_s: float = 2.0
     timeout_s: float = 10.0
     backoff_max_s: float = 60.0
+    probe_s: float = 1.0  # while the cloud is unreachable: a TCP probe this often (0: none)
     compress: bool = True
     daily_budget_bytes: int = 0
 
@@ -209,6 +210,7 @@ _LIMITS: dict[str, tuple[float, float]] = {
     "pipeline.max_pending": (1, 10_000_000), "uplink.batch_max_records": (1, 10_000),
     "uplink.interval_s": (0.01, 3600), "uplink.timeout_s": (0.1, 600),
     "uplink.backoff_max_s": (0.1, 86_400), "uplink.daily_budget_bytes": (0, 1 << 50),
+    "uplink.probe_s": (0, 3600),
     "outbox.max_records": (100, 1_000_000_000),
     "rules.poll_s": (0.05, 3600), "inference.hop": (1, 65_536), "inference.poll_s": (0.05, 3600),
     "policy.poll_s": (0.05, 86_400),

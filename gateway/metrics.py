@@ -35,6 +35,9 @@ class GatewayMetrics:
                                     "Sealed batches awaiting cloud confirmation", registry=r)
         self.uplink_batches = Counter("tandem_gw_uplink_batches", "Uplink attempts by result",
                                       ["result"], registry=r)
+        self.uplink_probes = Counter("tandem_gw_uplink_probes",
+                                     "Reachability probes of an unreachable cloud, by result",
+                                     ["result"], registry=r)
         self.uplink_records = Counter("tandem_gw_uplink_records",
                                       "Records confirmed by the cloud", registry=r)
         self.uplink_bytes = Counter("tandem_gw_uplink_bytes",

@@ -17,6 +17,7 @@ from prometheus_client import start_http_server
 
 from tandem.gateway.access.config import AccessConfig
 from tandem.gateway.access.server import CoapDtlsServer
+from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.cloudlink.uplink import Uplink
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.identity.keystore import GatewayKeyStore
@@ -68,8 +69,9 @@ class Gateway:
             self.ingress.queue, TumblingWindows(int(config.pipeline.window_s * 1000)),
             self.journal, self.metrics)
         self.pipeline.recover(recovery)
-        self.uplink = Uplink(config.uplink, config.gateway.id, self.outbox, self.keystore,
-                             self.metrics) if config.uplink.url else None
+        self.uplink = Uplink(config.uplink, CloudEndpoint.of(config), config.gateway.id,
+                             self.outbox, self.keystore, self.metrics) \
+            if config.uplink.url else None
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
         self.nodes.attach(self.access, self.uplink.wakeup.set if self.uplink else lambda: None)
         # Privacy gate on the outbox, revocation list, signed policy (gateway/policy/).
