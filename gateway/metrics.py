@@ -79,6 +79,10 @@ class GatewayMetrics:
         self.model_info = Gauge("tandem_gw_model_info",
                                 "1 for the model version loaded (sha-256 prefix)", ["version"],
                                 registry=r)
+        self.safety_reasserts = Counter("tandem_gw_safety_reasserts",
+                                        "Safety actions tried again while their rule holds, "
+                                        "by action and result", ["action", "result"],
+                                        registry=r)
         self.reflex_faults = Counter("tandem_gw_reflex_faults",
                                      "Reports the reflex failed on (a bug; logged)", registry=r)
         self.feature_series = Gauge("tandem_gw_feature_series",

@@ -54,10 +54,10 @@ class Gateway:
         # Modbus (polls and emergency stops) runs on its own thread and loop.
         self.fieldbus = FieldbusThread()
         self._modbus_sink = CrossLoopSink(self.ingress)
-        self.modbus = ModbusService(config.modbus, self._modbus_sink, self.metrics.registry) \
-            if config.modbus.bus else None
-        ports = ActuatorPorts(self.modbus.actuator_factory(), self.modbus.coordinators) \
-            if self.modbus else None
+        # Every emergency stop writes through a bus coordinator, configured bus or not.
+        actuators = ModbusService(config.modbus, self._modbus_sink, self.metrics.registry)
+        self.modbus = actuators if config.modbus.bus else None
+        ports = ActuatorPorts(actuators.actuator_factory(), actuators.coordinators)
         # Node commands (GET /c), raw snippets (POST /raw), the cloud's raw requests.
         self.nodes = NodeServices(config, self.database, self.outbox, self.keystore, self.metrics)
         self.local = LocalControl.from_config(config, self.outbox, self.metrics, ports=ports,

@@ -17,7 +17,7 @@ from tandem.gateway.modbus.fieldbus import CrossLoopSink, FieldbusThread
 from tandem.gateway.modbus.service import ModbusService
 from tandem.gateway.reports import DeviceReport
 from tandem.gateway.rules.actions import ActuatorPorts, EmergencyStop
-from tandem.gateway.rules.actuator import ActuatorError, ModbusTcpPort
+from tandem.gateway.actuator import ActuatorError
 from tandem.gateway.rules.loader import parse_rules_text
 from tandem.gateway.rules.reflex import Outcome, Reflex
 from tandem.tools.modbus_sim import modbus_controller
@@ -126,7 +126,11 @@ def test_stops_use_the_bus_coordinator_for_its_address_or_name_else_a_port_of_th
     coordinator = service.coordinators["plc"]
     assert actions["by_address"].port is coordinator
     assert actions["by_bus"].port is coordinator
-    assert isinstance(actions["elsewhere"].port, ModbusTcpPort)
+    elsewhere = actions["elsewhere"].port
+    assert isinstance(elsewhere, BusCoordinator) and elsewhere is not coordinator
+    assert (elsewhere.bus.host, elsewhere.bus.tcp_port, elsewhere.units) == ("127.0.0.1", 1503,
+                                                                              [])
+    assert elsewhere.metrics is service.metrics  # one set of metrics for every stop
 
     async def unknown_bus() -> None:
         try:

@@ -12,7 +12,8 @@ from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
 from tandem.gateway.reports import DeviceReport
-from tandem.gateway.rules.actuator import ActuatorError, ModbusTcpPort
+from tandem.gateway.actuator import ActuatorError
+from tandem.gateway.modbus.service import actuator_port
 from tandem.gateway.rules.loader import parse_rules_text
 from tandem.gateway.rules.reflex import Outcome, Reflex
 from tandem.gateway.store.database import GatewayDatabase
@@ -122,10 +123,10 @@ def test_a_firing_rule_sets_the_coil_verified_and_files_the_event_first(tmp_path
 def test_the_port_reads_back_registers_and_coils_and_reports_refusals() -> None:
     async def scenario() -> None:
         async with modbus_controller() as port:
-            writer = ModbusTcpPort("127.0.0.1", port)
+            writer = actuator_port("127.0.0.1", port, 0.5)
             assert await writer.write_register(1, 7, 1234)
             assert await writer.write_coil(1, 5, True)
-            with pytest.raises(ActuatorError, match="refused register 9999"):
+            with pytest.raises(ActuatorError, match="register write: exception_02"):
                 await writer.write_register(1, 9999, 1)     # outside the controller's map
             assert await writer.write_coil(1, 5, False)     # the connection is still good
             await writer.close()
