@@ -38,8 +38,8 @@ async def modbus_controller(unit: int = 1, host: str = "127.0.0.1",
     await server.serve_forever(background=True)
     try:
         listener: Any = server.transport  # an asyncio.Server once listening
-        port: int = listener.sockets[0].getsockname()[1]
-        yield port
+        bound: int = listener.sockets[0].getsockname()[1]
+        yield bound
     finally:
         await server.shutdown()  # type: ignore[no-untyped-call]
 
