@@ -89,6 +89,8 @@ class UplinkSection:
     interval_s: Annotated[Float, Field(ge=0.01, le=3600)] = 2.0
     timeout_s: Annotated[Float, Field(ge=0.1, le=600)] = 10.0
     backoff_max_s: Annotated[Float, Field(ge=0.1, le=86_400)] = 60.0
+    # while the cloud is unreachable: a TCP probe this often (0: none)
+    probe_s: Annotated[Float, Field(ge=0, le=3600)] = 1.0
     compress: Flag = True
     daily_budget_bytes: Annotated[Int, Field(ge=0, le=1 << 50)] = 0  # 0: no budget
 

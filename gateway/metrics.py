@@ -35,6 +35,9 @@ class GatewayMetrics:
                                     "Sealed batches awaiting cloud confirmation", registry=r)
         self.uplink_batches = Counter("tandem_gw_uplink_batches", "Uplink attempts by result",
                                       ["result"], registry=r)
+        self.uplink_probes = Counter("tandem_gw_uplink_probes",
+                                     "Reachability probes of an unreachable cloud, by result",
+                                     ["result"], registry=r)
         self.uplink_records = Counter("tandem_gw_uplink_records",
                                       "Records confirmed by the cloud", registry=r)
         self.uplink_bytes = Counter("tandem_gw_uplink_bytes",
@@ -81,6 +84,10 @@ class GatewayMetrics:
         self.model_info = Gauge("tandem_gw_model_info",
                                 "1 for the model version loaded (sha-256 prefix)", ["version"],
                                 registry=r)
+        self.safety_reasserts = Counter("tandem_gw_safety_reasserts",
+                                        "Safety actions tried again while their rule holds, "
+                                        "by action and result", ["action", "result"],
+                                        registry=r)
         self.reflex_faults = Counter("tandem_gw_reflex_faults",
                                      "Reports the reflex failed on (a bug; logged)", registry=r)
         self.feature_series = Gauge("tandem_gw_feature_series",

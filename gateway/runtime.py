@@ -12,6 +12,7 @@ import logging
 
 from tandem.gateway.access.config import AccessConfig
 from tandem.gateway.access.server import CoapDtlsServer
+from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.cloudlink.uplink import Uplink
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.health import HealthServer
@@ -57,10 +58,10 @@ class Gateway:
         # Modbus (polls and emergency stops) runs on its own thread and loop.
         self.fieldbus = FieldbusThread()
         self._modbus_sink = CrossLoopSink(self.ingress)
-        self.modbus = ModbusService(config.modbus, self._modbus_sink, self.metrics.registry) \
-            if config.modbus.bus else None
-        ports = ActuatorPorts(self.modbus.actuator_factory(), self.modbus.coordinators) \
-            if self.modbus else None
+        # Every emergency stop writes through a bus coordinator, configured bus or not.
+        actuators = ModbusService(config.modbus, self._modbus_sink, self.metrics.registry)
+        self.modbus = actuators if config.modbus.bus else None
+        ports = ActuatorPorts(actuators.actuator_factory(), actuators.coordinators)
         # Node commands (GET /c), raw snippets (POST /raw), the cloud's raw requests.
         self.nodes = NodeServices(config, self.database, self.outbox, self.keystore, self.metrics)
         self.local = LocalControl.from_config(config, self.outbox, self.metrics, ports=ports,
@@ -72,8 +73,9 @@ class Gateway:
             self.ingress.queue, TumblingWindows(int(config.pipeline.window_s * 1000)),
             self.journal, self.metrics)
         self.pipeline.recover(recovery)
-        self.uplink = Uplink(config.uplink, config.gateway.id, self.outbox, self.keystore,
-                             self.metrics) if config.uplink.url else None
+        self.uplink = Uplink(config.uplink, CloudEndpoint.of(config), config.gateway.id,
+                             self.outbox, self.keystore, self.metrics) \
+            if config.uplink.url else None
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
         self.nodes.attach(self.access, self.uplink.wakeup.set if self.uplink else lambda: None)
         # Privacy gate on the outbox, revocation list, signed policy (gateway/policy/).

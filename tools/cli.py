@@ -99,7 +99,8 @@ def _demo(args: argparse.Namespace) -> int:
 _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench.modbus",
             "ingest": "tandem.tools.bench.ingest", "coap": "tandem.tools.bench.coap",
             "drain": "tandem.tools.bench.drain", "bytes": "tandem.tools.bench.bytes",
-            "latency": "tandem.tools.bench.latency"}
+            "latency": "tandem.tools.bench.latency",
+            "catchup": "tandem.tools.bench.catchup"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -30,14 +30,16 @@ def _device(unit: int) -> SimDevice:
 
 
 @asynccontextmanager
-async def modbus_controller(unit: int = 1, host: str = "127.0.0.1") -> AsyncIterator[int]:
-    """Serve 64 coils and 64 holding registers (all 0) for `unit` on a free port; yield it."""
-    server = ModbusTcpServer(_device(unit), address=(host, 0))
+async def modbus_controller(unit: int = 1, host: str = "127.0.0.1",
+                            port: int = 0) -> AsyncIterator[int]:
+    """Serve 64 coils and 64 holding registers (all 0) for `unit` on port (0: a free one);
+    yield the port."""
+    server = ModbusTcpServer(_device(unit), address=(host, port))
     await server.serve_forever(background=True)
     try:
         listener: Any = server.transport  # an asyncio.Server once listening
-        port: int = listener.sockets[0].getsockname()[1]
-        yield port
+        bound: int = listener.sockets[0].getsockname()[1]
+        yield bound
     finally:
         await server.shutdown()  # type: ignore[no-untyped-call]
 

@@ -1,9 +1,13 @@
 """Gateway -> cloud uplink batch: the payload inside the COSE_Sign1 envelope.
 
-    {"v": 1, "gw": gateway_id, "seq": n, "sent": unix_ms, "recs": [record, ...]}
+    {"v": 1, "ep": epoch, "gw": gateway_id, "seq": n, "sent": unix_ms, "recs": [record, ...]}
 
-`seq` numbers batches per gateway from 1 upwards; the cloud applies each
-(gw, seq) once, so a retried or replayed batch has no second effect.
+`seq` numbers batches per gateway from 1 upwards within an epoch `ep`, a
+random number the gateway draws when its data directory is new; the cloud
+applies each (gw, ep, seq) once, so a retried or replayed batch has no second
+effect, and a gateway whose data directory was reset starts a new epoch
+instead of reusing numbers the cloud already holds. A batch without `ep`
+(a gateway that predates epochs) is epoch 0.
 Records are window summaries (`"k": "s"`) or events (`"k": "e"`); version 2
 adds sealed records (`"k": "x"`, fields encrypted for the cloud at the edge,
 see wire.sealed). A batch holding a sealed record says `"v": 2`, so a cloud
@@ -88,6 +92,7 @@ class Batch:
     seq: int
     sent_ms: int
     records: tuple[Record, ...]
+    epoch: int = 0  # 0: a gateway that predates epochs (the key is left out)
 
 
 def encode_batch(batch: Batch) -> bytes:
@@ -96,12 +101,12 @@ def encode_batch(batch: Batch) -> bytes:
     version = SEALED_BATCH_VERSION if sealed else BATCH_VERSION
     if any(isinstance(r, RawSnippet) for r in batch.records):
         version = RAW_BATCH_VERSION
-    return cbor2.dumps(
-        {"v": version, "gw": batch.gateway,
-         "seq": batch.seq, "sent": batch.sent_ms,
-         "recs": [encode_record(r) for r in batch.records]},
-        canonical=True,
-    )
+    body: dict[str, Any] = {"v": version, "gw": batch.gateway, "seq": batch.seq,
+                            "sent": batch.sent_ms,
+                            "recs": [encode_record(r) for r in batch.records]}
+    if batch.epoch:
+        body["ep"] = batch.epoch
+    return cbor2.dumps(body, canonical=True)
 
 
 def encode_record(record: Record) -> dict[str, Any]:
@@ -136,8 +141,9 @@ def decode_batch(data: bytes) -> Batch:
         raise WireError("schema", "sealed records need batch version 2")
     if version != RAW_BATCH_VERSION and any(isinstance(r, RawSnippet) for r in records):
         raise WireError("schema", "raw snippets need batch version 3")
+    epoch = _uint(obj, "ep", minimum=1) if "ep" in obj else 0
     return Batch(gateway=_name(obj, "gw"), seq=_uint(obj, "seq", minimum=1),
-                 sent_ms=_uint(obj, "sent"), records=records)
+                 sent_ms=_uint(obj, "sent"), records=records, epoch=epoch)
 
 
 def decode_record(obj: Any, index: int = 0) -> Record:

@@ -81,6 +81,12 @@ def verify1(envelope: bytes, key_for: KeyLookup) -> Verified:
     return Verified(kid=kid, payload=payload)
 
 
+def own_payload(envelope: bytes) -> bytes:
+    """The payload of an envelope this process signed itself (to re-sign it), unverified."""
+    _, _, (payload, _) = _parse(envelope)
+    return payload
+
+
 class SoftwareSigner:
     """Signer over a private key held in process memory (tests, dev mode)."""
 

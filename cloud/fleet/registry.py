@@ -6,14 +6,16 @@ one gateway cannot overwrite another's data or attract its raw requests;
 moving a device is an operator's explicit `move_device`.
 
 The `ingested_batches` table is the idempotency ledger: its unique
-(gateway, seq) makes each batch count once, however often it is sent.
-All times are Unix milliseconds.
+(gateway, epoch, seq) makes each batch count once, however often it is sent,
+and the payload digest tells a resend (same digest) from a different batch
+under a number already used (a conflict). All times are Unix milliseconds.
 """
 
 from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import cast
 
 from sqlalchemy import (
@@ -24,6 +26,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    func,
     select,
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -75,7 +78,8 @@ class IngestedBatch(Base):
     """One applied uplink batch: the ledger entry that makes replays harmless."""
 
     __tablename__ = "ingested_batches"
-    __table_args__ = (UniqueConstraint("gateway", "seq", name="uq_batch_gateway_seq"),)
+    __table_args__ = (UniqueConstraint("gateway", "epoch", "seq",
+                                       name="uq_batch_gateway_epoch_seq"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     gateway: Mapped[str] = mapped_column(ForeignKey("gateways.name"))
@@ -83,6 +87,19 @@ class IngestedBatch(Base):
     sent_ms: Mapped[int] = mapped_column(BigInteger)
     received_ms: Mapped[int] = mapped_column(BigInteger)
     record_count: Mapped[int] = mapped_column(Integer)
+    # 0 for gateways that predate epochs; the digest is NULL on rows from before digests.
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchKey:
+    """What identifies one uplink batch in the ledger, and the digest of its payload."""
+
+    gateway: str
+    epoch: int
+    seq: int
+    digest: str
 
 
 class RegistryError(Exception):
@@ -149,18 +166,41 @@ def readmit_gateway(session: Session, name: str) -> bool:
     return True
 
 
-def batch_seen(session: Session, gateway: str, seq: int) -> bool:
-    """True when (gateway, seq) is already in the ledger."""
-    found = session.scalar(select(IngestedBatch.id).where(
-        IngestedBatch.gateway == gateway, IngestedBatch.seq == seq))
-    return found is not None
+class BatchConflict(Exception):
+    """The ledger holds this (gateway, epoch, seq) with another payload digest."""
+
+    def __init__(self, key: BatchKey, next_seq: int) -> None:
+        super().__init__(f"batch {key.gateway}/{key.epoch}/{key.seq} is in the ledger with "
+                         f"other content; the first unused number is {next_seq}")
+        self.key = key
+        self.next_seq = next_seq
 
 
-def record_batch(session: Session, gateway: str, seq: int, sent_ms: int, received_ms: int,
+def batch_seen(session: Session, key: BatchKey) -> bool:
+    """True when the key is in the ledger with the same digest; BatchConflict if another."""
+    found = session.execute(select(IngestedBatch.digest).where(
+        IngestedBatch.gateway == key.gateway, IngestedBatch.epoch == key.epoch,
+        IngestedBatch.seq == key.seq)).first()
+    if found is None:
+        return False
+    if found[0] is not None and found[0] != key.digest:
+        raise BatchConflict(key, next_seq(session, key.gateway, key.epoch))
+    return True
+
+
+def next_seq(session: Session, gateway: str, epoch: int) -> int:
+    """The first batch number of gateway's epoch that the ledger does not hold past."""
+    highest = session.scalar(select(func.max(IngestedBatch.seq)).where(
+        IngestedBatch.gateway == gateway, IngestedBatch.epoch == epoch))
+    return int(highest or 0) + 1
+
+
+def record_batch(session: Session, key: BatchKey, sent_ms: int, received_ms: int,
                  record_count: int) -> None:
-    """Add (gateway, seq) to the ledger; a concurrent duplicate fails at flush."""
-    session.add(IngestedBatch(gateway=gateway, seq=seq, sent_ms=sent_ms,
-                              received_ms=received_ms, record_count=record_count))
+    """Add the key to the ledger; a concurrent duplicate fails at flush."""
+    session.add(IngestedBatch(gateway=key.gateway, epoch=key.epoch, seq=key.seq,
+                              digest=key.digest, sent_ms=sent_ms, received_ms=received_ms,
+                              record_count=record_count))
     session.flush()
 
 

@@ -1,8 +1,10 @@
 """Uplink endpoint: POST /ingest/v1/batches takes one COSE_Sign1-signed batch from a gateway.
 
 Each batch is applied at most once: the ledger entry, the points and the
-device sightings commit in one transaction, and a (gateway, seq) already in
-the ledger is answered "duplicate" without touching anything. A store outside
+device sightings commit in one transaction, and a (gateway, epoch, seq)
+already in the ledger with the same payload digest is answered "duplicate"
+without touching anything; with another digest it is a conflict (409, loud:
+a WARNING, a metric, an audit entry), never a silent duplicate. A store outside
 the SQL database (InfluxDB) cannot join that transaction: its points are
 written first, the ledger commits after, and a failure in between is repaired
 by the gateway's resend (writes are idempotent, so it has no second effect).
@@ -10,6 +12,7 @@ by the gateway's resend (writes are idempotent, so it has no second effect).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import zlib
@@ -52,12 +55,20 @@ WIRE_FAULTS: dict[str, tuple[int, str]] = {
 }
 # Every other way a batch is refused (besides the wire faults above).
 OTHER_REJECTIONS = ("unsupported_media_type", "revoked_gateway", "gateway_mismatch",
-                    "stale_batch", "future_batch", "foreign_device")
+                    "stale_batch", "future_batch", "foreign_device", "batch_conflict")
 # Refusals the audit log records: forged, foreign, revoked or replayed batches (not mere
 # malformed bytes, which say nothing about who sent them).
 AUDITED_REJECTIONS = frozenset({"bad_signature", "unknown_gateway", "revoked_gateway",
                                 "gateway_mismatch", "stale_batch", "future_batch",
-                                "foreign_device"})
+                                "foreign_device", "batch_conflict"})
+
+
+class ConflictRejection(Rejection):
+    """409: the batch's number is taken by other content; says where the gateway may resume."""
+
+    def __init__(self, conflict: registry.BatchConflict) -> None:
+        super().__init__(409, "batch_conflict", str(conflict))
+        self.next_seq = conflict.next_seq
 
 
 @bp.record_once
@@ -82,6 +93,8 @@ def post_batch() -> tuple[Response, int]:
         log.warning("batch rejected from %s: %s (%s)", request.remote_addr, exc.code, exc.detail)
         _audit_refusal(exc)
         body, status = error_response(exc.status, exc.code, exc.detail)
+        if isinstance(exc, ConflictRejection):
+            body = jsonify(error=exc.code, detail=exc.detail, next_seq=exc.next_seq)
     metrics().ingest_seconds.observe(time.perf_counter() - started)
     return body, status
 
@@ -100,16 +113,18 @@ def _audit_refusal(exc: Rejection) -> None:
 
 def _handle() -> tuple[Response, int]:
     _check_media_type()
-    batch = _admit(_read_body())
+    batch, key = _admit(_read_body())
     try:
-        stored = _store(batch, now_ms())
+        stored = _store(batch, key, now_ms())
     except RecordsRefused as exc:
         raise Rejection(422, "invalid_batch", str(exc)) from None
+    except registry.BatchConflict as exc:
+        raise ConflictRejection(exc) from None
     outcome = "stored" if stored else "duplicate"
     metrics().batches_accepted.labels(outcome).inc()
     if stored:
         metrics().records_ingested.inc(len(batch.records))
-    log.info("batch %s/%d %s (%d records)", batch.gateway, batch.seq, outcome,
+    log.info("batch %s/%d/%d %s (%d records)", batch.gateway, batch.epoch, batch.seq, outcome,
              len(batch.records))
     body: dict[str, Any] = {"status": outcome, "gateway": batch.gateway, "seq": batch.seq}
     if stored:
@@ -163,8 +178,8 @@ def _decoded(body: bytes, limit: int) -> bytes:
     return plain
 
 
-def _admit(body: bytes) -> Batch:
-    """Check signature, schema, sender and age; return the batch or raise Rejection."""
+def _admit(body: bytes) -> tuple[Batch, registry.BatchKey]:
+    """Check signature, schema, sender and age; the batch and its ledger key, or Rejection."""
     try:
         verified = verify1(body, registered_key)
         batch = decode_batch(verified.payload)
@@ -180,7 +195,8 @@ def _admit(body: bytes) -> Batch:
                                 _config().ingest.max_clock_skew_s * 1000)
     except plausible.Implausible as exc:
         raise Rejection(422, "invalid_batch", str(exc)) from None
-    return batch
+    digest = hashlib.sha256(verified.payload).hexdigest()
+    return batch, registry.BatchKey(batch.gateway, batch.epoch, batch.seq, digest)
 
 
 def _check_age(batch: Batch) -> None:
@@ -197,8 +213,9 @@ def _check_age(batch: Batch) -> None:
                         f"check the gateway's clock")
 
 
-def _store(batch: Batch, received_ms: int) -> bool:
-    """Apply batch in one transaction; False if (gateway, seq) was already applied.
+def _store(batch: Batch, key: registry.BatchKey, received_ms: int) -> bool:
+    """Apply batch in one transaction; False if its key was already applied (BatchConflict
+    if with other content).
 
     A store outside the SQL database gets the points first, before the ledger
     transaction opens: a failure in between is repaired by the gateway's resend.
@@ -211,17 +228,17 @@ def _store(batch: Batch, received_ms: int) -> bool:
         if not store.shares_transaction:
             with sessions() as session:
                 session.connection(execution_options={database.READ_ONLY: True})
-                if registry.batch_seen(session, batch.gateway, batch.seq):
+                if registry.batch_seen(session, key):
                     return False
             with sessions.begin() as session:
                 _claim(session, batch, received_ms)
             store.write(batch.gateway, batch.records, None)
         with sessions.begin() as session:
-            if registry.batch_seen(session, batch.gateway, batch.seq):
+            if registry.batch_seen(session, key):
                 return False
             _claim(session, batch, received_ms)
-            registry.record_batch(session, batch.gateway, batch.seq, batch.sent_ms,
-                                  received_ms, len(batch.records))
+            registry.record_batch(session, key, batch.sent_ms, received_ms,
+                                  len(batch.records))
             if store.shares_transaction:
                 store.write(batch.gateway, batch.records, session.connection())
             registry.touch_devices(session, batch.gateway,
@@ -229,9 +246,9 @@ def _store(batch: Batch, received_ms: int) -> bool:
             sealed_store.write(session, batch.gateway, batch.records, received_ms)
             raw_store.write(session, batch.gateway, batch.records, received_ms)
     except IntegrityError:
-        # Another request may have committed the same (gateway, seq) first.
+        # Another request may have committed the same key first.
         with sessions() as session:
-            if registry.batch_seen(session, batch.gateway, batch.seq):
+            if registry.batch_seen(session, key):
                 return False
         raise
     return True

@@ -2,31 +2,37 @@
 
 One batch in flight at a time, oldest first. The cloud answers 200 only after
 it has committed the batch (or already had it), and only then is the batch
-deleted here. Failures back off exponentially with full jitter so a fleet of
-gateways does not hammer a recovering cloud in step.
+deleted here. Failures back off exponentially with full jitter
+(cloudlink/backoff.py) so a fleet of gateways does not hammer a recovering
+cloud in step. While the cloud cannot even be connected to, a cheap probe (a
+TCP connect, every `probe_s`) runs between the long backoffs, so the backlog
+leaves within a probe period of the cloud's return instead of a backoff
+period; a cloud that answers with an error gets no probes, only the backoff.
+A 409 `batch_conflict` (the cloud holds this number with other content) moves
+the batch past the cloud's `next_seq`, re-signed, and sends it again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import logging
-import random
-import ssl
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from enum import Enum
 
 import httpx
 
+from tandem.gateway.cloudlink.backoff import Backoff
 from tandem.gateway.cloudlink.budget import DailyBudget
+from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.config import UplinkSection
 from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.store.outbox import Outbox, Priority, SealedBatch
-from tandem.wire.batch import Batch, Record, encode_batch
+from tandem.wire.batch import Batch, Record, decode_batch, encode_batch
 from tandem.wire.clock import now_ms
-from tandem.wire.cose import MEDIA_TYPE, Signer, sign1
+from tandem.wire.cose import MEDIA_TYPE, Signer, own_payload, sign1
 
 log = logging.getLogger(__name__)
 
@@ -41,55 +47,65 @@ class Outcome(Enum):
     EMPTY = "empty"
     DELIVERED = "delivered"
     SET_ASIDE = "set_aside"
+    RENUMBERED = "renumbered"
     RETRY = "retry"
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter, reset on success."""
-
-    base_s: float
-    max_s: float
-    attempt: int = 0
-
-    def next_delay(self) -> float:
-        """Delay before the next try; grows until max_s."""
-        ceiling = min(self.max_s, self.base_s * 2 ** min(self.attempt, 30))
-        self.attempt += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    def reset(self) -> None:
-        """Forget past failures."""
-        self.attempt = 0
+_AT_ONCE = (Outcome.DELIVERED, Outcome.SET_ASIDE, Outcome.RENUMBERED)
+# Failures that mean "nothing answered": only these are worth a probe.
+_UNREACHABLE = (httpx.ConnectError, httpx.ConnectTimeout)
+Clock = Callable[[], float]
 
 
 class Uplink:
     """Drains the outbox to the cloud's ingest endpoint."""
 
-    def __init__(self, config: UplinkSection, gateway_id: str, outbox: Outbox, signer: Signer,
-                 metrics: GatewayMetrics, budget: DailyBudget | None = None) -> None:
+    def __init__(self, config: UplinkSection, endpoint: CloudEndpoint, gateway_id: str,
+                 outbox: Outbox, signer: Signer, metrics: GatewayMetrics,
+                 budget: DailyBudget | None = None, backoff: Backoff | None = None,
+                 clock: Clock = time.monotonic) -> None:
         self._config = config
+        self._endpoint = endpoint
         self._budget = budget or DailyBudget(outbox.database, config.daily_budget_bytes)
         self._gateway_id = gateway_id
         self._outbox = outbox
         self._signer = signer
         self._metrics = metrics
-        self._backoff = Backoff(base_s=config.interval_s, max_s=config.backoff_max_s)
-        self._client = httpx.AsyncClient(
-            base_url=config.url, verify=_tls_context(config), timeout=config.timeout_s,
-            headers={"Content-Type": MEDIA_TYPE})
+        self._backoff = backoff or Backoff(base_s=config.interval_s, max_s=config.backoff_max_s)
+        self._clock = clock
+        self._client = endpoint.async_client(headers={"Content-Type": MEDIA_TYPE})
+        self._unreachable = False  # the last attempt could not connect at all
         self.wakeup = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until stop is set; sleep between empty polls, back off on failure."""
         while not stop.is_set():
             outcome = await self.deliver_one()
-            if outcome in (Outcome.DELIVERED, Outcome.SET_ASIDE):
+            if outcome in _AT_ONCE:
                 continue
-            delay = self._config.interval_s if outcome is Outcome.EMPTY \
-                else self._backoff.next_delay()
-            await _wait_any(stop, self.wakeup, delay)
+            if outcome is Outcome.EMPTY:
+                await _wait_any(stop, self.wakeup, self._config.interval_s)
+            else:
+                await self._back_off(stop)
             self.wakeup.clear()
+
+    async def _back_off(self, stop: asyncio.Event) -> None:
+        """Wait out the backoff; while nothing answered, end it early once a probe connects."""
+        end = self._clock() + self._backoff.next_delay()
+        probe_s = self._config.probe_s if self._unreachable else 0.0
+        while not stop.is_set() and (left := end - self._clock()) > 0:
+            if await _wait_any(stop, self.wakeup, min(left, probe_s) if probe_s else left):
+                return
+            if probe_s and await self._probe():
+                return
+
+    async def _probe(self) -> bool:
+        reachable = await self._endpoint.reachable()
+        self._metrics.uplink_probes.labels(
+            result="reachable" if reachable else "unreachable").inc()
+        if reachable:
+            log.info("cloud reachable again: sending the backlog now")
+        return reachable
 
     async def deliver_one(self) -> Outcome:
         """Seal or pick the oldest batch and try to deliver it once."""
@@ -107,7 +123,14 @@ class Uplink:
         await self._client.aclose()
 
     def _build_envelope(self, seq: int, records: Sequence[Record]) -> bytes:
-        payload = encode_batch(Batch(self._gateway_id, seq, now_ms(), tuple(records)))
+        payload = encode_batch(Batch(self._gateway_id, seq, now_ms(), tuple(records),
+                                     epoch=self._outbox.epoch))
+        return sign1(payload, self._gateway_id, self._signer)
+
+    def _resign(self, seq: int, envelope: bytes) -> bytes:
+        """The same records under a new number (and send time), signed again."""
+        batch = decode_batch(own_payload(envelope))
+        payload = encode_batch(dataclasses.replace(batch, seq=seq, sent_ms=now_ms()))
         return sign1(payload, self._gateway_id, self._signer)
 
     async def _send(self, batch: SealedBatch) -> Outcome:
@@ -116,7 +139,9 @@ class Uplink:
         try:
             response = await self._client.post(INGEST_PATH, content=body, headers=headers)
         except httpx.HTTPError as exc:
+            self._unreachable = isinstance(exc, _UNREACHABLE)
             return self._failed(batch, f"{type(exc).__name__}: {exc}")
+        self._unreachable = False
         self._metrics.uplink_latency.observe(time.perf_counter() - started)
         kind = "urgent" if batch.priority <= Priority.EVENT else "routine"
         self._metrics.uplink_bytes.labels(kind=kind).inc(len(body))
@@ -136,7 +161,19 @@ class Uplink:
             log.error("cloud refused batch %d for good (%d %s); set aside for an operator",
                       batch.seq, response.status_code, response.text[:200])
             return Outcome.SET_ASIDE
+        resume = _conflict_resume(response)
+        if resume is not None:
+            return await self._renumber(batch, resume, response.text[:200])
         return self._failed(batch, f"HTTP {response.status_code} {response.text[:200]}")
+
+    async def _renumber(self, batch: SealedBatch, resume: int, detail: str) -> Outcome:
+        """The cloud holds batch.seq with other content: resume numbering where it says."""
+        moved = await self._outbox.renumber(batch.seq, resume, self._resign)
+        self._metrics.uplink_batches.labels(result="conflict").inc()
+        log.warning("cloud holds batch %d of epoch %d with other content (%s); "
+                    "renumbered it %d and sending it again", batch.seq, self._outbox.epoch,
+                    detail, moved.seq)
+        return Outcome.RENUMBERED
 
     def _encode(self, envelope: bytes) -> tuple[bytes, dict[str, str]]:
         # gzip on the HTTP layer: the signature covers the envelope itself, and
@@ -151,12 +188,18 @@ class Uplink:
         return Outcome.RETRY
 
 
-def _tls_context(config: UplinkSection) -> ssl.SSLContext | bool:
-    if config.url.startswith("http://"):
-        return False
-    context = ssl.create_default_context(cafile=str(config.ca) if config.ca else None)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context
+def _conflict_resume(response: httpx.Response) -> int | None:
+    """next_seq of a 409 batch_conflict answer; None for any other answer."""
+    if response.status_code != 409:
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    resume = body.get("next_seq") if isinstance(body, dict) else None
+    if body.get("error") != "batch_conflict" or type(resume) is not int or resume < 1:
+        return None
+    return resume
 
 
 def _status_of(response: httpx.Response) -> str:
@@ -166,10 +209,13 @@ def _status_of(response: httpx.Response) -> str:
         return "?"
 
 
-async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> None:
+async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> bool:
+    """Wait until stop or wakeup is set (True) or timeout seconds passed (False)."""
     waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait(waiters, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
     finally:
         for waiter in waiters:
             waiter.cancel()
+    return bool(done)

@@ -2,13 +2,13 @@
 
 `enrol` uses an installer token (POST /enrol/v1/csr); `renew` proves the
 current registration by signing the request with the current key (POST
-/enrol/v1/renew). Both talk HTTPS to the cloud, whose certificate must chain
-to the site CA (`identity.ca`), and save the answer (gateway.enrolled).
+/enrol/v1/renew). Both talk HTTPS to the cloud under the gateway's one trust
+rule (gateway/cloudlink/client.py: the site CA unless `uplink.ca` says
+otherwise), and save the answer (gateway.enrolled).
 """
 
 from __future__ import annotations
 
-import ssl
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -18,6 +18,7 @@ import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.identity import enrolled
 from tandem.gateway.identity.csr import build_csr
@@ -30,8 +31,6 @@ from tandem.gateway.identity.keystore import (
 from tandem.gateway.identity.kinds import open_keystore, state_dir
 from tandem.gateway.identity.tpm_keystore import SEALED_DIR
 from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
-
-TIMEOUT_S = 30.0
 
 
 class EnrolError(Exception):
@@ -91,15 +90,11 @@ def open_or_create_keystore(config: GatewayConfig,
 @contextmanager
 def _client(config: GatewayConfig, url: str,
             client: httpx.Client | None) -> Iterator[httpx.Client]:
-    """The given client (left open), or an HTTPS client trusting only the site CA."""
+    """The given client (left open), or the cloud client of gateway/cloudlink/client.py."""
     if client is not None:
         yield client
         return
-    verify: ssl.SSLContext | bool = False
-    if not url.startswith("http://"):
-        verify = ssl.create_default_context(cafile=str(config.identity.ca))
-        verify.minimum_version = ssl.TLSVersion.TLSv1_2
-    with httpx.Client(base_url=url, verify=verify, timeout=TIMEOUT_S) as own:
+    with CloudEndpoint.of(config, url).client() as own:
         yield own
 
 

@@ -23,6 +23,7 @@ from typing import Any
 from pymodbus.client.base import ModbusBaseClient
 from pymodbus.exceptions import ConnectionException, ModbusException
 
+from tandem.gateway.actuator import ActuatorError
 from tandem.gateway.modbus.clients import inter_frame_s, make_client
 from tandem.gateway.modbus.codec import Block, DecodeError, plan_reads
 from tandem.gateway.modbus.config import ModbusBus, ModbusUnit
@@ -33,6 +34,8 @@ from tandem.wire.clock import now_ms
 from tandem.wire.report import Report
 
 Clock = Callable[[], float]
+# A verified write that lost its connection is reconnected and tried once more, at once.
+_RECONNECT_CAUSES = frozenset({"connect", "io"})
 
 
 class RequestError(Exception):
@@ -196,7 +199,7 @@ class BusCoordinator:
         self.errors.error((self.bus.name, unit.config.name, cause),
                           f"modbus {unit.device} (unit {unit.config.unit_id}): {detail}")
 
-    # -- verified writes: the ActuatorPort of the rule engine's emergency stop -----
+    # -- verified writes: the ActuatorPort (gateway/actuator.py) of every emergency stop --
 
     async def write_coil(self, unit: int, address: int, value: bool) -> bool:
         """Write one coil (FC05), read it back (FC01); True when it reads as written."""
@@ -216,19 +219,25 @@ class BusCoordinator:
 
     async def _verified(self, unit_id: int, what: str, write: Callable[[], Awaitable[Any]],
                         read: Callable[[], Awaitable[Any]], check: Callable[[Any], bool]) -> bool:
+        """Write and read back under the bus lock; ActuatorError when no usable answer."""
         unit = next((u for u in self.units if u.config.unit_id == unit_id), None)
         name = unit.config.name if unit else str(unit_id)
         timeout = unit.timeout_s if unit else self.bus.timeout_s
-        try:
-            async with self.lock:  # write and read-back back to back, nothing between
-                await self._exchange_locked(timeout, write)
-                ok = check(await self._exchange_locked(timeout, read))
-        except RequestError as exc:
-            self.metrics.writes.labels(self.bus.name, name, "failed").inc()
-            self.metrics.errors.labels(self.bus.name, name, exc.cause).inc()
-            self.errors.error((self.bus.name, name, "write", exc.cause),
-                              f"modbus {self.bus.name} unit {unit_id}: {what} write: {exc}")
-            return False
+        for attempt in (1, 2):
+            try:
+                async with self.lock:  # write and read-back back to back, nothing between
+                    await self._exchange_locked(timeout, write)
+                    ok = check(await self._exchange_locked(timeout, read))
+                break
+            except RequestError as exc:
+                self.metrics.errors.labels(self.bus.name, name, exc.cause).inc()
+                if attempt == 1 and exc.cause in _RECONNECT_CAUSES:
+                    continue
+                self.metrics.writes.labels(self.bus.name, name, "failed").inc()
+                self.errors.error((self.bus.name, name, "write", exc.cause),
+                                  f"modbus {self.bus.name} unit {unit_id}: {what} write: {exc}")
+                raise ActuatorError(f"modbus {self._where()} unit {unit_id}: {what} write: "
+                                    f"{exc}") from None
         self.metrics.writes.labels(self.bus.name, name, "verified" if ok else "mismatch").inc()
         return ok
 

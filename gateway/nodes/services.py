@@ -8,14 +8,12 @@ cloud URL, answering the cloud's raw requests (gateway/nodes/rawrequests.py).
 from __future__ import annotations
 
 import asyncio
-import ssl
 from collections.abc import Callable
-
-import httpx
 
 from tandem.gateway.access.commands import COMMANDS_PATH, CommandsResource
 from tandem.gateway.access.raw import RawResource
 from tandem.gateway.access.server import CoapDtlsServer
+from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.identity.keystore import GatewayKeyStore
 from tandem.gateway.metrics import GatewayMetrics
@@ -49,7 +47,7 @@ class NodeServices:
             self.cache, access.policy, access.stats, self.config.rawcache.per_device_per_min)
         url = self.config.uplink.url
         if url:
-            http = httpx.AsyncClient(base_url=url, verify=_tls(self.config, url), timeout=10.0)
+            http = CloudEndpoint.of(self.config, url).async_client()
             self.requests = RawRequests(self.config.gateway.id, self.cache, self.commands,
                                         self._outbox, self._keystore, http, self._database.call,
                                         self.config.rawcache, wake_uplink)
@@ -68,10 +66,3 @@ class NodeServices:
         if self.requests is not None:
             await self.requests.close()
 
-
-def _tls(config: GatewayConfig, url: str) -> ssl.SSLContext | bool:
-    if url.startswith("http://"):
-        return False
-    context = ssl.create_default_context(cafile=str(config.uplink.ca or config.identity.ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 from pathlib import Path
 
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tandem.gateway.access.device_policy import DevicePolicy
+from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.identity import enrolled
 from tandem.gateway.identity.keystore import GatewayKeyStore
@@ -58,7 +58,7 @@ class SecurityService:
             log.warning("no security policy: needs enrolment (tandem-gateway enrol) "
                         "and a cloud URL")
             return None
-        http = http or httpx.AsyncClient(base_url=url, verify=_tls(config, url), timeout=10.0)
+        http = http or CloudEndpoint.of(config, url).async_client()
         return PolicyAgent(config.gateway.id, enrolment.group, trusted, data_dir / POLICY_DIR,
                            self.enforcer.install, keystore, http, database.call,
                            config.policy.poll_s)
@@ -85,10 +85,3 @@ def _key(configured: Path | None, data_dir: Path, name: str) -> ec.EllipticCurve
         return None
     return enrolled.public_key(path)
 
-
-def _tls(config: GatewayConfig, url: str) -> ssl.SSLContext | bool:
-    if url.startswith("http://"):
-        return False
-    context = ssl.create_default_context(cafile=str(config.uplink.ca or config.identity.ca))
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    return context

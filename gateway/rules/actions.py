@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tandem.gateway.rules.actuator import ActuatorError, ActuatorPort, ModbusTcpPort
+from tandem.gateway.actuator import ActuatorError, ActuatorPort, PortFactory
+from tandem.gateway.modbus.service import actuator_port
 from tandem.gateway.rules.definitions import (
     ActionSpec,
     EmergencyStopSpec,
@@ -74,7 +75,7 @@ class ActuatorPorts:
     for stops that name a bus instead of a host; the buses close with their service.
     """
 
-    def __init__(self, factory: Callable[[str, int, float], ActuatorPort] = ModbusTcpPort,
+    def __init__(self, factory: PortFactory = actuator_port,
                  buses: Mapping[str, ActuatorPort] | None = None) -> None:
         self._factory = factory
         self._buses = dict(buses or {})

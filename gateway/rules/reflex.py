@@ -7,6 +7,13 @@ own task (the pipeline never waits for Modbus), and the Event records of a
 firing go to the outbox at Priority.ALARM. Action outcomes are filed as
 events too, so the cloud learns whether the stop was verified.
 
+A safety action (an emergency stop) that was not verified is re-asserted:
+tried again every `reassert_s` (doubling up to `reassert_max_s`) for as long
+as its rule stays in the state that ran it, until it is verified. So a stop
+whose controller was away when the rule fired is written when the controller
+returns. Each retry counts in `tandem_gw_safety_reasserts`; the verified one
+files its outcome event like the first attempt.
+
 With an `offload` (the field-bus thread's `run`), Modbus actions run on that
 thread's own loop: the write and its read-back then never wait behind this
 loop's backlog, and the outcome's `done_ns` is stamped there, when the
@@ -83,9 +90,12 @@ class Reflex:
                  ports: ActuatorPorts | None = None, commander: NodeCommander | None = None,
                  model: ModelSlot | None = None, score_source: ScoreSource = ScoreSource(),
                  on_outcome: Callable[[Outcome], None] | None = None,
-                 offload: Offload | None = None) -> None:
+                 offload: Offload | None = None, reassert_s: float = 0.5,
+                 reassert_max_s: float = 5.0) -> None:
         self._store = store
         self._offload = offload
+        self.reassert_s = reassert_s
+        self.reassert_max_s = reassert_max_s
         # Checked before each action starts (the policy's max actions per minute).
         self.may_act: Callable[[], bool] = _always
         self._metrics = metrics
@@ -99,6 +109,10 @@ class Reflex:
         self.ruleset = ruleset
         self._actions: dict[str, Action] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Safety actions being re-asserted, by (action, rule, device, fired); not in _tasks,
+        # so settle() does not wait for a controller that may never come back.
+        self._reasserting: dict[tuple[str, str, str, bool], asyncio.Task[None]] = {}
+        self._closing = asyncio.Event()
         self._series_seen = 0
         self.install(ruleset)
 
@@ -147,8 +161,15 @@ class Reflex:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
+    @property
+    def reasserting(self) -> int:
+        """How many safety actions are waiting to be re-asserted."""
+        return len(self._reasserting)
+
     async def close(self) -> None:
-        """Finish in-flight actions and events, then drop controller connections."""
+        """Stop re-asserting, finish in-flight actions and events, drop controller connections."""
+        self._closing.set()
+        await asyncio.gather(*self._reasserting.values(), return_exceptions=True)
         await self.settle()
         closing = self._context.ports.close()
         await (self._offload(closing) if self._offload else closing)
@@ -190,6 +211,18 @@ class Reflex:
         self._spawn(self._file(events))
 
     async def _run_action(self, action: Action, firing: Firing, taken_ns: int) -> None:
+        ok = await self._run_once(action, firing, taken_ns)
+        key = (action.name, firing.rule, firing.device, firing.active)
+        if not ok and action.kind in SAFETY_KINDS and key not in self._reasserting:
+            task = asyncio.get_running_loop().create_task(self._reassert(action, firing,
+                                                                         taken_ns))
+            self._reasserting[key] = task
+            task.add_done_callback(lambda _: self._reasserting.pop(key, None))
+
+    async def _run_once(self, action: Action, firing: Firing, taken_ns: int,
+                        quiet: bool = False) -> bool:
+        """One attempt; its outcome is logged, measured and filed (a quiet failure only
+        measured: a re-assertion failing again says nothing new)."""
         started = time.perf_counter_ns()
         attempt = _attempt(action, firing)
         if self._offload is not None and action.kind in FIELDBUS_KINDS:
@@ -199,6 +232,8 @@ class Reflex:
         result = "ok" if ok else ("error" if error else "unverified")
         self._metrics.action_latency.labels(action=action.name, result=result).observe(
             (done - started) / 1e9)
+        if quiet and not ok:
+            return False
         if not ok:
             log.error("action %s for rule %s on %s: %s", action.name, firing.rule,
                       firing.device, error or "not verified")
@@ -207,6 +242,29 @@ class Reflex:
         await self._file([Event(firing.device, f"{firing.rule}/{action.name}"[:64], firing.t_ms,
                                 1 if ok else 3, {"ok": float(ok),
                                                  "ms": round((done - taken_ns) / 1e6, 3)})])
+        return ok
+
+    async def _reassert(self, action: Action, firing: Firing, taken_ns: int) -> None:
+        """Try a safety action again, backing off, while its rule holds, until verified."""
+        log.warning("action %s for rule %s on %s not verified: re-asserting every %.1f-%.1f s "
+                    "while the rule holds", action.name, firing.rule, firing.device,
+                    self.reassert_s, self.reassert_max_s)
+        delay = self.reassert_s
+        while not await _stopped(self._closing, delay):
+            current = self._actions.get(action.name)
+            if current is None or self.engine.active(firing.rule, firing.device) != \
+                    firing.active:
+                log.warning("action %s for rule %s on %s: rule changed, re-asserting ends",
+                            action.name, firing.rule, firing.device)
+                return
+            ok = await self._run_once(current, firing, taken_ns, quiet=True)
+            self._metrics.safety_reasserts.labels(action=action.name,
+                                                  result="ok" if ok else "failed").inc()
+            if ok:
+                log.warning("action %s for rule %s on %s verified on re-assertion",
+                            action.name, firing.rule, firing.device)
+                return
+            delay = min(delay * 2, self.reassert_max_s)
 
     async def _file(self, events: list[Record]) -> None:
         try:
@@ -232,4 +290,13 @@ async def _attempt(action: Action, firing: Firing) -> Attempt:
 
 
 def _always() -> bool:
+    return True
+
+
+async def _stopped(stop: asyncio.Event, timeout: float) -> bool:
+    """Wait up to timeout seconds; True if stop was set meanwhile."""
+    try:
+        await asyncio.wait_for(stop.wait(), timeout)
+    except TimeoutError:
+        return False
     return True

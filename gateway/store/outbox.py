@@ -7,6 +7,13 @@ byte until the cloud confirms it, and only then deleted, so a crash at any
 moment neither loses records nor gives the cloud two different batches under
 one number.
 
+Batch numbers belong to an epoch, a random number drawn when the database is
+new and kept in `meta`: a gateway whose data directory was reset numbers from
+1 in a new epoch, so the cloud stores its batches instead of taking them for
+ones it already has. If the cloud still holds a number with other content
+(a directory restored from an old backup), `renumber` moves the batch past
+the cloud's highest number and re-signs it.
+
 The outbox is bounded: past `max_records` waiting summaries it degrades
 gracefully, merging the oldest summaries pairwise into coarser windows before
 refusing any. Alarms and events are never merged, refused or dropped.
@@ -15,6 +22,7 @@ refusing any. Alarms and events are never merged, refused or dropped.
 from __future__ import annotations
 
 import logging
+import secrets
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,6 +68,8 @@ class OutboxFull(Exception):
 
 
 BuildEnvelope = Callable[[int, Sequence[Record]], bytes]
+Renumber = Callable[[int, bytes], bytes]  # (new seq, old envelope) -> new envelope
+EPOCH_BITS = 62  # fits SQLite's signed 64-bit INTEGER and CBOR's uint
 
 
 class Admission(Protocol):
@@ -80,6 +90,7 @@ class Outbox:
         self.merged = 0
         self.degraded = False
         self.admission: Admission | None = None
+        self.epoch = database.call_sync(self._epoch)
 
     # -- async facade ----------------------------------------------------------
 
@@ -100,6 +111,10 @@ class Outbox:
     async def set_aside(self, seq: int, reason: str) -> None:
         """The cloud refused batch seq for good: keep it for an operator, stop sending it."""
         await self.database.call(self.set_aside_sync, seq, reason)
+
+    async def renumber(self, seq: int, at_least: int, rebuild: Renumber) -> SealedBatch:
+        """Move batch seq to a number >= at_least never used here, re-built by rebuild."""
+        return await self.database.call(self.renumber_sync, seq, at_least, rebuild)
 
     async def depth(self) -> tuple[int, int]:
         """(records waiting, batches sealed and unconfirmed)."""
@@ -170,6 +185,20 @@ class Outbox:
         db = self.database.connection
         with db:
             db.execute("DELETE FROM batches WHERE seq = ?", (seq,))
+
+    def renumber_sync(self, seq: int, at_least: int, rebuild: Renumber) -> SealedBatch:
+        db = self.database.connection
+        row = db.execute("SELECT records, envelope, priority FROM batches WHERE seq = ?",
+                         (seq,)).fetchone()
+        if row is None:
+            raise KeyError(f"no sealed batch {seq}")
+        with db:
+            self._skip_to(db, at_least)
+            new = self._next_seq(db)
+            envelope = rebuild(new, row[1])
+            db.execute("UPDATE batches SET seq = ?, envelope = ? WHERE seq = ?",
+                       (new, envelope, seq))
+        return SealedBatch(new, row[0], envelope, row[2])
 
     def set_aside_sync(self, seq: int, reason: str) -> None:
         db = self.database.connection
@@ -252,6 +281,22 @@ class Outbox:
             self.corrupt_rows += len(corrupt)
             log.error("outbox: %d corrupt record rows moved to corrupt_records", len(corrupt))
         return records
+
+    def _epoch(self) -> int:
+        db = self.database.connection
+        row = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()
+        if row is not None:
+            return int(row[0])
+        epoch = secrets.randbits(EPOCH_BITS) | 1  # never 0: that means "no epoch" on the wire
+        with db:
+            db.execute("INSERT INTO meta (key, value) VALUES ('epoch', ?)", (epoch,))
+        log.info("outbox: new batch epoch %d (a new data directory)", epoch)
+        return epoch
+
+    def _skip_to(self, db: sqlite3.Connection, at_least: int) -> None:
+        """Make the next batch number at least at_least (the cloud has seen those below)."""
+        db.execute("INSERT INTO meta (key, value) VALUES ('next_seq', ?) ON CONFLICT (key) "
+                   "DO UPDATE SET value = MAX(value, excluded.value)", (at_least,))
 
     def _next_seq(self, db: sqlite3.Connection) -> int:
         row = db.execute("SELECT value FROM meta WHERE key = 'next_seq'").fetchone()

@@ -199,11 +199,11 @@ def signer_of(identity: Identity) -> SoftwareSigner:
 
 def envelope(identity: Identity, seq: int, records: Sequence[Record] = (),
              gateway: str | None = None, kid: str | None = None,
-             sent_ms: int | None = None) -> bytes:
+             sent_ms: int | None = None, epoch: int = 0) -> bytes:
     """A batch signed by identity; gateway/kid default to identity's name."""
     batch = Batch(gateway=gateway or identity.name, seq=seq,
                   sent_ms=now_ms() if sent_ms is None else sent_ms,
-                  records=tuple(records) or (summary(),))
+                  records=tuple(records) or (summary(),), epoch=epoch)
     return sign1(encode_batch(batch), kid or identity.name, signer_of(identity))
 
 

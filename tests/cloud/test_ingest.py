@@ -40,13 +40,45 @@ def test_replay_answers_duplicate_and_writes_nothing(app, client, pki, kit):
 
 
 @pytest.mark.storages("sqlite", "influxdb", "postgresql", "postgresql+influxdb")
-def test_same_seq_with_other_content_is_still_a_duplicate(app, client, pki, kit):
-    first = kit.post(client, kit.envelope(pki.gateway, 3, [kit.summary(mean=1.0)]))
-    assert first.json["status"] == "stored"
+def test_same_seq_with_other_content_is_a_loud_conflict_that_names_where_to_resume(
+        app, client, pki, kit, caplog):
+    for seq in (3, 4):
+        first = kit.post(client, kit.envelope(pki.gateway, seq, [kit.summary(mean=1.0)]))
+        assert first.json["status"] == "stored"
     before = kit.snapshot(app)
     response = kit.post(client, kit.envelope(pki.gateway, 3, [kit.summary(mean=99.0)]))
-    assert response.json["status"] == "duplicate"
+    assert response.status_code == 409
+    assert response.json["error"] == "batch_conflict"
+    assert response.json["next_seq"] == 5
     assert kit.snapshot(app) == before
+    assert any(r.levelname == "WARNING" and "batch_conflict" in r.getMessage()
+               for r in caplog.records)
+    assert _metric(client, "tandem_cloud_batches_rejected_total",
+                   'reason="batch_conflict"') == 1.0
+    assert [e["reason"] for e in _audit(app)] == ["batch_conflict"]
+
+
+def test_a_reset_gateway_in_a_new_epoch_is_stored_not_a_duplicate(app, client, pki, kit):
+    old = kit.envelope(pki.gateway, 1, [kit.summary(mean=1.0)], epoch=11)
+    assert kit.post(client, old).json["status"] == "stored"
+    fresh = kit.envelope(pki.gateway, 1, [kit.summary(t0_ms=2_000_000, mean=2.0)], epoch=12)
+    assert kit.post(client, fresh).json["status"] == "stored"
+    assert kit.post(client, fresh).json["status"] == "duplicate"
+    ledger = kit.snapshot(app)["ingested_batches"]
+    assert sorted((r[1], r[6], r[2]) for r in ledger) == [("gw-01", 11, 1), ("gw-01", 12, 1)]
+
+
+def _metric(client, name: str, labels: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name}{{") and labels in line:
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name}{{{labels}}} not exported")
+
+
+def _audit(app) -> list[dict]:
+    with database.engine(app).connect() as conn:
+        rows = conn.execute(text("SELECT detail FROM audit_log WHERE event = 'ingest.refused'"))
+        return [json.loads(r[0]) if isinstance(r[0], str) else r[0] for r in rows]
 
 
 def test_sequences_are_per_gateway(client, pki, kit):

@@ -53,16 +53,35 @@ def test_the_first_gateway_to_claim_a_device_owns_it_until_it_is_moved(app):
         assert registry.claim_devices(session, "gw-02", ["a"], 30) == []
 
 
+def _key(gateway: str, seq: int, epoch: int = 5, digest: str = "d") -> registry.BatchKey:
+    return registry.BatchKey(gateway, epoch, seq, digest)
+
+
 def test_ledger_refuses_a_second_entry_and_prunes_by_sent_time(app):
     sessions = database.sessions(app)
     with sessions.begin() as session:
-        registry.record_batch(session, "gw-01", 1, 100, 100, 1)
-        registry.record_batch(session, "gw-01", 2, 200, 200, 1)
-        registry.record_batch(session, "gw-02", 1, 300, 300, 1)
+        registry.record_batch(session, _key("gw-01", 1), 100, 100, 1)
+        registry.record_batch(session, _key("gw-01", 2), 200, 200, 1)
+        registry.record_batch(session, _key("gw-02", 1), 300, 300, 1)
+        registry.record_batch(session, _key("gw-01", 1, epoch=6), 300, 300, 1)  # another epoch
     with pytest.raises(IntegrityError), sessions.begin() as session:
-        registry.record_batch(session, "gw-01", 1, 999, 999, 1)
+        registry.record_batch(session, _key("gw-01", 1), 999, 999, 1)
     with sessions.begin() as session:
         assert registry.prune_ledger(session, 250) == 2
     with sessions() as session:
-        assert not registry.batch_seen(session, "gw-01", 1)
-        assert registry.batch_seen(session, "gw-02", 1)
+        assert not registry.batch_seen(session, _key("gw-01", 1))
+        assert registry.batch_seen(session, _key("gw-02", 1))
+
+
+def test_a_known_key_with_another_digest_is_a_conflict_naming_where_to_resume(app):
+    sessions = database.sessions(app)
+    with sessions.begin() as session:
+        for seq in (1, 2, 3):
+            registry.record_batch(session, _key("gw-01", seq), 100, 100, 1)
+        registry.record_batch(session, _key("gw-01", 9, epoch=6), 100, 100, 1)
+    with sessions() as session:
+        assert registry.batch_seen(session, _key("gw-01", 2))
+        with pytest.raises(registry.BatchConflict) as info:
+            registry.batch_seen(session, _key("gw-01", 2, digest="other"))
+        assert info.value.next_seq == 4  # epoch 5 only: epoch 6 does not count
+        assert registry.next_seq(session, "gw-01", 7) == 1

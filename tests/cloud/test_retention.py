@@ -41,7 +41,8 @@ def test_prune_deletes_points_past_retention_and_ledger_past_the_replay_window(k
     with database.sessions(keeping).begin() as session:
         registry.add_gateway(session, "gw-01", "cert", "key", "fp", NOW)
         for seq, sent in ((1, NOW - 3 * DAY), (2, NOW - DAY)):
-            registry.record_batch(session, "gw-01", seq, sent, sent, 1)
+            registry.record_batch(session, registry.BatchKey("gw-01", 1, seq, "d"), sent, sent,
+                                  1)
     deleted = retention.prune(keeping.config["TANDEM"], store, database.sessions(keeping), NOW)
     assert deleted == {"summaries": 1, "events": 1, "ledger": 1, **NO_RAW}
     assert [p.summary.t0_ms for p in store.summaries(SummaryQuery())] == [NOW - 9 * DAY]

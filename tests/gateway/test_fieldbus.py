@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pymodbus.client import AsyncModbusTcpClient
 
+from tandem.gateway.actuator import ActuatorError
 from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.modbus.config import ModbusBus, ModbusSection, ModbusUnit
 from tandem.gateway.modbus.coordinator import BusCoordinator
@@ -16,7 +20,6 @@ from tandem.gateway.modbus.fieldbus import CrossLoopSink, FieldbusThread
 from tandem.gateway.modbus.service import ModbusService
 from tandem.gateway.reports import DeviceReport
 from tandem.gateway.rules.actions import ActuatorPorts, EmergencyStop
-from tandem.gateway.rules.actuator import ActuatorError, ModbusTcpPort
 from tandem.gateway.rules.loader import parse_rules_text
 from tandem.gateway.rules.reflex import Outcome, Reflex
 from tandem.tools.modbus_sim import modbus_controller
@@ -126,7 +129,11 @@ def test_stops_use_the_bus_coordinator_for_its_address_or_name_else_a_port_of_th
     coordinator = service.coordinators["plc"]
     assert actions["by_address"].port is coordinator
     assert actions["by_bus"].port is coordinator
-    assert isinstance(actions["elsewhere"].port, ModbusTcpPort)
+    elsewhere = actions["elsewhere"].port
+    assert isinstance(elsewhere, BusCoordinator) and elsewhere is not coordinator
+    assert (elsewhere.bus.host, elsewhere.bus.tcp_port, elsewhere.units) == ("127.0.0.1", 1503,
+                                                                              [])
+    assert elsewhere.metrics is service.metrics  # one set of metrics for every stop
 
     async def unknown_bus() -> None:
         try:
@@ -171,3 +178,15 @@ def test_polls_and_stops_run_on_the_fieldbus_thread_sharing_the_bus_lock() -> No
 
     asyncio.run(scenario())
 
+
+async def _until(check: Callable[[], bool]) -> None:
+    while not check():
+        await asyncio.sleep(0.005)
+
+
+def test_the_modbus_layer_does_not_import_the_rules() -> None:
+    probe = ("import sys, tandem.gateway.modbus.service, tandem.gateway.modbus.coordinator; "
+             "print(sorted(m for m in sys.modules if m.startswith('tandem.gateway.rules')))")
+    found = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                           check=True, timeout=60)
+    assert found.stdout.strip() == "[]"

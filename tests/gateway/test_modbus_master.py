@@ -21,6 +21,7 @@ from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import SimData, SimDevice
 from pymodbus.simulator.simutils import DataType
 
+from tandem.gateway.actuator import ActuatorError
 from tandem.gateway.modbus.config import ModbusBus, ModbusSection, ModbusUnit
 from tandem.gateway.modbus.coordinator import BusCoordinator
 from tandem.gateway.modbus.metrics import ModbusMetrics
@@ -150,7 +151,8 @@ def test_tcp_unreachable_bus_backs_off_and_counts() -> None:
         ghost = bus.units[0]
         assert ghost.polls == 0 and 1 <= ghost.failed <= 5  # 0.05, 0.1, 0.2, 0.4: backoff
         assert ghost.backoff_s > 0.05 and ghost.skipped > 0
-        assert await bus.write_coil(1, 0, True) is False  # a stop that cannot be verified
+        with pytest.raises(ActuatorError, match="connect"):  # a stop that cannot be verified
+            await bus.write_coil(1, 0, True)
         errors = registry.get_sample_value("tandem_gw_modbus_errors_total",
                                            {"bus": "plc", "unit": "ghost", "cause": "connect"})
         assert errors is not None and errors >= ghost.failed
@@ -245,7 +247,8 @@ def test_rtu_verified_stop_then_read_back_by_another_client(
         bus = BusCoordinator(_rtu_bus(pty, _unit("node-07", 7)), Sink())
         try:
             assert await bus.write_coil(7, 0, True) is True
-            assert await bus.write_register(7, 2, 20000) is False  # 200 degC: refused (03)
+            with pytest.raises(ActuatorError, match="exception_03"):  # 200 degC: refused
+                await bus.write_register(7, 2, 20000)
         finally:
             await bus.close()
 

@@ -2,17 +2,18 @@
 read back by a separate client, and the Event reaches a real outbox ahead of summaries."""
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 import pytest
 from pymodbus.client import AsyncModbusTcpClient
 
+from tandem.gateway.actuator import ActuatorError
 from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.modbus.service import actuator_port
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
 from tandem.gateway.reports import DeviceReport
-from tandem.gateway.rules.actuator import ActuatorError, ModbusTcpPort
 from tandem.gateway.rules.loader import parse_rules_text
 from tandem.gateway.rules.reflex import Outcome, Reflex
 from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
@@ -122,10 +123,10 @@ def test_a_firing_rule_sets_the_coil_verified_and_files_the_event_first(tmp_path
 def test_the_port_reads_back_registers_and_coils_and_reports_refusals() -> None:
     async def scenario() -> None:
         async with modbus_controller() as port:
-            writer = ModbusTcpPort("127.0.0.1", port)
+            writer = actuator_port("127.0.0.1", port, 0.5)
             assert await writer.write_register(1, 7, 1234)
             assert await writer.write_coil(1, 5, True)
-            with pytest.raises(ActuatorError, match="refused register 9999"):
+            with pytest.raises(ActuatorError, match="register write: exception_02"):
                 await writer.write_register(1, 9999, 1)     # outside the controller's map
             assert await writer.write_coil(1, 5, False)     # the connection is still good
             await writer.close()
@@ -228,3 +229,98 @@ def test_the_policy_action_limit_never_holds_back_an_emergency_stop(tmp_path: Pa
             outbox.database.close()
 
     asyncio.run(scenario())
+
+
+REASSERT_RULES = """\
+version = 1
+[action.stop_press]
+kind = "emergency_stop"
+host = "127.0.0.1"
+port = {port}
+unit = 1
+coil = 3
+[[rule]]
+name = "overheat"
+severity = 3
+when = {{ input = "temp", above = 80.0, clear_below = 75.0 }}
+actions = ["stop_press"]
+"""
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+def test_a_stop_that_failed_while_the_controller_was_away_is_written_when_it_returns(
+        tmp_path: Path) -> None:
+    async def scenario() -> None:
+        port = free_port()                                  # the controller is away
+        outbox = _outbox(tmp_path)
+        metrics = GatewayMetrics()
+        outcomes: list[Outcome] = []
+        reflex = Reflex(parse_rules_text(REASSERT_RULES.format(port=port)), outbox, metrics,
+                        on_outcome=outcomes.append, reassert_s=0.05, reassert_max_s=0.2)
+        reflex.take(_report(1, 1000, temp=85.0))
+        await reflex.settle()
+        assert [(o.action, o.ok) for o in outcomes] == [("stop_press", False)]
+        assert reflex.reasserting == 1
+
+        async def coil_set() -> bool:
+            return await _coil(port, 3)
+
+        async with modbus_controller(port=port):            # back, rule still active
+            await _until(coil_set)
+            await _until(lambda: _true(reflex.reasserting == 0))
+        await reflex.close()
+        outbox.database.close()
+        assert [(o.action, o.ok) for o in outcomes] == [("stop_press", False),
+                                                        ("stop_press", True)]
+        assert (metrics.registry.get_sample_value("tandem_gw_safety_reasserts_total",
+                                                  {"action": "stop_press", "result": "ok"})
+                == 1)
+        _no_stray_tasks()
+
+    asyncio.run(scenario())
+
+
+def test_re_asserting_ends_when_the_rule_clears(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        port = free_port()
+        outbox = _outbox(tmp_path)
+        reflex = Reflex(parse_rules_text(REASSERT_RULES.format(port=port)), outbox,
+                        GatewayMetrics(), reassert_s=0.05, reassert_max_s=0.2)
+        reflex.take(_report(1, 1000, temp=85.0))
+        await reflex.settle()
+        assert reflex.reasserting == 1
+        reflex.take(_report(2, 2000, temp=70.0))            # the rule clears
+        await _until(lambda: _true(reflex.reasserting == 0))
+        async with modbus_controller(port=port):
+            assert not await _coil(port, 3)                 # nobody writes it any more
+        await reflex.close()
+        outbox.database.close()
+        _no_stray_tasks()
+
+    asyncio.run(scenario())
+
+
+def test_close_ends_re_asserting_a_controller_that_never_returns(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        outbox = _outbox(tmp_path)
+        reflex = Reflex(parse_rules_text(REASSERT_RULES.format(port=free_port())), outbox,
+                        GatewayMetrics(), reassert_s=0.05)
+        reflex.take(_report(1, 1000, temp=85.0))
+        await reflex.settle()
+        assert reflex.reasserting == 1
+        await asyncio.wait_for(reflex.close(), 10)
+        assert reflex.reasserting == 0
+        outbox.database.close()
+        _no_stray_tasks()
+
+    asyncio.run(scenario())
+
+
+async def _true(value: bool) -> bool:
+    return value

@@ -5,13 +5,15 @@ import gzip
 import json
 import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from tandem.gateway.cloudlink.backoff import Backoff
+from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.cloudlink.uplink import Outcome, Uplink
 from tandem.gateway.config import UplinkSection
 from tandem.gateway.metrics import GatewayMetrics
@@ -20,6 +22,7 @@ from tandem.gateway.store.outbox import Outbox, Priority
 from tandem.tools.pki import Role, SiteCA
 from tandem.wire.batch import Event, Summary, decode_batch
 from tandem.wire.cose import SoftwareSigner, verify1
+from tests.ports import free_port
 
 KEY = ec.generate_private_key(ec.SECP256R1())
 
@@ -27,9 +30,10 @@ KEY = ec.generate_private_key(ec.SECP256R1())
 class ScriptedCloud:
     """An HTTPS server answering ingest posts from a script of status codes."""
 
-    def __init__(self, tmp: Path, script: list[int]) -> None:
-        ca = SiteCA.create(tmp / "pki", "test")
-        server = ca.issue("cloud", Role.SERVER, ("127.0.0.1",))
+    def __init__(self, tmp: Path, script: list[int], port: int = 0) -> None:
+        pki = tmp / "pki"
+        ca = SiteCA.load(pki) if (pki / "ca.pem").exists() else SiteCA.create(pki, "test")
+        server = ca.issue("cloud", Role.SERVER, ("127.0.0.1",), overwrite=True)
         self.ca_path = ca.cert_pem_path
         self.script = script
         self.received: list[bytes] = []
@@ -57,7 +61,7 @@ class ScriptedCloud:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.load_cert_chain(server.cert_pem, server.key_pem)
         self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
@@ -81,6 +85,11 @@ def cloud(tmp_path: Path) -> Iterator[ScriptedCloud]:
     server.close()
 
 
+def _endpoint(config: UplinkSection) -> CloudEndpoint:
+    assert config.ca is not None
+    return CloudEndpoint(config.url, config.ca, config.timeout_s)
+
+
 def _summary(i: int) -> Summary:
     return Summary("n1", "temp", i * 1000, i * 1000 + 1000, 1, 1.0, 1.0, 1.0, 1.0)
 
@@ -88,7 +97,8 @@ def _summary(i: int) -> Summary:
 def _run(cloud: ScriptedCloud, tmp: Path, steps: int) -> tuple[list[Outcome], Outbox]:
     async def scenario() -> list[Outcome]:
         config = UplinkSection(url=cloud.url, ca=cloud.ca_path, batch_max_records=2)
-        uplink = Uplink(config, "gw-01", outbox, SoftwareSigner(KEY), GatewayMetrics())
+        uplink = Uplink(config, _endpoint(config), "gw-01", outbox, SoftwareSigner(KEY),
+                        GatewayMetrics())
         await outbox.put([_summary(i) for i in range(3)], Priority.SUMMARY)
         outcomes = [await uplink.deliver_one() for _ in range(steps)]
         await uplink.close()
@@ -146,7 +156,8 @@ def test_over_the_daily_budget_only_alarms_and_events_go(cloud: ScriptedCloud,
     async def scenario() -> list[Outcome]:
         config = UplinkSection(url=cloud.url, ca=cloud.ca_path, batch_max_records=2,
                                daily_budget_bytes=1)
-        uplink = Uplink(config, "gw-01", outbox, SoftwareSigner(KEY), GatewayMetrics())
+        uplink = Uplink(config, _endpoint(config), "gw-01", outbox, SoftwareSigner(KEY),
+                        GatewayMetrics())
         await outbox.put([_summary(i) for i in range(3)], Priority.SUMMARY)
         outcomes = [await uplink.deliver_one(), await uplink.deliver_one()]
         await outbox.put([Event("n1", "overheat", 5, 3, {"temp": 99.0})], Priority.ALARM)
@@ -165,3 +176,104 @@ def test_batches_travel_gzip_compressed(cloud: ScriptedCloud, tmp_path: Path) ->
     _run(cloud, tmp_path, 1)
     assert cloud.encodings == ["gzip"]
     assert cloud.wire_bytes[0] < len(cloud.received[0])
+
+
+def test_backoff_ceilings_double_to_the_cap_and_delays_are_drawn_from_zero() -> None:
+    asked: list[tuple[float, float]] = []
+    backoff = Backoff(1.0, 8.0, draw=lambda low, high: asked.append((low, high)) or high)
+    delays = [backoff.next_delay() for _ in range(5)]
+    assert asked == [(0.0, 1.0), (0.0, 2.0), (0.0, 4.0), (0.0, 8.0), (0.0, 8.0)]
+    assert delays == [1.0, 2.0, 4.0, 8.0, 8.0]
+    backoff.reset()
+    assert backoff.ceiling() == 1.0
+    # Full jitter, as promised: the real draw reaches below half the ceiling.
+    drawn = [Backoff(1.0, 1.0).next_delay() for _ in range(200)]
+    assert min(drawn) < 0.5 and max(drawn) <= 1.0
+
+
+def _probes(metrics: GatewayMetrics, result: str) -> float:
+    value = metrics.registry.get_sample_value("tandem_gw_uplink_probes_total",
+                                              {"result": result})
+    return value or 0.0
+
+
+async def _until(check: Callable[[], Awaitable[bool]], timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, "condition not reached"
+        await asyncio.sleep(0.02)
+
+
+def test_a_cloud_back_from_an_outage_gets_the_backlog_at_the_next_probe(tmp_path: Path) -> None:
+    port = free_port()
+    ca = SiteCA.create(tmp_path / "pki", "test")
+    metrics = GatewayMetrics()
+    outbox = Outbox(GatewayDatabase(tmp_path / "gateway.db"))
+    received: list[bytes] = []
+
+    async def scenario() -> None:
+        config = UplinkSection(url=f"https://127.0.0.1:{port}", ca=ca.cert_pem_path,
+                               interval_s=30.0, backoff_max_s=600.0, probe_s=0.05)
+        # A frozen clock and the longest draw: the backoff never runs out, so only a
+        # probe can end it.
+        uplink = Uplink(config, _endpoint(config), "gw-01", outbox, SoftwareSigner(KEY),
+                        metrics, backoff=Backoff(30.0, 600.0, draw=lambda low, high: high),
+                        clock=lambda: 0.0)
+        await outbox.put([_summary(1)], Priority.SUMMARY)
+        stop = asyncio.Event()
+        task = asyncio.create_task(uplink.run(stop))
+
+        async def probed_down() -> bool:
+            return _probes(metrics, "unreachable") >= 3
+
+        async def drained() -> bool:
+            return await outbox.depth() == (0, 0)
+
+        try:
+            await _until(probed_down)
+            cloud = ScriptedCloud(tmp_path, [], port=port)
+            try:
+                await _until(drained)
+                received.extend(cloud.received)
+            finally:
+                cloud.close()
+        finally:
+            stop.set()
+            await task
+            await uplink.close()
+
+    asyncio.run(scenario())
+    outbox.database.close()
+    assert _probes(metrics, "reachable") == 1
+    assert len(received) == 1  # the down cloud was probed, not sent to
+    assert metrics.registry.get_sample_value("tandem_gw_uplink_batches_total",
+                                             {"result": "retry"}) == 1
+
+
+def test_a_cloud_that_answers_with_errors_gets_backoff_and_no_probes(
+        cloud: ScriptedCloud, tmp_path: Path) -> None:
+    cloud.script[:] = [503, 503]
+    metrics = GatewayMetrics()
+    outbox = Outbox(GatewayDatabase(tmp_path / "gateway.db"))
+
+    async def scenario() -> None:
+        config = UplinkSection(url=cloud.url, ca=cloud.ca_path, interval_s=0.2, probe_s=0.01)
+        uplink = Uplink(config, _endpoint(config), "gw-01", outbox, SoftwareSigner(KEY),
+                        metrics, backoff=Backoff(0.2, 1.0, draw=lambda low, high: high))
+        await outbox.put([_summary(1)], Priority.SUMMARY)
+        stop = asyncio.Event()
+        task = asyncio.create_task(uplink.run(stop))
+
+        async def delivered() -> bool:
+            return len(cloud.received) == 3
+
+        try:
+            await _until(delivered)
+        finally:
+            stop.set()
+            await task
+            await uplink.close()
+
+    asyncio.run(scenario())
+    outbox.database.close()
+    assert _probes(metrics, "reachable") == _probes(metrics, "unreachable") == 0

@@ -28,6 +28,15 @@ def test_batch_round_trip_and_example_bytes() -> None:
     assert decode_batch(encode_batch(with_event)) == with_event
 
 
+def test_an_epoch_adds_one_key_and_a_batch_without_one_is_epoch_zero() -> None:
+    batch = Batch("gw-01", 42, 1764230411000, (SUMMARY,), epoch=3054198966)
+    data = encode_batch(batch)
+    assert len(data) == 147  # the epoch example in docs/protocol.md
+    assert data[:12].hex() == "a66176016265701ab60b60b6"  # map(6) "v": 1 "ep": 3054198966
+    assert decode_batch(data) == batch
+    assert decode_batch(encode_batch(Batch("gw-01", 42, 1764230411000, (SUMMARY,)))).epoch == 0
+
+
 def test_signed_batch_verifies_with_the_registered_key_only() -> None:
     envelope = sign1(encode_batch(Batch("gw-01", 1, 0, (SUMMARY,))), "gw-01", SoftwareSigner(KEY))
     verified = verify1(envelope, lambda kid: KEY.public_key() if kid == "gw-01" else None)
@@ -67,6 +76,8 @@ def test_malformed_envelopes(envelope: bytes, reason: str) -> None:
 @pytest.mark.parametrize("mutate", [
     lambda b: b.update(v=4),  # 1, 2 (sealed records) and 3 (raw snippets) are defined
     lambda b: b.update(seq=0),
+    lambda b: b.update(ep=0),  # present means drawn: 1 or more
+    lambda b: b.update(ep="7"),
     lambda b: b.update(gw=""),
     lambda b: b.update(recs="nope"),
     lambda b: b["recs"][0].update(k="x"),

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from tqdm import tqdm
 
+from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.cloudlink.uplink import Outcome, Uplink
 from tandem.gateway.config import UplinkSection
 from tandem.gateway.metrics import GatewayMetrics
@@ -79,7 +80,8 @@ async def _fill_and_drain(directory: Path, url: str, ca: Path,
           f"({args.records:,} records, {_FILL_CHUNK:,} per commit)")
     signer = SoftwareSigner(key or ec.generate_private_key(ec.SECP256R1()))
     config = UplinkSection(url=url, ca=ca, batch_max_records=args.batch, timeout_s=60)
-    uplink = Uplink(config, GATEWAY, outbox, signer, GatewayMetrics())
+    uplink = Uplink(config, CloudEndpoint(url, ca, config.timeout_s), GATEWAY, outbox, signer,
+                    GatewayMetrics())
     bar = tqdm(total=args.records, unit="rec", desc="draining", disable=args.quiet)
     started = time.perf_counter()
     while (outcome := await uplink.deliver_one()) is not Outcome.EMPTY:

@@ -32,20 +32,21 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from pymodbus.client import AsyncModbusTcpClient
 
 from tandem.gateway.inference.model import ScoringModel, interpreter_class
 from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.modbus.coordinator import BusCoordinator
 from tandem.gateway.modbus.fieldbus import FieldbusThread
+from tandem.gateway.modbus.service import actuator_port
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
 from tandem.gateway.pipeline.summarise import SummaryPipeline
 from tandem.gateway.pipeline.windows import TumblingWindows
 from tandem.gateway.reports import DeviceReport
 from tandem.gateway.rules.actions import ActuatorPorts
-from tandem.gateway.rules.actuator import ModbusTcpPort
 from tandem.gateway.rules.loader import parse_rules_text
 from tandem.gateway.rules.reflex import Outcome, Reflex
 from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
@@ -91,24 +92,29 @@ class Figures:
                 f"{np.percentile(a, 99):7.3f} ms  max {a.max():7.3f} ms  (n={len(a)})")
 
 
-class AckStampingPort(ModbusTcpPort):
-    """The gateway's Modbus TCP port, plus a stamp when the controller answers the write."""
+class AckStampingPort(BusCoordinator):
+    """The gateway's emergency-stop port (a bus coordinator), plus a stamp when the
+    controller answers the write."""
 
     acked_ns: list[int] = []  # shared by every instance: the bench has one stop at a time
 
-    async def write_coil(self, unit: int, address: int, value: bool) -> bool:
-        """As ModbusTcpPort.write_coil, stamping the write response."""
-        async with self._lock:
-            return await self._attempt(self._stamped_coil, unit, address, value)
+    @classmethod
+    def at(cls, host: str, port: int, timeout_s: float) -> AckStampingPort:
+        """An ActuatorPorts factory, as gateway/modbus/service.py's actuator_port."""
+        plain = actuator_port(host, port, timeout_s)
+        return cls(plain.bus, plain.sink)
 
-    async def _stamped_coil(self, client: AsyncModbusTcpClient, unit: int, address: int,
-                            value: int) -> bool:
-        written = await client.write_coil(address, bool(value), device_id=unit)
-        self.acked_ns.append(time.perf_counter_ns())
-        if written.isError():
-            return False
-        read = await client.read_coils(address, count=1, device_id=unit)
-        return not read.isError() and bool(read.bits[0]) == bool(value)
+    async def write_coil(self, unit: int, address: int, value: bool) -> bool:
+        """As BusCoordinator.write_coil, stamping the write response."""
+        async def stamped_write() -> Any:
+            written = await self.client.write_coil(address, bool(value), device_id=unit)
+            self.acked_ns.append(time.perf_counter_ns())
+            return written
+
+        return await self._verified(
+            unit, "coil", stamped_write,
+            lambda: self.client.read_coils(address, count=1, device_id=unit),
+            lambda r: bool(r.bits[0]) == bool(value))
 
 
 @asynccontextmanager
@@ -153,7 +159,7 @@ async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = F
             done: asyncio.Queue[tuple[Outcome, int]] = asyncio.Queue()
             reflex = Reflex(parse_rules_text(RULES.format(port=port)), outbox, metrics,
                             on_outcome=lambda o: done.put_nowait((o, time.perf_counter_ns())),
-                            ports=ActuatorPorts(AckStampingPort),
+                            ports=ActuatorPorts(AckStampingPort.at),
                             offload=None if same_loop else fieldbus.run)
             ingress = Ingress(journal, 100_000)
             ingress.observers.append(reflex.take)  # as gateway.runtime wires it
