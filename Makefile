@@ -13,7 +13,7 @@ EXTRAS_TEST := gateway,cloud,tools,tpm,dev
 help:
 	@echo "make demo   - install into $(VENV) and run cloud + gateway + 3 nodes"
 	@echo "make test   - install test dependencies and run the whole suite"
-	@echo "make lint   - ruff + mypy"
+	@echo "make lint   - ruff + mypy (CPython code, and firmware/ against the ESP32 stubs)"
 
 # One stamp per set of extras, so `make test` after `make demo` adds what tests need.
 $(BIN)/.installed-run: setup.cfg setup.py pyproject.toml
@@ -46,7 +46,7 @@ $(TYPECHECK):
 	mkdir -p $@
 	for p in wire gateway cloud tools; do ln -sfn ../../../$$p $@/$$p; done
 
-lint: venv-test $(TYPECHECK)
+lint: venv-test $(TYPECHECK) lint-firmware
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
