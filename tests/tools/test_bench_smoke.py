@@ -44,7 +44,7 @@ def test_every_registered_bench_has_a_smoke_run() -> None:
 
 def figure(output: str, label: str) -> float:
     """The first number on the line that starts with label (after padding)."""
-    match = re.search(rf"^\s*{re.escape(label)}\b[^\d\n]*?({_NUMBER})", output, re.MULTILINE)
+    match = re.search(rf"^\s*{re.escape(label)}(?!\w)[^\d\n]*?({_NUMBER})", output, re.MULTILINE)
     assert match, f"no figure line {label!r} in:\n{output}"
     return float(match.group(1).replace(",", ""))
 
