@@ -16,7 +16,7 @@ help:
 	@echo "make demo   - install into $(VENV) and run cloud + gateway + 3 nodes"
 	@echo "make test   - install test dependencies and run the whole suite"
 	@echo "make test-fast - the fast subset (no real services, under a minute)"
-	@echo "make lint   - ruff + mypy + layer contracts (lint-imports)"
+	@echo "make lint   - ruff + mypy (CPython, and firmware/ against the ESP32 stubs) + layer contracts"
 	@echo "make lock   - re-pin every dependency into $(LOCK) after changing setup.cfg"
 
 # One stamp per set of extras, so `make test` after `make demo` adds what tests need.
@@ -61,7 +61,7 @@ $(TYPECHECK):
 	mkdir -p $@
 	for p in wire gateway cloud tools; do ln -sfn ../../../$$p $@/$$p; done
 
-lint: venv-test $(TYPECHECK)
+lint: venv-test $(TYPECHECK) lint-firmware
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports

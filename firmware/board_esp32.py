@@ -86,15 +86,16 @@ class Board:
 
     # -- the "basic" model: on-chip temperature, analog vibration RMS ----------
     def sample(self, n, out):
-        if self._adc is None:
-            self._adc = machine.ADC(machine.Pin(self._pins.get("adc_vib", 34)))
-            self._adc.atten(machine.ADC.ATTN_11DB)
-            self._raw = array("H", bytes(2 * _VIB_SAMPLES))
-        out[0] = (esp32.raw_temperature() - 32) / 1.8  # classic ESP32: die temperature in degF
+        adc = self._adc
         raw = self._raw
+        if adc is None or raw is None:
+            self._adc = adc = machine.ADC(machine.Pin(self._pins.get("adc_vib", 34)))
+            adc.atten(machine.ADC.ATTN_11DB)
+            self._raw = raw = array("H", bytes(2 * _VIB_SAMPLES))
+        out[0] = (esp32.raw_temperature() - 32) / 1.8  # classic ESP32: die temperature in degF
         total = 0
         for i in range(_VIB_SAMPLES):
-            raw[i] = self._adc.read_uv() // 1000
+            raw[i] = adc.read_uv() // 1000
             total += raw[i]
         mean = total // _VIB_SAMPLES
         acc = 0
@@ -111,7 +112,9 @@ class Board:
         # 0 until NTP has set the RTC; the gateway then stamps arrival time.
         if not self._clock_set:
             return 0
-        return self._unix_s() * 1000 + time.ticks_ms() % 1000
+        # time_ns: the RTC's own sub-second part (ticks_ms() % 1000 has an
+        # unrelated phase, so stamps could step back by up to 999 ms).
+        return time.time_ns() // 1000000 + self._epoch * 1000
 
     def boot_id(self):
         return struct.unpack("<I", os.urandom(4))[0]

@@ -15,7 +15,41 @@ class ConfigError(Exception):
 
 
 class Config:
-    pass
+    # Bare annotations: read by mypy, compiled to nothing by MicroPython (no
+    # class attribute, no RAM). config_sensing.load fills the sensing fields.
+    device_id: str
+    board_def: dict
+    board: str
+    gateway_host: str
+    gateway_port: int
+    gateway_name: str
+    cert: str
+    key: str
+    ca: str
+    period_ms: int
+    scenario: str
+    seed: int
+    max_reports: int
+    log: str
+    ack_timeout_ms: int
+    max_retransmit: int
+    handshake_timeout_ms: int
+    backoff_min_ms: int
+    backoff_max_ms: int
+    outbox: int
+    board_options: dict
+    modbus: object
+    sensor_model: str
+    rate_hz: int
+    samples: int
+    sht_crc_every: int
+    cmd_poll_ms: int
+    raw_szx: int
+    raw_crest: float
+    raw_every_ms: int
+    spill_bytes: int
+    spill_path: str
+    stats_every: int
 
 
 def dirname(path):

@@ -48,21 +48,24 @@ class FieldNode(Node):
 
     def _prepare(self, now):
         # Reports first, then side jobs.
-        if not self.ex.loaded and not self.outbox.count:
-            self.jobs.load(self.ex, now)
+        jobs = self.jobs
+        if jobs is not None and not self.ex.loaded and not self.outbox.count:
+            jobs.load(self.ex, now)
         else:
             super()._prepare(now)
 
     def _complete(self, now, data):
-        if self.ex.kind == exchange.REPORT:
+        jobs = self.jobs
+        if self.ex.kind == exchange.REPORT or jobs is None:
             super()._complete(now, data)
         else:
             self.ex.loaded = False
-            self.jobs.complete(self.ex, data)
+            jobs.complete(self.ex, data)
 
     def _fail(self, now, what, exc):
         kind = self.ex.kind if self.ex.loaded else exchange.REPORT
         super()._fail(now, what, exc)
-        if kind != exchange.REPORT:
+        jobs = self.jobs
+        if kind != exchange.REPORT and jobs is not None:
             self.ex.loaded = False  # a poll is simply redone, a raw upload restarted
-            self.jobs.abort(kind)
+            jobs.abort(kind)

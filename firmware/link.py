@@ -20,7 +20,9 @@ def _read(path):
 def make_context(cert_path, key_path, ca_path):
     # Raises OSError for a missing file, ValueError for unusable DER.
     ctx = ssl.SSLContext(ssl.PROTOCOL_DTLS_CLIENT)
-    ctx.verify_mode = ssl.CERT_REQUIRED  # the default here is CERT_NONE
+    # The default here is CERT_NONE. (MicroPython's SSLContext has verify_mode;
+    # the ESP32 stubs leave it out.)
+    ctx.verify_mode = ssl.CERT_REQUIRED  # type: ignore[attr-defined]
     ctx.load_cert_chain(_read(cert_path), _read(key_path))
     ctx.load_verify_locations(cadata=_read(ca_path))
     return ctx
@@ -62,9 +64,12 @@ class DtlsLink:
     def send(self, buf):
         # True once buf went out; False while the handshake is still running
         # (the write drives it). OSError/ValueError: the link failed.
+        sock = self.sock
+        if sock is None:
+            raise OSError("link not open")
         t0 = time.ticks_ms()
         try:
-            if self.sock.write(buf) is None:
+            if sock.write(buf) is None:
                 return False
         finally:
             self._took(t0)
@@ -73,9 +78,12 @@ class DtlsLink:
 
     def recv(self):
         # One decrypted datagram, or None when nothing is waiting.
+        sock = self.sock
+        if sock is None:
+            return None
         t0 = time.ticks_ms()
         try:
-            return self.sock.recv(_MAX_DATAGRAM)
+            return sock.recv(_MAX_DATAGRAM)
         finally:
             self._took(t0)
 

@@ -6,7 +6,16 @@
 
 
 class Modbus:
-    pass
+    # Bare annotations: for mypy only, MicroPython compiles them to nothing.
+    unit: int
+    baudrate: int
+    parity: str
+    map: str
+    port: str
+    uart: int
+    tx_pin: int
+    rx_pin: int
+    de_pin: int
 
 
 def load(s, base, resolve):

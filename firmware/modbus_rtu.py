@@ -82,7 +82,7 @@ class Slave:
         self._undo_bits = bytearray(regs.size(_COIL))
         self._undo_regs = array("H", bytes(2 * regs.size(_HOLDING)))
         self.n = 0
-        self.last = 0
+        self.last = ticks_us()  # when the last byte arrived (unused while n == 0)
         self.counts = [0] * len(COUNTERS)
 
     def wait_ms(self, limit):

@@ -49,7 +49,7 @@ class Node:
         self.retry_at = ticks_ms()
         self.hold_until = self.retry_at  # after 5.03/4.03: quiet until then
         self.opened_at = 0
-        self.next_sample = 0
+        self.next_sample = self.retry_at  # run() restarts the schedule
         self.backlog = False  # records may still wait inside mbedtls
         self.bus = None  # optional Modbus RTU slave (modbus_node.NodeBus), served every loop
 

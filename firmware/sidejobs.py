@@ -40,16 +40,18 @@ class SideJobs:
         return wake
 
     def load(self, ex, now):
-        # Raw blocks before a command poll.
-        if self.raw is not None and self.raw.pending:
-            self.raw.load(ex)
-        else:
-            self.commands.polled(now)
-            coap_blocks.load_get(ex, b"c", self.commands.query())
+        # Raw blocks before a command poll (ready() said one of them is due).
+        raw = self.raw
+        c = self.commands
+        if raw is not None and raw.pending:
+            raw.load(ex)
+        elif c is not None:
+            c.polled(now)
+            coap_blocks.load_get(ex, b"c", c.query())
 
     def abort(self, kind):
         # The link failed: a poll is simply redone, a raw upload restarted.
-        if kind == exchange.RAW:
+        if kind == exchange.RAW and self.raw is not None:
             self.raw.restart()
 
     def complete(self, ex, data):
@@ -66,6 +68,8 @@ class SideJobs:
         except IndexError:  # an option running past the end: no usable Block1
             block1 = -1
         raw = self.raw
+        if raw is None:  # only raw uploads send blocks
+            return
         r = raw.on_response(ex.code, block1)
         if r == rawsend.DONE:
             self.node.log.info("raw_sent", seq=raw.seq, bytes=raw.len, code=coap.code_text(ex.code))
@@ -75,6 +79,8 @@ class SideJobs:
 
     def _command(self, ex, data):
         c = self.commands
+        if c is None:  # only polls are COMMAND exchanges
+            return
         n = self.node
         cmd = c.decode(ex.code, data, ex.body)
         if cmd is not None:

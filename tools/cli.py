@@ -7,11 +7,21 @@ import sys
 from pathlib import Path
 
 from tandem.tools.pki import PKIError, Role, SiteCA
+from tandem.tools.stopsignals import Stopped, stop_on_signals
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the tandem command."""
     args = _parser().parse_args(argv)
+    try:
+        with stop_on_signals():  # SIGTERM stops started processes as Ctrl-C does
+            return _run(args)
+    except Stopped as stop:
+        print(f"tandem: {stop}; the processes it started are stopped", file=sys.stderr)
+        return stop.exit_code
+
+
+def _run(args: argparse.Namespace) -> int:
     if getattr(args, "node_command", False):
         from tandem.tools.node_commands import run_guarded
 

@@ -342,8 +342,13 @@ def _measure(opts: Options, pid: int, devices: list[Identity], ca_pem: Path, por
         proc.start()
         pipes.append(parent)
         procs.append(proc)
+    print(f"gateway up; {len(procs)} generator processes started", flush=True)
     try:
         return _coordinate(opts, pid, pipes)
+    except BaseException:  # a failure or a stop signal: the generators stop now
+        for proc in procs:
+            proc.kill()
+        raise
     finally:
         for proc in procs:
             proc.join(60)

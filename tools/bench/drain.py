@@ -139,6 +139,7 @@ def _real_cloud(root: Path) -> Iterator[tuple[str, Path, ec.EllipticCurvePrivate
     site.prepare("bench")
     try:
         site.start_cloud()
+        print("cloud up", flush=True)
         key = serialization.load_pem_private_key(
             (site.pki / "gateway" / GATEWAY / "key.pem").read_bytes(), None)
         assert isinstance(key, ec.EllipticCurvePrivateKey)

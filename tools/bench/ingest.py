@@ -137,8 +137,10 @@ def _sqlite_raw(stack: ExitStack, root: Path) -> RawWrite:
     app = create_app(_config(root / "raw"))
     stack.callback(close_app, app)
     engine = database.engine(app)
-    keys, values = ("gateway", "device", "channel", "t0_ms"), ("t1_ms", "n", "min", "max",
-                                                                "mean", "last")
+    # The conflict key is the table's own primary key, so the baseline follows
+    # the store when its key changes (summaries are keyed with their span).
+    keys = tuple(column.name for column in summaries_table.primary_key.columns)
+    values = tuple(column.name for column in summaries_table.columns if column.name not in keys)
 
     def write(chunk: Sequence[Summary]) -> None:
         rows = [{"gateway": GATEWAY, "device": s.device, "channel": s.channel,

@@ -52,6 +52,7 @@ def _measure(site: Site, args: argparse.Namespace) -> list[float]:
     site.start_gateway()
     spec = NodeSpec("lat-01", period_ms=args.period_ms, max_reports=args.reports)
     node = site.start_node(spec, site.issue_node(spec))
+    print(f"site up: cloud, gateway and node {spec.name} running", flush=True)
     acked: dict[int, float] = {}  # node time (ms) -> wall clock at the ack
     seen: dict[int, float] = {}
     with site.cloud_client(timeout=5) as client:

@@ -1,0 +1,62 @@
+"""Specification of the benchmarks: every registered bench runs with tiny parameters, exits 0
+and prints its figure lines with numbers in them, so a bench that breaks turns `make test` red.
+
+Values are not judged here (they depend on the machine and its load); the
+README's figures come from the full-size runs.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tandem.tools.cli import _BENCHES
+
+_NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?"
+
+# bench -> (tiny options, the labels of the lines that carry its figures)
+SMOKE: dict[str, tuple[list[str], list[str]]] = {
+    "bytes": (["--nodes", "1", "--seconds", "2", "--samples", "32", "--window", "1"],
+              ["reports acknowledged", "raw waveform bytes", "uplink bytes", "ratio"]),
+    "coap": (["--peers", "2", "--workers", "1", "--seconds", "1", "--handshake-concurrency", "2"],
+             ["handshakes", "reports/s", "CoAP RTT", "gateway CPU", "gateway RSS"]),
+    "drain": (["--records", "300", "--batch", "100", "--quiet"],
+              ["outbox fill", "drain to null cloud", "drain to real cloud", "goal"]),
+    "ingest": (["--points", "200", "--batch", "50", "--raw-batch", "50", "--series", "4"],
+               ["influxdb raw", "influxdb cloud", "sqlite raw", "sqlite cloud", "cloud / raw"]),
+    "latency": (["--reports", "2", "--period-ms", "200", "--window", "0.5"],
+                ["readings measured", "latency p50 / max"]),
+    "modbus": (["--seconds", "0.2"],
+               ["raw pyserial", "pymodbus sync", "pymodbus async", "coordinator (3.5-char gap)"]),
+    "reflex": (["--trips", "3", "--rate", "50", "--devices", "5"],
+               ["reflex", "acked", "action", "notified", "eval"]),
+}
+
+
+def test_every_registered_bench_has_a_smoke_run() -> None:
+    assert set(SMOKE) == set(_BENCHES)
+
+
+def figure(output: str, label: str) -> float:
+    """The first number on the line that starts with label (after padding)."""
+    match = re.search(rf"^\s*{re.escape(label)}(?!\w)[^\d\n]*?({_NUMBER})", output, re.MULTILINE)
+    assert match, f"no figure line {label!r} in:\n{output}"
+    return float(match.group(1).replace(",", ""))
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("bench", sorted(SMOKE))
+def test_the_bench_runs_with_tiny_parameters_and_prints_its_figures(bench: str) -> None:
+    tandem = shutil.which("tandem", path=str(Path(sys.executable).parent))
+    assert tandem
+    options, labels = SMOKE[bench]
+    done = subprocess.run([tandem, "bench", bench, *options], capture_output=True, text=True,
+                          timeout=110, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stdout + done.stderr
+    for label in labels:
+        figure(done.stdout, label)
