@@ -75,6 +75,9 @@ class CoapSection:
     port: int = 5684
     max_peers: int = 1024
     idle_timeout_s: float = 120.0
+    handshake_timeout_s: float = 10.0
+    max_handshakes: int = 64  # half-open DTLS handshakes (gateway/access/admission.py)
+    new_source_rate: float = 50.0  # handshakes/s from source IPs not seen authenticated
     allowed_devices: tuple[str, ...] = ()
     insecure_plain_coap: bool = False
     revocation_file: Path | None = None  # device names, one a line; reloaded on change
@@ -205,7 +208,9 @@ class GatewayConfig:
 
 _LIMITS: dict[str, tuple[float, float]] = {
     "coap.port": (0, 65535), "metrics.port": (0, 65535), "coap.max_peers": (1, 100_000),
-    "coap.idle_timeout_s": (1, 86_400), "pipeline.window_s": (0.1, 86_400),
+    "coap.idle_timeout_s": (1, 86_400), "coap.handshake_timeout_s": (0.5, 600),
+    "coap.max_handshakes": (1, 100_000), "coap.new_source_rate": (0.1, 100_000),
+    "pipeline.window_s": (0.1, 86_400),
     "pipeline.max_pending": (1, 10_000_000), "uplink.batch_max_records": (1, 10_000),
     "uplink.interval_s": (0.01, 3600), "uplink.timeout_s": (0.1, 600),
     "uplink.backoff_max_s": (0.1, 86_400), "uplink.daily_budget_bytes": (0, 1 << 50),

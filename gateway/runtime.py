@@ -174,7 +174,8 @@ def _access_config(config: GatewayConfig) -> AccessConfig:
     return AccessConfig(
         host=coap.host, port=coap.port, cert_pem=config.identity.cert,
         key_pem=config.identity.key, ca_pem=config.identity.ca, max_peers=coap.max_peers,
-        idle_timeout_s=coap.idle_timeout_s,
+        idle_timeout_s=coap.idle_timeout_s, handshake_timeout_s=coap.handshake_timeout_s,
+        max_handshakes=coap.max_handshakes, new_source_rate=coap.new_source_rate,
         allowed_devices=frozenset(coap.allowed_devices) or None,
         insecure_plain_coap=coap.insecure_plain_coap,
         device_resources=tuple((g.device, g.paths) for g in coap.grant))
