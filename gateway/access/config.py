@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field
 from pydantic.dataclasses import dataclass
 
+from tandem.gateway.access.admission import AdmissionLimits
 from tandem.gateway.access.dtls import PeerLimits
 from tandem.wire.tomlconfig import SECTION, FilePath, Flag, Float, Int
 
@@ -34,7 +35,12 @@ class CoapSection:
     port: Annotated[Int, Field(ge=0, le=65535)] = 5684
     max_peers: Annotated[Int, Field(ge=1, le=100_000)] = 1024
     idle_timeout_s: Annotated[Float, Field(ge=0.01, le=86_400)] = 120.0
-    handshake_timeout_s: Annotated[Float, Field(ge=0.01, le=3600)] = 30.0
+    # a node's handshake takes well under a second; a half-open one that lingers holds a slot
+    handshake_timeout_s: Annotated[Float, Field(ge=0.01, le=3600)] = 10.0
+    # half-open DTLS handshakes at once, and new ones per second from source IPs not yet
+    # seen authenticated (gateway/access/admission.py)
+    max_handshakes: Annotated[Int, Field(ge=1, le=100_000)] = 64
+    new_source_rate: Annotated[Float, Field(gt=0, le=100_000)] = 50.0
     max_datagram: Annotated[Int, Field(ge=256, le=65507)] = 1200
     allowed_devices: tuple[str, ...] = ()  # empty: every device of the site CA
     insecure_plain_coap: Flag = False  # plain CoAP without DTLS, for tests and the demo only
@@ -44,8 +50,10 @@ class CoapSection:
     @property
     def limits(self) -> PeerLimits:
         """The peer-table bounds for the endpoint."""
+        admission = AdmissionLimits(max_handshakes=min(self.max_handshakes, self.max_peers),
+                                    new_source_rate=self.new_source_rate)
         return PeerLimits(self.max_peers, self.idle_timeout_s, self.handshake_timeout_s,
-                          self.max_datagram)
+                          self.max_datagram, admission)
 
     @property
     def device_resources(self) -> dict[str, tuple[str, ...]]:

@@ -8,11 +8,12 @@ import itertools
 import logging
 import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from OpenSSL import SSL
 
+from tandem.gateway.access.admission import AdmissionLimits, HandshakeAdmission
 from tandem.gateway.access.dtls_session import DtlsSession, SessionState
 from tandem.gateway.access.records import client_hello_random, is_client_hello, looks_like_dtls
 from tandem.gateway.access.session import Address, SessionHandler
@@ -25,8 +26,11 @@ class PeerLimits:
 
     max_peers: int = 1024
     idle_timeout_s: float = 120.0
-    handshake_timeout_s: float = 30.0
+    # A node's handshake takes well under a second (seconds on a slow board); a half-open
+    # one that lingers longer only holds a slot.
+    handshake_timeout_s: float = 10.0
     max_datagram: int = 1200
+    admission: AdmissionLimits = field(default_factory=AdmissionLimits)
 
     @property
     def sweep_interval_s(self) -> float:
@@ -68,6 +72,7 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
         self._stats = stats
         self._limits = limits
         self._sessions: dict[Address, DtlsSession] = {}
+        self._admission = HandshakeAdmission(limits.admission)
         self._serials = itertools.count(1)
         self._transport: asyncio.DatagramTransport | None = None
         self._lost: asyncio.Future[None] | None = None
@@ -165,18 +170,48 @@ class DtlsEndpoint(asyncio.DatagramProtocol):
                current: DtlsSession | None) -> None:
         if current is not None:
             current.close("session_replaced", level=logging.INFO)
-        elif len(self._sessions) >= self._limits.max_peers:
-            self._stats.count("peer_table_full", f"{len(self._sessions)} peers; refused {addr}",
-                              logging.WARNING)
+        elif not self._make_room(addr):
             return
         session = DtlsSession(conn, addr, next(self._serials), random, self._send,
-                              self._handler, self._ended, self._stats, self._limits.max_datagram)
+                              self._handler, self._ended, self._stats, self._limits.max_datagram,
+                              opened=self._opened)
         self._sessions[addr] = session
+        self._admission.started(addr)
         session.start()
+
+    def _make_room(self, addr: Address) -> bool:
+        """Apply the admission policy (admission.py); False when the handshake is refused."""
+        verdict = self._admission.decide(addr)
+        if verdict.refused is not None:
+            self._stats.count(verdict.refused, f"{self._admission.half_open} half-open; "
+                              f"refused {addr}", logging.WARNING)
+            return False
+        if verdict.evict is not None:
+            self._evict(verdict.evict)
+        if len(self._sessions) >= self._limits.max_peers:
+            victim = self._admission.oldest_unknown()
+            if victim is None:
+                self._stats.count("peer_table_full",
+                                  f"{len(self._sessions)} peers; refused {addr}", logging.WARNING)
+                return False
+            self._evict(victim)
+        return True
+
+    def _evict(self, address: Address) -> None:
+        session = self._sessions.get(address)
+        if session is not None:
+            session.close("handshake_evicted", f"{address} made room", logging.INFO)
+        else:  # cannot happen while the two tables agree; keep them agreeing if they do not
+            self._admission.ended(address, authenticated=False)
+
+    def _opened(self, session: DtlsSession) -> None:
+        self._admission.ended(session.address, authenticated=True)
 
     def _ended(self, session: DtlsSession, was_open: bool) -> None:
         if self._sessions.get(session.address) is session:
             del self._sessions[session.address]
+            if not was_open:
+                self._admission.ended(session.address, authenticated=False)
         if was_open:
             self._handler.session_closed(session)
 

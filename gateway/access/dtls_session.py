@@ -34,7 +34,8 @@ class DtlsSession:
     def __init__(self, conn: SSL.Connection, address: Address, serial: int,
                  client_random: bytes | None, transmit: Callable[[bytes, Address], None],
                  handler: SessionHandler, ended: Callable[[DtlsSession, bool], None],
-                 stats: AccessStats, max_datagram: int) -> None:
+                 stats: AccessStats, max_datagram: int,
+                 opened: Callable[[DtlsSession], None] | None = None) -> None:
         self.address = address
         self.serial = serial
         self.client_random = client_random
@@ -46,6 +47,7 @@ class DtlsSession:
         self._transmit = transmit
         self._handler = handler
         self._ended = ended
+        self._opened = opened
         self._stats = stats
         self._max_datagram = max_datagram
         self._timer: asyncio.TimerHandle | None = None
@@ -115,6 +117,8 @@ class DtlsSession:
         self.state = SessionState.OPEN
         self.last_active = time.monotonic()
         self._stats.count("handshake_ok", f"{self.device} at {self.address}", logging.DEBUG)
+        if self._opened is not None:
+            self._opened(self)
         self._read_application_data()
 
     def _fail(self, exc: SSL.Error) -> None:
