@@ -65,10 +65,29 @@ class Site:
     rules: str = ""  # rules file text (docs/rules.md): written as rules.toml and configured
     gateway_extra: str = ""  # further TOML appended to gateway.toml (e.g. [[modbus.bus]])
     api_token: str = ""  # an operator's API token for the cloud's read API (set by start_cloud)
+    parent: Site | None = None  # set on a further gateway of a site (add_gateway)
+    gateways: list[Site] = field(default_factory=list)  # the further gateways, for stop_all
 
     @property
     def pki(self) -> Path:
-        return self.root / "pki"
+        return (self.parent or self).root / "pki"
+
+    @property
+    def cloud_config(self) -> Path:
+        """The cloud's configuration file (the site's cloud serves every gateway)."""
+        return (self.parent or self).root / "cloud.toml"
+
+    def add_gateway(self, gateway_id: str) -> Site:
+        """Another gateway of this site: its own ports, configuration and data; same PKI, cloud."""
+        other = Site(self.root / "gateways" / gateway_id,
+                     SitePorts(self.ports.cloud, free_udp_port(), free_tcp_port()),
+                     gateway_id=gateway_id, window_s=self.window_s, echo=self.echo,
+                     rules=self.rules, gateway_extra=self.gateway_extra, parent=self)
+        other.root.mkdir(parents=True)
+        SiteCA.load(self.pki).issue(gateway_id, Role.GATEWAY, ("127.0.0.1", "localhost"))
+        other._write_gateway_config()
+        self.gateways.append(other)
+        return other
 
     @property
     def cloud_url(self) -> str:
@@ -115,7 +134,7 @@ class Site:
 
     def _issue_api_token(self) -> str:
         """Create a token-only operator and an API token for it (what the demo and tests use)."""
-        config = ["--config", str(self.root / "cloud.toml")]
+        config = ["--config", str(self.cloud_config)]
         cloud = _script("tandem-cloud")
         subprocess.run([cloud, "user", "add", "site-operator", "--role", "operator",
                         "--no-password", *config], capture_output=True, check=False, timeout=60)
@@ -131,7 +150,7 @@ class Site:
         register = Child("register", [_script("tandem-cloud"), "gateway", "add", self.gateway_id,
                                       "--cert", str(self.pki / "gateway" / self.gateway_id /
                                                     "cert.pem"),
-                                      "--config", str(self.root / "cloud.toml")])
+                                      "--config", str(self.cloud_config)])
         code = register.proc.wait(60)
         register.stop()
         if code != 0:
@@ -152,7 +171,9 @@ class Site:
                                        str(main), str(config)])
 
     def stop_all(self) -> None:
-        """Stop every child, newest first (nodes, then gateway, then cloud)."""
+        """Stop every child, newest first (nodes, gateway, cloud); further gateways first."""
+        for other in self.gateways:
+            other.stop_all()
         while self.children:
             self.children.pop().stop()
 
