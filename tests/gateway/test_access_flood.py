@@ -18,8 +18,9 @@ from pathlib import Path
 import pytest
 from OpenSSL import SSL
 
-from tests.gateway.test_access_peers import RecordingSink, ServerThread, Site, wait_until
+from tests.gateway.access_peers import RecordingSink, ServerThread, Site
 from tests.nodeproc import NodeProcess, write_node_config
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(240)
 
