@@ -55,6 +55,8 @@ def test_the_cloud_database_file_is_named_by_its_store_only() -> None:
 
 
 def test_cloud_cli_commands_open_the_database_one_way() -> None:
-    cli = {name: text for name, text in _sources().items() if name.startswith("cloud/cli/")}
+    # `tandem-cloud db` manages the schema itself (upgrade to a chosen revision)
+    cli = {name: text for name, text in _sources().items()
+           if name.startswith("cloud/cli/") and name != "cloud/cli/db.py"}
     assert not [name for name, text in cli.items()
                 if re.search(r"database\.connect\(|Session\(engine|create_schema\(", text)]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from tandem.gateway.cli.security import Subparsers
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.pipeline.quarantine import list_records
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 
 COMMANDS = ("quarantine",)
 
@@ -26,7 +26,7 @@ def add_commands(sub: Subparsers, config: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, config: GatewayConfig) -> int:
     """List quarantined records, newest first; exit 0 also when there are none."""
-    path = config.gateway.data_dir / "gateway.sqlite3"
+    path = config.gateway.data_dir / DATABASE_FILE
     if not path.exists():
         print(f"no gateway database at {path}")
         return 1

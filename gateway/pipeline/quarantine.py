@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from dataclasses import dataclass
 
 import cbor2
 from prometheus_client import Counter
 
 from tandem.gateway.reports import DeviceReport
+from tandem.wire.clock import now_ms
 from tandem.wire.report import MAX_ABS_VALUE, MAX_CHANNELS, MAX_T_MS
 
 log = logging.getLogger(__name__)
@@ -83,7 +83,7 @@ def insert(db: sqlite3.Connection, item: DeviceReport, fault: Fault) -> None:
     db.execute("INSERT INTO quarantine (device, reason, detail, received_ms, quarantined_ms, "
                "record) VALUES (?, ?, ?, ?, ?, ?)",
                (item.device, fault.reason, fault.detail[:MAX_DETAIL],
-                _clamp_ms(item.received_ms), time.time_ns() // 1_000_000, cbor2.dumps(record)))
+                _clamp_ms(item.received_ms), now_ms(), cbor2.dumps(record)))
 
 
 def list_records(db: sqlite3.Connection, limit: int = 100) -> list[QuarantinedRecord]:

@@ -24,10 +24,11 @@ from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.cloudlink.uplink import Uplink
 from tandem.gateway.config import UplinkSection
 from tandem.gateway.metrics import GatewayMetrics
-from tandem.gateway.store.database import GatewayDatabase
+from tandem.gateway.store.database import DATABASE_FILE, GatewayDatabase
 from tandem.gateway.store.outbox import Outbox, Priority
 from tandem.tools.site import Site, SitePorts, free_tcp_port
 from tandem.wire.batch import Summary
+from tandem.wire.clock import now_ms
 from tandem.wire.cose import SoftwareSigner
 
 LIMIT_S = 5.0
@@ -69,7 +70,7 @@ async def _one_outage(site: Site, data_dir: Path, args: argparse.Namespace) -> f
     key = serialization.load_pem_private_key(
         (site.pki / "gateway" / GATEWAY / "key.pem").read_bytes(), None)
     assert isinstance(key, ec.EllipticCurvePrivateKey)
-    database = GatewayDatabase(data_dir / "gateway.sqlite3")
+    database = GatewayDatabase(data_dir / DATABASE_FILE)
     outbox = Outbox(database)
     config = UplinkSection(url=site.cloud_url, batch_max_records=500)
     uplink = Uplink(config, CloudEndpoint(site.cloud_url, site.pki / "ca.pem", config.timeout_s),
@@ -93,5 +94,5 @@ async def _one_outage(site: Site, data_dir: Path, args: argparse.Namespace) -> f
 
 
 def _summary(i: int) -> Summary:
-    t0 = int(time.time() * 1000) - 3_600_000 + i * 1000
+    t0 = now_ms() - 3_600_000 + i * 1000
     return Summary(f"node-{i % 20:02d}", "temp", t0, t0 + 1000, 10, 19.0, 21.0, 20.0, 20.0)
