@@ -9,7 +9,7 @@ from pathlib import Path
 import cbor2
 import pytest
 
-from tandem.wire.report import Report, decode_report, encode_report
+from tandem.wire.report import MAX_T_MS, Report, decode_report, encode_report
 from tests.nodeproc import run_script
 
 SCRIPT = Path(__file__).with_name("mp_codec.py")
@@ -67,6 +67,8 @@ def test_report_encoding_is_byte_identical_to_reference() -> None:
              for r in corpus]
     for report, got in zip(corpus, _run(lines), strict=True):
         assert got == encode_report(report).hex(), report
+        if report.t_ms > MAX_T_MS:
+            continue  # encoded alike, but the gateway refuses a time past the year 9999
         decoded = decode_report(bytes.fromhex(got))
         assert decoded.seq == report.seq and decoded.values == {
             k: float(v) for k, v in report.values.items()}

@@ -23,6 +23,7 @@ _NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?"
 SMOKE: dict[str, tuple[list[str], list[str]]] = {
     "bytes": (["--nodes", "1", "--seconds", "2", "--samples", "32", "--window", "1"],
               ["reports acknowledged", "raw waveform bytes", "uplink bytes", "ratio"]),
+    "catchup": (["--outage", "1", "--records", "50"], ["catch-up run 1", "catch-up worst"]),
     "coap": (["--peers", "2", "--workers", "1", "--seconds", "1", "--handshake-concurrency", "2"],
              ["handshakes", "reports/s", "CoAP RTT", "gateway CPU", "gateway RSS"]),
     "drain": (["--records", "300", "--batch", "100", "--quiet"],
