@@ -9,7 +9,7 @@ reconnects, and every reading a node saw acknowledged reached the gateway.
 from __future__ import annotations
 
 import contextlib
-import select
+import selectors
 import socket
 import threading
 from collections.abc import Iterator
@@ -49,15 +49,25 @@ class HalfOpenFlood:
             _step(conn, sock)  # ClientHello without cookie: answered statelessly
             pending[sock] = conn
             self._sockets.append(sock)
-        while pending:
-            readable, _, _ = select.select(list(pending), [], [], 5.0)
-            if not readable:
-                break
-            for sock in readable:
-                conn = pending.pop(sock)
-                conn.bio_write(sock.recv(2048))  # the HelloVerifyRequest
-                _step(conn, sock)  # ClientHello with the cookie: the server keeps state now
-                self.sent += 1
+        # epoll, not select(): in a long test session descriptors pass 1024
+        with selectors.DefaultSelector() as selector:
+            for sock in pending:
+                selector.register(sock, selectors.EVENT_READ)
+            while pending:
+                ready = selector.select(5.0)
+                if not ready:
+                    break
+                for key, _ in ready:
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    selector.unregister(sock)
+                    self._answer(pending.pop(sock), sock)
+
+    def _answer(self, conn: SSL.Connection, sock: socket.socket) -> None:
+        """Feed the HelloVerifyRequest and send the ClientHello with the cookie."""
+        conn.bio_write(sock.recv(2048))
+        _step(conn, sock)  # the server keeps state from here on
+        self.sent += 1
 
     def close(self) -> None:
         for sock in self._sockets:
