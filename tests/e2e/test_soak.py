@@ -260,14 +260,24 @@ def _data_dir_reset(gateways: list[Gateway], site: Site) -> Recovery:
 
 
 def _drain_without_nodes(place: Site) -> bool:
-    """Run the gateway with its CoAP port elsewhere until its outbox is empty."""
+    """Run the gateway with its CoAP port elsewhere until its journal and outbox are empty.
+
+    Reports replayed from the journal reach the outbox only when their window closes, so
+    the outbox must stay empty for longer than a window before the directory may go.
+    """
     env = {**GATEWAY_ENV, "TANDEM_GW_COAP_PORT": "0"}
     process = place.start_gateway(env)
+    settle = 3 * place.window_s + 2
     try:
         deadline = time.monotonic() + 120
+        empty_since: float | None = None
         while time.monotonic() < deadline:
             if _outbox_depth(place.ports.metrics) == 0:
-                return True
+                empty_since = empty_since or time.monotonic()
+                if time.monotonic() - empty_since >= settle:
+                    return True
+            else:
+                empty_since = None
             time.sleep(0.5)  # polling the metrics endpoint for a condition
         return False
     finally:
