@@ -58,7 +58,7 @@ test-fast: venv-test
 # (`make test` runs the same test for 3 minutes with 4 nodes per gateway).
 .PHONY: soak
 soak: venv-test
-	TANDEM_SOAK_MINUTES=30 TANDEM_SOAK_NODES=17 $(BIN)/python -m pytest -q -s \
+	TANDEM_SOAK_MINUTES=30 TANDEM_SOAK_NODES=17 TANDEM_SOAK_RESET=1 $(BIN)/python -m pytest -q -s \
 		tests/e2e/test_soak.py $(PYTEST_ARGS)
 
 # mypy reads packages from folders: build/typecheck/tandem links the program folders
