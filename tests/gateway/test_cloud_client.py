@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ssl
-import threading
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -33,6 +31,7 @@ from tandem.gateway.store.outbox import Outbox, Priority
 from tandem.tools.pki import Role, SiteCA
 from tandem.wire.batch import Summary
 from tandem.wire.cose import SoftwareSigner
+from tests.httpsserver import HttpsServer
 from tests.ports import free_port
 
 
@@ -60,21 +59,15 @@ class HttpsCloud:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(server.cert_pem, server.key_pem)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self._server = HttpsServer(Handler, server.cert_pem, server.key_pem)
+        self.httpd = self._server.httpd
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.httpd.server_address[1]}"
+        return self._server.url
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self._server.close()
 
 
 @pytest.fixture(scope="module")

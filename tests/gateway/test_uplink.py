@@ -3,10 +3,8 @@
 import asyncio
 import gzip
 import json
-import ssl
-import threading
 from collections.abc import Awaitable, Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from tandem.gateway.store.outbox import Outbox, Priority
 from tandem.tools.pki import Role, SiteCA
 from tandem.wire.batch import Event, Summary, decode_batch
 from tandem.wire.cose import SoftwareSigner, verify1
+from tests.httpsserver import HttpsServer
 from tests.ports import free_port
 
 KEY = ec.generate_private_key(ec.SECP256R1())
@@ -61,21 +60,15 @@ class ScriptedCloud:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(server.cert_pem, server.key_pem)
-        self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
+        self._server = HttpsServer(Handler, server.cert_pem, server.key_pem, port)
+        self.httpd = self._server.httpd
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self.httpd.server_address[1]}"
+        return self._server.url
 
     def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(5)
+        self._server.close()
 
 
 @pytest.fixture
