@@ -7,6 +7,12 @@ it for one window length of gateway time (a quiet or departed node). A
 reading older than its channel's last closed window (rare: nodes send in
 order) becomes a summary of its own starting at its timestamp, so nothing is
 dropped and no summary key repeats.
+
+A channel this gateway has no filed window for (a node it has never seen, or
+every node after its data directory was reset) starts its first window at its
+first reading, not at the aligned start: a summary never claims time its
+gateway did not see, so it cannot overwrite in the cloud the part of that
+window an earlier gateway (or this one, before the reset) already filed.
 """
 
 from __future__ import annotations
@@ -80,17 +86,17 @@ class TumblingWindows:
         if t_ms < self._closed_until.get(key, -1):
             self.late += 1
             return [_summary(key, _Window(t_ms, t_ms + 1, 1, value, value, value, value, now_ms))]
-        start = t_ms - t_ms % self.window_ms
+        end = t_ms - t_ms % self.window_ms + self.window_ms
         window = self._open.get(key)
         closed: list[Summary] = []
-        if window is not None and window.t0_ms != start:
+        if window is not None and window.t1_ms != end:
             closed.append(self._close(key))
             window = None
         if window is None:
             if len(self._open) >= self.max_open:
                 closed.extend(self.flush_oldest())
-            window = _Window(start, start + self.window_ms, 0, 0.0, math.inf, -math.inf, 0.0,
-                             now_ms)
+            start = end - self.window_ms if key in self._closed_until else t_ms
+            window = _Window(start, end, 0, 0.0, math.inf, -math.inf, 0.0, now_ms)
             self._open[key] = window
         window.add(value, now_ms)
         return closed

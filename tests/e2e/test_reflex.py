@@ -23,6 +23,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from pymodbus.client import ModbusTcpClient
 
 from tandem.tools.site import REPO, NodeSpec, Site, SitePorts
+from tests import waiting
 from tests.modbus_rig import PtyPair, SlaveProcess
 from tests.ports import free_port, free_udp_port
 
@@ -186,12 +187,8 @@ class Rig:
 
 
 def wait_until(check: Callable[[], bool], what: str, timeout: float = 30.0) -> float:
-    """Poll until check() holds; the wall time when it did."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
+    """Poll until check() holds (tests.waiting); the wall time when it did."""
+    waiting.wait_until(check, what, timeout)
     return time.time()
 
 

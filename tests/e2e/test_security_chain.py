@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,7 @@ import pytest
 from tandem.gateway.identity.keystore import SoftwareKeyStore
 from tandem.gateway.privacy.keys import PSEUDONYM_SECRET
 from tandem.tools.site import NodeSpec, Site, local_site
+from tests.waiting import eventually
 
 PASSPHRASE_ENV = "TANDEM_E2E_KEY_PASSPHRASE"
 PASSPHRASE = "e2e passphrase, not a secret"
@@ -91,15 +91,9 @@ def _points(client: httpx.Client, **params: str) -> list[dict[str, Any]]:
     return points
 
 
-def _until(what: str, check: Any, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = check()
-        if found:
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)  # polling the cloud's API for a condition, not a fixed wait
+def _eventually(what: str, probe: Any, timeout: float = 60) -> Any:
+    """The cloud's API polled until probe finds what it waits for (argument order of this file)."""
+    return eventually(probe, what, timeout)
 
 
 def _status(site: Site) -> dict[str, Any]:
@@ -113,7 +107,7 @@ def test_a_pushed_policy_changes_the_next_uploads_and_a_forgery_is_refused(
         site: Site, client: httpx.Client) -> None:
     spec = NodeSpec("node-01", "normal", seed=3, period_ms=200, max_reports=100_000)
     node = site.start_node(spec, site.issue_node(spec))
-    _until("clear summaries of node-01",
+    _eventually("clear summaries of node-01",
            lambda: {p["channel"] for p in _points(client, device="node-01")} == {"temp", "vib"})
 
     policy = site.root / "policy.toml"
@@ -121,28 +115,28 @@ def test_a_pushed_policy_changes_the_next_uploads_and_a_forgery_is_refused(
     cloud = ["--config", str(site.root / "cloud.toml")]
     assert "v1 published" in _cli("tandem-cloud", "policy", "push", "--group", "plant-a",
                                   str(policy), *cloud)
-    _until("the gateway's ack of v1", lambda: _status(site).get("ok") is True)
-    aliases = _until("summaries under a pseudonym", lambda: {
+    _eventually("the gateway's ack of v1", lambda: _status(site).get("ok") is True)
+    aliases = _eventually("summaries under a pseudonym", lambda: {
         p["device"] for p in _points(client, gateway=site.gateway_id)
         if p["device"].startswith("p-")})
     assert len(aliases) == 1
     alias = aliases.pop()
-    seen = _until("two windows under the pseudonym", lambda: len(
+    seen = _eventually("two windows under the pseudonym", lambda: len(
         _points(client, device=alias)) >= 2 and _points(client, device=alias))
     assert {p["channel"] for p in seen} == {"temp"}  # vib dropped at the edge
     metrics_url = f"http://127.0.0.1:{site.ports.metrics}/metrics"
-    labelled = _until("the pseudonym in the gateway's metrics", lambda: (
+    labelled = _eventually("the pseudonym in the gateway's metrics", lambda: (
         text if f'device="{alias}"' in (text := httpx.get(metrics_url).text) else None))
     assert "node-01" not in labelled  # metrics pseudonymise like the uploads
 
     forged_env = {"TANDEM_CLOUD_POLICY_SIGNING_KEY": str(site.root / "cloud-keys/forger.pem")}
     _cli("tandem-cloud", "policy", "push", "--group", "plant-a", str(policy), *cloud,
          env=forged_env)
-    refused = _until("the gateway's refusal of v2", lambda: (
+    refused = _eventually("the gateway's refusal of v2", lambda: (
         _status(site) if _status(site).get("ok") is False else None))
     assert "not signed by the trusted policy key" in refused["reason"]
     count = len(_points(client, device=alias))
-    _until("uploads continuing under the genuine policy",
+    _eventually("uploads continuing under the genuine policy",
            lambda: len(_points(client, device=alias)) > count + 1)
     assert {p["channel"] for p in _points(client, device=alias)} == {"temp"}
     node.stop()

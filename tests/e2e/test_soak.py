@@ -41,22 +41,18 @@ from tests.gateway.test_access_flood import FloodThread
 MINUTES = float(os.environ.get("TANDEM_SOAK_MINUTES", "3"))
 NODES_PER_GATEWAY = int(os.environ.get("TANDEM_SOAK_NODES", "4"))
 PERIOD_MS = 1000
-# The data-dir reset loses one acknowledged reading of a node of the reset gateway in
-# most runs (under investigation: see the closing note of 2026-12-05); `make soak` runs
-# it, `make test` leaves it out until the loss is found and fixed.
-WITH_RESET = os.environ.get("TANDEM_SOAK_RESET") == "1"
 FAULT_S = min(20.0, max(8.0, MINUTES * 60 * 0.06))
 # Nodes buffer up to 120 reports while their gateway is away (the data-dir reset).
 NODE_TUNING = (("outbox", 120), ("link", {"backoff_max_ms": 1000}),
                ("coap", {"ack_timeout_ms": 500, "max_retransmit": 2}))
 GATEWAY_ENV = {"TANDEM_GW_UPLINK_INTERVAL_S": "0.5", "TANDEM_GW_UPLINK_BACKOFF_MAX_S": "2.0"}
 
-# Not in the default run yet: the end-of-run check counts a reading a node had in flight
-# when it was stopped (in the cloud, never acknowledged) as a duplicate; see the closing
-# note of 2026-12-05. `make soak` runs it (TANDEM_SOAK=1).
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(MINUTES * 60 + 600)),
-              pytest.mark.skipif(os.environ.get("TANDEM_SOAK") != "1",
-                                 reason="soak benchmark target: make soak (TANDEM_SOAK=1)")]
+# Each node stops by itself after this many acknowledged reports (about the run's length),
+# so no report is in flight when it ends: a node killed mid-exchange may have a reading
+# stored in the cloud that it never saw acknowledged.
+REPORTS = int(MINUTES * 60 * 1000 / PERIOD_MS)
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(int(MINUTES * 60 + 600))]
 
 
 @dataclass
@@ -106,18 +102,16 @@ def test_soak_with_faults_loses_and_repeats_nothing(site: Site, tmp_path: Path) 
     run_until = time.monotonic() + MINUTES * 60
     faults: list[Callable[[list[Gateway], Site], Recovery]] = [
         _silent_connections, _login_brute_force, _poison_report, _dtls_flood,
-        _disk_full_and_back]
-    if WITH_RESET:
-        faults.append(_data_dir_reset)
+        _disk_full_and_back, _data_dir_reset]
     gap = (run_until - time.monotonic() - FAULT_S * len(faults)) / (len(faults) + 1)
     recoveries = []
     for fault in faults:
         _pause(max(1.0, gap), gateways)
         recoveries.append(fault(gateways, site))
-    _pause(max(1.0, run_until - time.monotonic()), gateways)
     for recovery in recoveries:
         print(recovery.line())
-    _stop_nodes_and_check(gateways, site)
+    _wait_for_nodes_to_finish(gateways, timeout=run_until - time.monotonic() + 300)
+    _check_exactly_once(gateways, site)
     assert all(r.recovered is not None for r in recoveries), [r.line() for r in recoveries]
 
 
@@ -131,7 +125,8 @@ def _start_gateway(place: Site, index: int) -> Gateway:
     nodes = []
     for n in range(NODES_PER_GATEWAY):
         spec = NodeSpec(f"node-{index + 1}-{n + 1}", ("normal", "bearing_fault")[n % 2],
-                        seed=index * 100 + n, period_ms=PERIOD_MS, extra=NODE_TUNING)
+                        seed=index * 100 + n, period_ms=PERIOD_MS, max_reports=REPORTS,
+                        extra=NODE_TUNING)
         nodes.append((spec, place.start_node(spec, place.issue_node(spec))))
     for _, node in nodes:
         node.wait_for(r'"ev": ?"ack"', timeout=120)
@@ -146,24 +141,35 @@ def _small_disk(directory: Path, megabytes: int) -> None:
 
 
 def _pause(seconds: float, gateways: list[Gateway]) -> None:
-    """Let the site run; fail early if a process died."""
+    """Let the site run; fail early if a process died (a node may finish its reports)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         for gateway in gateways:
             assert gateway.process.proc.poll() is None, gateway.process.tail()
             for spec, node in gateway.nodes:
-                assert node.proc.poll() is None, f"{spec.name} exited:\n{node.tail()}"
+                assert node.proc.poll() in (None, 0), f"{spec.name} failed:\n{node.tail()}"
         time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))  # a paced watch loop
 
 
-def _stop_nodes_and_check(gateways: list[Gateway], site: Site) -> None:
+def _wait_for_nodes_to_finish(gateways: list[Gateway], timeout: float) -> None:
+    """Every node ends by itself once its last report is acknowledged."""
+    deadline = time.monotonic() + timeout
     for gateway in gateways:
-        for _, node in gateway.nodes:
-            node.stop()
+        for spec, node in gateway.nodes:
+            left = max(1.0, deadline - time.monotonic())
+            try:
+                code = node.proc.wait(timeout=left)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"{spec.name} still running:\n{node.tail()}") from None
+            assert code == 0, f"{spec.name} exited with {code}:\n{node.tail()}"
+
+
+def _check_exactly_once(gateways: list[Gateway], site: Site) -> None:
     with site.cloud_client(timeout=30) as client:
         for gateway in gateways:
             for spec, node in gateway.nodes:
                 acks = events(node, "ack")
+                assert len(acks) == REPORTS, f"{spec.name}: {len(acks)} of {REPORTS} acked"
                 assert events(node, "dropped") == [], f"{spec.name} dropped readings"
                 points = wait_for_counts(client, spec.name, len(acks), timeout=180)
                 assert_exactly(points, acks)

@@ -49,3 +49,36 @@ def test_open_windows_are_bounded() -> None:
         closed += windows.add(f"n{i}", "temp", 1000, float(i), now_ms=i)
     assert windows.open_count == 10
     assert len(closed) == 90
+
+
+def test_a_channel_without_a_filed_window_starts_at_its_first_reading() -> None:
+    windows = TumblingWindows(window_ms=1000)
+    windows.add("n1", "temp", 1500, 1.0, now_ms=0)
+    windows.add("n1", "temp", 1800, 2.0, now_ms=0)
+    (first,) = windows.add("n1", "temp", 2100, 3.0, now_ms=0)
+    (second,) = windows.flush()
+    assert (first.t0_ms, first.t1_ms, first.count) == (1500, 2000, 2)
+    assert (second.t0_ms, second.t1_ms, second.count) == (2000, 3000, 1)
+
+
+def test_a_reset_gateway_never_reuses_the_key_of_a_window_filed_before_the_reset() -> None:
+    # Before the reset: the gateway has filed windows for the node and shuts down
+    # mid-window, filing the part of [10000, 11000) it saw.
+    before = TumblingWindows(window_ms=1000)
+    before.add("n1", "temp", 9500, 1.0, now_ms=0)
+    before.add("n1", "temp", 10200, 2.0, now_ms=0)
+    (filed_at_shutdown,) = before.flush()
+    # After the reset (empty data directory): the rest of that window arrives.
+    after = TumblingWindows(window_ms=1000)
+    after.add("n1", "temp", 10700, 3.0, now_ms=0)
+    (rest,) = after.flush()
+    assert (filed_at_shutdown.t0_ms, filed_at_shutdown.t1_ms) == (10000, 11000)
+    assert (rest.t0_ms, rest.t1_ms, rest.count) == (10700, 11000, 1)
+
+
+def test_a_gateway_restarted_with_its_data_keeps_aligned_windows() -> None:
+    windows = TumblingWindows(window_ms=1000)
+    windows.restore_closed({("n1", "temp"): 10000})
+    windows.add("n1", "temp", 10200, 2.0, now_ms=0)
+    (summary,) = windows.flush()
+    assert (summary.t0_ms, summary.t1_ms) == (10000, 11000)
