@@ -40,6 +40,7 @@ class Config:
     board_options: dict
     modbus: object
     sensor_model: str
+    sensor_module: str | None
     rate_hz: int
     samples: int
     sht_crc_every: int
@@ -83,6 +84,7 @@ def _uses_sensing(raw, path):
 def _plain(c):
     # A node with the board's basic sensors and no side jobs.
     c.sensor_model = "basic"
+    c.sensor_module = None
     c.rate_hz = c.samples = c.sht_crc_every = c.cmd_poll_ms = c.spill_bytes = 0
     c.raw_szx = -1
     c.stats_every = 0

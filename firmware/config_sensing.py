@@ -5,7 +5,11 @@ import json
 
 from config import ConfigError, dirname, resolve
 
-MODELS = ("accel", "basic")
+# The one table of sensor models: model name -> the module whose Sensors(board, cfg)
+# builds the model's sensor set (None: the board's own sensors). Config validation,
+# startup, tools/boards.py (which reads this line) and tests/firmware/test_driver_table.py
+# all take the models from here; docs/firmware.md says how to add one.
+MODELS = {"basic": None, "accel": "vibration"}
 RATES = (100, 200, 400, 800, 1600, 3200)  # the ADXL345's output data rates
 
 
@@ -37,6 +41,7 @@ def load(path, top, c):
     sensor = top.section("sensor", False)
     # The board definition says which sensors are fitted; "basic" without one.
     c.sensor_model = sensor.choice("model", MODELS, c.board_def.get("sensor_model", "basic"))
+    c.sensor_module = MODELS[c.sensor_model]
     c.rate_hz = sensor.number("rate_hz", RATES[0], RATES[-1], 400)
     if c.rate_hz not in RATES:
         raise ConfigError("%s: field sensor.rate_hz must be one of %s" % (path, RATES))

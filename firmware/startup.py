@@ -64,16 +64,15 @@ def _modbus(cfg, log):
 
 
 def _sensors(cfg, board, log):
-    # The "accel" model's I2C sensors (None: the board's basic sensors). A
+    # The sensor set of the configured model (None: the board's own sensors). A
     # sensor that does not answer is as fatal as a bad config.
-    if cfg.sensor_model != "accel":
+    if cfg.sensor_module is None:
         return None
-    import vibration
-
     try:
-        return vibration.VibrationSensors(board, cfg)
+        return __import__(cfg.sensor_module).Sensors(board, cfg)
     except (OSError, ValueError) as e:
-        log.always("fatal", error="sensor", detail="accelerometer or SHT3x not answering on I2C: %r" % e)
+        log.always("fatal", error="sensor",
+                   detail="%s sensors not answering: %r" % (cfg.sensor_model, e))
         return False
 
 

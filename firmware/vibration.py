@@ -50,6 +50,7 @@ class Jitter:
 
 
 class VibrationSensors:
+    # The "accel" model's sensor set (config_sensing.MODELS names this module).
     channels = CHANNELS
 
     def __init__(self, board, cfg):
@@ -156,3 +157,6 @@ def axis_features(a, n):
     r = s - mean * n
     var = (acc - r * r / n) / n
     return (var ** 0.5 if var > 0 else 0.0) * adxl345.SCALE_G, peak_n / n * adxl345.SCALE_G
+
+
+Sensors = VibrationSensors  # the name startup builds a model's sensor set by

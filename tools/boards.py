@@ -7,6 +7,7 @@ firmware reads as board.json; the [flash] table is for `tandem flash`.
 
 from __future__ import annotations
 
+import ast
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,21 @@ from typing import Any
 from tandem.wire.tomlconfig import ConfigError, Document, read_toml
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def sensor_models(firmware: Path = REPO / "firmware") -> tuple[str, ...]:
+    """The model names of the firmware's sensor table (`MODELS = {...}` in config_sensing)."""
+    tree = ast.parse((firmware / "config_sensing.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(
+                isinstance(t, ast.Name) and t.id == "MODELS" for t in node.targets):
+            return tuple(ast.literal_eval(node.value))
+    raise RuntimeError("firmware/config_sensing.py has no MODELS table")
+
 BOARDS_DIR = REPO / "hw" / "boards"
 MCUS = ("esp32", "host")
-SENSOR_MODELS = ("accel", "basic")
+# The firmware's one table of sensor models (firmware/config_sensing.py), read, not copied.
+SENSOR_MODELS = sensor_models()
 # Keys copied into board.json for the firmware (firmware/config_sensing.py).
 _RUNTIME_KEYS = ("name", "mcu", "sensor_model", "wdt_ms", "ntp", "pins", "i2c", "uart")
 _ESP32_PINS = ("i2c_sda", "i2c_scl", "uart_tx", "uart_rx", "rs485_de", "led")

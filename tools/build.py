@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parent.parent
 FIRMWARE = REPO / "firmware"
 BUNDLE_FORMAT = 1
 # Host-only simulation modules, and modules that only one MCU can import.
-_HOST_ONLY = ("sim", "simbus")
+_HOST_ONLY = ("sim", "simbus", "simsignal")
 _NOT_FIRMWARE = ("manifest",)  # the freezing manifest is a build input, not a module
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)  # fixed: the same sources give the same zip
 HOST_BOARD = "host-sim"
