@@ -23,6 +23,7 @@ from tandem.cloud.policy import store as policy_store
 from tandem.wire.cose import SoftwareSigner
 from tandem.wire.policy import PolicyDocument, PolicyError, parse_policy
 from tandem.wire.release import Release, sign_release
+from tandem.wire.tomlconfig import line_of
 
 
 class PolicyFileError(ValueError):
@@ -39,7 +40,8 @@ def load_policy_file(path: Path) -> PolicyDocument:
     try:
         return parse_policy(data)
     except PolicyError as exc:
-        line = _line_of(text, exc.field)
+        finder = _json_line_of if path.suffix == ".json" else line_of
+        line = finder(text, exc.field)
         where = f"{path}:{line}" if line else str(path)
         raise PolicyFileError(f"{where}: {exc.field}: {exc.problem}") from None
 
@@ -56,28 +58,11 @@ def _decode(path: Path, text: str) -> dict[str, Any]:
     return data
 
 
-def _line_of(text: str, dotted: str) -> int | None:
-    """Best-effort line of a dotted field: a.b[2].c is key c in the third [[a.b]] table."""
-    lines = text.splitlines()
-    array = re.match(r"^(.*?)\[(\d+)\](?:\.(.*))?$", dotted)
-    if array:
-        table, index, rest = array.group(1), int(array.group(2)), array.group(3) or ""
-        header = re.compile(r"^\s*\[\[\s*" + re.escape(table) + r"\s*\]\]")
-        heads = [i for i, line in enumerate(lines) if header.search(line)]
-        if len(heads) > index:
-            return _key_line(lines, rest.rsplit(".", 1)[-1], heads[index]) if rest \
-                else heads[index] + 1
-        return _key_line(lines, (rest or table).rsplit(".", 1)[-1], 0, index)
-    section, _, key = dotted.rpartition(".")
-    header = re.compile(r"^\s*\[\s*" + re.escape(section) + r"\s*\]")
-    start = next((i for i, line in enumerate(lines) if section and header.search(line)), 0)
-    return _key_line(lines, key, start)
-
-
-def _key_line(lines: list[str], key: str, start: int, nth: int = 0) -> int | None:
-    pattern = re.compile(r'(^|[\s{,])"?' + re.escape(key) + r'"?\s*[=:]')
-    found = [i for i, line in enumerate(lines) if i >= start and pattern.search(line)]
-    return found[min(nth, len(found) - 1)] + 1 if found else None
+def _json_line_of(text: str, dotted: str) -> int | None:
+    """Best-effort line of a dotted field in JSON: the first line naming its innermost key."""
+    key = re.sub(r"\[\d+\]", "", dotted).rsplit(".", 1)[-1]
+    pattern = re.compile(r'"' + re.escape(key) + r'"\s*:')
+    return next((n for n, line in enumerate(text.splitlines(), 1) if pattern.search(line)), None)
 
 
 def push(session: Session, config: CloudConfig, group: str, doc: PolicyDocument,
