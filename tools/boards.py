@@ -1,20 +1,25 @@
 """Board definitions (hw/boards/*.toml): pins, buses, sensors, flashing, power.
 
-One TOML file per board kind, loaded into a frozen dataclass and checked with
-errors that name the file and the field. `runtime_json()` is what the
-firmware reads as board.json; the [flash] table is for `tandem flash`.
+One TOML file per board kind, declared below as pydantic dataclasses on the one
+configuration layer (`tandem.wire.tomlconfig`: bounds next to the fields,
+unknown keys refused, faults as `file:line: field: problem`). `runtime_json()`
+is what the firmware reads as board.json; the [flash] table is for `tandem flash`.
 """
 
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from tandem.wire.tomlconfig import ConfigError, Document, read_toml
+from pydantic import AfterValidator, Field
+from pydantic.dataclasses import dataclass
+
+from tandem.wire.tomlconfig import SECTION, ConfigError, FieldError, Int, convert, read_toml
 
 REPO = Path(__file__).resolve().parent.parent
+BOARDS_DIR = REPO / "hw" / "boards"
 
 
 def sensor_models(firmware: Path = REPO / "firmware") -> tuple[str, ...]:
@@ -26,32 +31,101 @@ def sensor_models(firmware: Path = REPO / "firmware") -> tuple[str, ...]:
             return tuple(ast.literal_eval(node.value))
     raise RuntimeError("firmware/config_sensing.py has no MODELS table")
 
-BOARDS_DIR = REPO / "hw" / "boards"
-MCUS = ("esp32", "host")
+
 # The firmware's one table of sensor models (firmware/config_sensing.py), read, not copied.
 SENSOR_MODELS = sensor_models()
+MCUS = ("esp32", "host")
 # Keys copied into board.json for the firmware (firmware/config_sensing.py).
 _RUNTIME_KEYS = ("name", "mcu", "sensor_model", "wdt_ms", "ntp", "pins", "i2c", "uart")
 _ESP32_PINS = ("i2c_sda", "i2c_scl", "uart_tx", "uart_rx", "rs485_de", "led")
+_I2C_BUS_KEYS = ("id", "freq")
 
 
 class BoardError(ConfigError):
     """A board definition that cannot be used: `file:line: field: problem`."""
 
 
-@dataclass(frozen=True)
+def _known_model(model: str) -> str:
+    if model not in SENSOR_MODELS:
+        raise ValueError(f"must be one of {', '.join(SENSOR_MODELS)}")
+    return model
+
+
+def _distinct_gpios(pins: dict[str, int]) -> dict[str, int]:
+    seen: dict[int, str] = {}
+    for name, gpio in pins.items():
+        if gpio in seen:
+            raise FieldError(name, f"GPIO{gpio} is already pins.{seen[gpio]}")
+        seen[gpio] = name
+    return pins
+
+
+def _i2c_table(table: dict[str, int]) -> dict[str, int]:
+    # [i2c] holds the bus (id, freq) and one 7-bit address per sensor part.
+    if not 0 <= table.get("id", 0) <= 1:
+        raise FieldError("id", "must be 0 or 1")
+    if not 10_000 <= table.get("freq", 100_000) <= 1_000_000:
+        raise FieldError("freq", "must be 10000..1000000 Hz")
+    for part, address in table.items():
+        if part not in _I2C_BUS_KEYS and not 0x08 <= address <= 0x77:
+            raise FieldError(part, "must be a 7-bit I2C address 0x08..0x77")
+    return table
+
+
+Gpio = Annotated[Int, Field(ge=0, le=39)]
+
+
+@dataclass(frozen=True, config=SECTION)
 class FlashSpec:
     """How to flash a MicroPython image onto the board with esptool."""
 
-    chip: str
-    baud: int
-    image_offset: int
-    image: str
+    chip: Literal["esp32", "esp32s2", "esp32s3", "esp32c3", "esp32c6"]
+    baud: Annotated[Int, Field(ge=9600, le=5_000_000)]
+    image_offset: Annotated[Int, Field(ge=0, le=0x10000)]
+    image: str = ""
+    flash_size: str = ""
+
+
+@dataclass(frozen=True, config=SECTION)
+class UartSection:
+    """The RS-485 UART: peripheral number and line speed."""
+
+    id: Annotated[Int, Field(ge=0, le=2)] = 0
+    baud: Annotated[Int, Field(ge=1200, le=1_000_000)] = 19200
+
+
+@dataclass(frozen=True, config=SECTION)
+class BoardFile:
+    """The TOML file as declared: every key a board definition may have."""
+
+    version: Literal[1]
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    mcu: Literal["esp32", "host"]
+    description: str = ""
+    sensor_model: Annotated[str, AfterValidator(_known_model)] = "basic"
+    wdt_ms: Annotated[Int, Field(ge=0, le=600_000)] = 0
+    ntp: str = ""
+    flash: FlashSpec | None = None
+    pins: Annotated[dict[str, Gpio], AfterValidator(_distinct_gpios)] = field(
+        default_factory=dict)
+    i2c: Annotated[dict[str, Int], AfterValidator(_i2c_table)] = field(default_factory=dict)
+    uart: UartSection = field(default_factory=UartSection)
+    # Documentation for whoever wires the board (supply, budgets); not read by the firmware.
+    power: dict[str, str | int | float] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.mcu != "esp32":
+            return
+        for pin in _ESP32_PINS:
+            if pin not in self.pins:
+                raise FieldError(f"pins.{pin}", "required field missing")
+        if self.flash is None:
+            raise FieldError("flash", "required table missing")
 
 
 @dataclass(frozen=True)
 class Board:
-    """One board definition."""
+    """One board definition, as the tools use it."""
 
     path: Path
     name: str
@@ -79,60 +153,8 @@ def load_board(name_or_path: str | Path) -> Board:
     """Load and check a board definition."""
     path = resolve_board(name_or_path)
     doc = read_toml(path, BoardError)
-    table = doc.data
-    if table.get("version") != 1 or type(table.get("version")) is not int:
-        raise _fault(doc, "version", "must be 1")
-    name = _text(doc, "name")
-    mcu = _text(doc, "mcu")
-    if mcu not in MCUS:
-        raise _fault(doc, "mcu", f"must be one of {', '.join(MCUS)}")
-    model = table.get("sensor_model", "basic")
-    if model not in SENSOR_MODELS:
-        raise _fault(doc, "sensor_model", f"must be one of {', '.join(SENSOR_MODELS)}")
-    pins = _pins(doc, table.get("pins", {}))
-    if mcu == "esp32":
-        for pin in _ESP32_PINS:
-            if pin not in pins:
-                raise _fault(doc, f"pins.{pin}", "required field missing")
-    flash = _flash(doc, table["flash"]) if "flash" in table else None
-    if mcu == "esp32" and flash is None:
-        raise _fault(doc, "flash", "required table missing")
-    return Board(path, name, mcu, model, str(table.get("description", "")), flash, pins, table)
-
-
-def _fault(doc: Document, field_name: str, problem: str) -> BoardError:
-    error = doc.fault(field_name, problem, BoardError)
-    assert isinstance(error, BoardError)
-    return error
-
-
-def _text(doc: Document, key: str) -> str:
-    value = doc.data.get(key)
-    if not isinstance(value, str) or not value:
-        raise _fault(doc, key, "must be a non-empty string")
-    return value
-
-
-def _pins(doc: Document, pins: Any) -> dict[str, int]:
-    if not isinstance(pins, dict):
-        raise _fault(doc, "pins", "must be a table")
-    seen: dict[int, str] = {}
-    for key, gpio in pins.items():
-        if not isinstance(gpio, int) or isinstance(gpio, bool) or not 0 <= gpio <= 39:
-            raise _fault(doc, f"pins.{key}", "must be a GPIO number 0..39")
-        if gpio in seen:
-            raise _fault(doc, f"pins.{key}", f"GPIO{gpio} is already pins.{seen[gpio]}")
-        seen[gpio] = key
-    return dict(pins)
-
-
-def _flash(doc: Document, flash: Any) -> FlashSpec:
-    if not isinstance(flash, dict):
-        raise _fault(doc, "flash", "must be a table")
-    try:
-        return FlashSpec(str(flash["chip"]), int(flash["baud"]), int(flash["image_offset"]),
-                         str(flash.get("image", "")))
-    except KeyError as exc:
-        raise _fault(doc, f"flash.{exc.args[0]}", "required field missing") from None
-    except (TypeError, ValueError):
-        raise _fault(doc, "flash", "chip, baud and image_offset must be text, numbers") from None
+    declared = convert(BoardFile, doc, BoardError)
+    # The keys the file gave, validated (defaults are the firmware's to apply).
+    table = {k: v for k, v in asdict(declared).items() if k in doc.data}
+    return Board(path, declared.name, declared.mcu, declared.sensor_model,
+                 declared.description, declared.flash, dict(declared.pins), table)

@@ -20,6 +20,7 @@ from tandem.cloud.config import ENV_PREFIX as CLOUD_ENV
 from tandem.cloud.config import CloudConfig
 from tandem.gateway.config import ENV_PREFIX as GATEWAY_ENV
 from tandem.gateway.config import GatewayConfig
+from tandem.tools.boards import BoardFile
 
 HEADER = """# Configuration reference
 
@@ -37,6 +38,8 @@ def render() -> str:
                                ("cloud.toml", CloudConfig, CLOUD_ENV)):
         parts.append(f"\n## {title} (environment prefix `{prefix}`)\n")
         parts.extend(_tables(cls, ""))
+    parts.append("\n## hw/boards/<board>.toml (read by the tools; no environment overrides)\n")
+    parts.extend(_tables(BoardFile, ""))
     return "".join(parts)
 
 
@@ -53,7 +56,7 @@ def _tables(cls: Any, name: str, array: bool = False) -> Iterator[str]:
         inner = _section_type(hint)
         if inner is not None:
             path = f"{name}.{f.name}" if name else f.name
-            nested.append((inner, path, not dataclasses.is_dataclass(_strip(hint))))
+            nested.append((inner, path, typing.get_origin(_strip(hint)) is tuple))
             continue
         rows.append(f"| `{f.name}` | {_type(hint)} | {_default(f)} | {_bounds(hint)} |")
     if len(rows) > 2:
@@ -71,6 +74,9 @@ def _section_type(hint: Any) -> Any:
     args = typing.get_args(base)
     if typing.get_origin(base) is tuple and args and dataclasses.is_dataclass(args[0]):
         return args[0]
+    optional = [a for a in args if a is not type(None)]
+    if type(None) in args and len(optional) == 1 and dataclasses.is_dataclass(optional[0]):
+        return optional[0]  # an optional table, e.g. [flash]
     return None
 
 
@@ -96,6 +102,8 @@ def _type(hint: Any) -> str:
 
 def _default(f: dataclasses.Field[Any]) -> str:
     if f.default is dataclasses.MISSING:
+        if f.default_factory is not dataclasses.MISSING:  # an empty table by default
+            return "empty"
         return "required"
     value = f.default
     if value is None:

@@ -146,12 +146,27 @@ def test_monitor_formats_events_and_reads_a_pty(capsys: pytest.CaptureFixture[st
         "  boot       device=n1", "hello", "  exit       reports=2"]
 
 
-def test_board_files_are_checked(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "error"), [
+    ('[pins]\nled = 2\nrelay = 2\n', r"b.toml:6: pins\.relay: GPIO2 is already pins\.led"),
+    ('[pins]\nled = 2\n', r"b.toml:4: pins\.i2c_sda: required field missing"),
+    ('sensor_model = "lidar"\n', r"b.toml:4: sensor_model: must be one of basic, accel"),
+    ('[i2c]\nid = 0\nadxl345 = 0x99\n', r"b.toml:6: i2c\.adxl345: must be a 7-bit I2C"),
+    ('colour = 1\n', r"b.toml:4: colour: unknown field"),
+    ('[pins]\nled = 77\n', r"b.toml:5: pins\.led: expected less than or equal to 39"),
+])
+def test_board_files_are_checked_with_file_line_and_field(
+        tmp_path: Path, text: str, error: str) -> None:
     bad = tmp_path / "b.toml"
-    bad.write_text('version = 1\nname = "x"\nmcu = "esp32"\n[pins]\nled = 2\nrelay = 2\n')
-    with pytest.raises(BoardError, match=r"pins\.relay: GPIO2 is already pins\.led"):
+    bad.write_text('version = 1\nname = "x"\nmcu = "esp32"\n' + text)
+    with pytest.raises(BoardError, match=error):
         load_board(bad)
-    assert load_board("host-sim").sensor_model == "accel"
+
+
+def test_the_shipped_boards_load_and_keep_only_the_keys_they_give() -> None:
+    host = load_board("host-sim")
+    assert host.sensor_model == "accel" and host.flash is None
+    assert "ntp" not in host.runtime_json()  # defaults are the firmware's to apply
+    assert ESP32.flash is not None and ESP32.flash.image_offset == 0x1000
 
 
 def test_the_host_image_is_built_once_per_revision_and_old_ones_are_pruned(
