@@ -8,6 +8,7 @@ tests/tools/test_configref.py fails when the committed page and the types differ
 from __future__ import annotations
 
 import dataclasses
+import enum
 import inspect
 import sys
 import types
@@ -20,6 +21,7 @@ from tandem.cloud.config import ENV_PREFIX as CLOUD_ENV
 from tandem.cloud.config import CloudConfig
 from tandem.gateway.config import ENV_PREFIX as GATEWAY_ENV
 from tandem.gateway.config import GatewayConfig
+from tandem.gateway.modbus.registers import MapFile
 from tandem.tools.boards import BoardFile
 
 HEADER = """# Configuration reference
@@ -40,6 +42,8 @@ def render() -> str:
         parts.extend(_tables(cls, ""))
     parts.append("\n## hw/boards/<board>.toml (read by the tools; no environment overrides)\n")
     parts.extend(_tables(BoardFile, ""))
+    parts.append("\n## hw/registers/<map>.toml (register maps; no environment overrides)\n")
+    parts.extend(_tables(MapFile, ""))
     return "".join(parts)
 
 
@@ -96,6 +100,8 @@ def _type(hint: Any) -> str:
         return "unset"
     if base is Path:
         return "path"
+    if isinstance(base, type) and issubclass(base, enum.Enum):
+        return " \\| ".join(f"`'{m.value}'`" for m in base)
     return {int: "integer", float: "number", bool: "true/false", str: "text"}.get(
         base, getattr(base, "__name__", str(base)))
 

@@ -99,6 +99,8 @@ class Document:
     data: dict[str, Any]
     base: Path
     from_env: dict[str, str] = field(default_factory=dict)  # dotted field -> variable
+    # Show an array item's `name` beside its index in faults: `point[7] (temp_alarm).scale`.
+    name_items: bool = False
 
     def fault(self, dotted: str, problem: str,
               error: type[ConfigError] = ConfigError) -> ConfigError:
@@ -107,7 +109,8 @@ class Document:
             return error(f"{self.from_env[dotted]} (environment): {dotted}: {problem}", dotted)
         line = line_of(self.text, dotted) if self.text else None
         where = f"{self.source}:{line}" if line else self.source
-        return error(f"{where}: {dotted}: {problem}" if dotted else f"{where}: {problem}",
+        shown = _with_names(dotted, self.data) if self.name_items else dotted
+        return error(f"{where}: {shown}: {problem}" if dotted else f"{where}: {problem}",
                      dotted)
 
 
@@ -259,6 +262,20 @@ def _env_value(text: str, hint: Any) -> Any:
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\]]+?)\s*\]\]?")
 _INDEX = re.compile(r"\[(\d+)\]")
+
+
+def _with_names(dotted: str, data: Any) -> str:
+    """`point[1].address` -> `point[1] (b).address` when that item has a text `name`."""
+    shown, node = "", data
+    for part in _split(dotted):
+        if part.isdigit() and isinstance(node, list) and int(part) < len(node):
+            node = node[int(part)]
+            name = node.get("name") if isinstance(node, dict) else None
+            shown += f"[{part}]" + (f" ({name})" if isinstance(name, str) and name else "")
+            continue
+        node = node.get(part) if isinstance(node, dict) else None
+        shown += f".{part}" if shown else part
+    return shown
 
 
 def line_of(text: str, dotted: str) -> int | None:

@@ -12,18 +12,29 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from tandem.wire.tomlconfig import ConfigError, line_of
+import pydantic.dataclasses
+from pydantic import AfterValidator, Field
+
+from tandem.wire.tomlconfig import (
+    SECTION,
+    ConfigError,
+    Document,
+    FieldError,
+    Flag,
+    Float,
+    Int,
+    convert,
+    read_toml,
+)
 
 MAP_VERSION = 1
 MAX_NAME = 16  # wire.report.MAX_CHANNEL_NAME: point names become report channels
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-_ORDERS = ("big", "little")
 
 
 class RegisterMapError(ConfigError):
@@ -142,189 +153,117 @@ class RegisterMap:
 
 def load_register_map(path: Path) -> RegisterMap:
     """Read and validate a register map TOML file."""
-    try:
-        text = path.read_text()
-        data = tomllib.loads(text)
-    except OSError as exc:
-        raise RegisterMapError(f"{path}: cannot read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise RegisterMapError(f"{path}: {exc}") from None
-    return parse_register_map(data, str(path), text)
+    doc = replace(read_toml(path, RegisterMapError), name_items=True)
+    return _to_map(convert(MapFile, doc, RegisterMapError), str(path))
 
 
 def parse_register_map(data: dict[str, Any], source: str = "<map>",
                        text: str = "") -> RegisterMap:
     """Validate a parsed map; `text` (the TOML) lets errors carry line numbers."""
-    return _Parser(source, text).parse(data)
+    doc = Document(source, text, data, Path("."), name_items=True)
+    return _to_map(convert(MapFile, doc, RegisterMapError), source)
 
 
-class _Parser:
-    """Checks one document, turning each problem into a RegisterMapError with a line."""
+def _point_name(name: str) -> str:
+    if not _NAME.match(name) or len(name) > MAX_NAME:
+        raise ValueError(f"expected a lower_case name of 1..{MAX_NAME} characters")
+    return name
 
-    def __init__(self, source: str, text: str) -> None:
-        self.source = source
-        self.text = text
 
-    def fail(self, index: int | None, key: str, message: str, name: str = "") -> RegisterMapError:
-        where = key if index is None else f"point[{index}]{f' ({name})' if name else ''}.{key}"
-        line = self._line(index, key)
-        at = f"{self.source}:{line}" if line else self.source
-        return RegisterMapError(f"{at}: {where}: {message}")
+Order = Literal["big", "little"]
 
-    def _line(self, index: int | None, key: str) -> int | None:
-        """Line of `key` at top level (index None) or inside the index-th [[point]]."""
-        return line_of(self.text, key if index is None else f"point[{index}].{key}")
 
-    def parse(self, data: dict[str, Any]) -> RegisterMap:
-        known = {"version", "name", "byte_order", "word_order", "point"}
-        for key in data:
-            if key not in known:
-                raise self.fail(None, key, f"unknown field (known: {', '.join(sorted(known))})")
-        if data.get("version") != MAP_VERSION:
-            raise self.fail(None, "version", f"expected {MAP_VERSION}, got {data.get('version')!r}")
-        name = data.get("name")
-        if not isinstance(name, str) or not name:
-            raise self.fail(None, "name", "expected a non-empty string")
-        defaults = {k: self._order(None, k, data.get(k, "big")) for k in ("byte_order",
-                                                                          "word_order")}
-        raw_points = data.get("point", [])
-        if not isinstance(raw_points, list) or not raw_points:
-            raise self.fail(None, "point", "expected one or more [[point]] tables")
-        points = tuple(self._point(i, p, defaults) for i, p in enumerate(raw_points))
-        self._check_overlaps(points)
-        return RegisterMap(name, points, self.source)
+@pydantic.dataclasses.dataclass(frozen=True, config=SECTION)
+class PointSpec:
+    """One [[point]] table as written: Point's fields, the map's defaults not yet applied."""
 
-    def _order(self, index: int | None, key: str, value: Any) -> str:
-        if value not in _ORDERS:
-            raise self.fail(index, key, f"expected big or little, got {value!r}")
-        return str(value)
+    name: Annotated[str, AfterValidator(_point_name)]
+    table: Table
+    address: Annotated[Int, Field(ge=0, le=0xFFFF)]
+    type: DataType | None = None  # bool for coils and discrete inputs; required otherwise
+    scale: Annotated[Float, Field(gt=0)] = 1.0
+    word_order: Order | None = None  # the map's word_order when unset
+    byte_order: Order | None = None  # the map's byte_order when unset
+    unit: str = ""
+    access: Literal["r", "rw"] = "r"
+    poll_s: Annotated[Float, Field(gt=0)] | None = None
+    min: Float | None = None
+    max: Float | None = None
+    default: Float = 0.0
+    source: str = ""  # the firmware value it mirrors; the point's name when unset
+    report: Flag = True
+    description: str = ""
 
-    def _point(self, i: int, raw: Any, defaults: dict[str, str]) -> Point:
-        if not isinstance(raw, dict):
-            raise self.fail(i, "point", "expected a table")
-        name = raw.get("name")
-        if not isinstance(name, str) or not _NAME.match(name) or len(name) > MAX_NAME:
-            raise self.fail(i, "name", f"expected a lower_case name of 1..{MAX_NAME} characters, "
-                            f"got {name!r}")
-        fields = _PointFields(self, i, name, raw)
-        fields.reject_unknown()
-        table = fields.enum("table", Table, None)
-        assert isinstance(table, Table)
-        dtype = fields.enum("type", DataType, DataType.BOOL if table.is_bits else None)
-        assert isinstance(dtype, DataType)
-        if table.is_bits != (dtype is DataType.BOOL):
-            raise fields.error("type", f"{table} points must be "
-                               f"{'bool' if table.is_bits else 'a register type'}")
-        access = fields.choice("access", ("r", "rw"), "r")
-        if access == "rw" and not table.writable:
-            raise fields.error("access", f"{table} points are read-only")
-        point = Point(
-            name=name, table=table, address=fields.integer("address", 0, 0xFFFF - dtype.words + 1),
-            type=dtype, scale=fields.number("scale", 1.0, positive=True),
-            word_order=self._order(i, "word_order", raw.get("word_order",
-                                                            defaults["word_order"])),
-            byte_order=self._order(i, "byte_order", raw.get("byte_order",
-                                                            defaults["byte_order"])),
-            unit=fields.text("unit", ""), access=access,
-            poll_s=fields.optional_number("poll_s", positive=True),
-            min=fields.optional_number("min"), max=fields.optional_number("max"),
-            default=fields.number("default", 0.0), source=fields.text("source", name),
-            report=fields.flag("report", True), description=fields.text("description", ""))
-        fields.check_bounds(point)
-        return point
+    def __post_init__(self) -> None:
+        dtype = self.resolved_type
+        if self.table.is_bits != (dtype is DataType.BOOL):
+            raise FieldError("type", f"{self.table} points must be "
+                             f"{'bool' if self.table.is_bits else 'a register type'}")
+        if self.address + dtype.words - 1 > 0xFFFF:
+            raise FieldError("address", f"a {dtype} at {self.address} ends past 65535")
+        if self.access == "rw" and not self.table.writable:
+            raise FieldError("access", f"{self.table} points are read-only")
+        _check_bounds(self, dtype)
 
-    def _check_overlaps(self, points: tuple[Point, ...]) -> None:
+    @property
+    def resolved_type(self) -> DataType:
+        """The point's type, bool by default for bit tables."""
+        if self.type is not None:
+            return self.type
+        if not self.table.is_bits:
+            raise FieldError("type", "required field missing")
+        return DataType.BOOL
+
+
+@pydantic.dataclasses.dataclass(frozen=True, config=SECTION)
+class MapFile:
+    """A register map file (hw/registers/*.toml)."""
+
+    version: Literal[1]
+    name: Annotated[str, Field(min_length=1, max_length=64)]
+    point: Annotated[tuple[PointSpec, ...], Field(min_length=1)]
+    byte_order: Order = "big"
+    word_order: Order = "big"
+
+    def __post_init__(self) -> None:
         owner: dict[tuple[Table, int], str] = {}
         seen: set[str] = set()
-        for i, p in enumerate(points):
+        for i, p in enumerate(self.point):
             if p.name in seen:
-                raise self.fail(i, "name", f"duplicate point name {p.name!r}", p.name)
+                raise FieldError(f"point[{i}].name", f"duplicate point name {p.name!r}")
             seen.add(p.name)
-            for address in range(p.address, p.end):
+            for address in range(p.address, p.address + p.resolved_type.words):
                 other = owner.setdefault((p.table, address), p.name)
                 if other != p.name:
-                    raise self.fail(i, "address", f"{p.table} {address} is already used by "
-                                    f"{other!r}", p.name)
+                    raise FieldError(f"point[{i}].address",
+                                     f"{p.table} {address} is already used by {other!r}")
 
 
-class _PointFields:
-    """Typed access to one [[point]] table's fields."""
+def _check_bounds(p: PointSpec, dtype: DataType) -> None:
+    """min, max and default must fit the point's type at its scale (cross-field rules)."""
+    if (p.min is not None or p.max is not None) and p.access != "rw":
+        raise FieldError("min" if p.min is not None else "max",
+                         "bounds apply to writable points only")
+    if p.min is not None and p.max is not None and p.min > p.max:
+        raise FieldError("min", f"min {p.min:g} is above max {p.max:g}")
+    low, high = dtype.raw_range
+    lo = low * p.scale if p.min is None else p.min
+    hi = high * p.scale if p.max is None else p.max
+    if not lo <= p.default <= hi:
+        raise FieldError("default", f"{p.default:g} outside {lo:g}..{hi:g}")
+    for key, bound in (("min", p.min), ("max", p.max)):
+        if bound is not None and not low <= bound / p.scale <= high:
+            raise FieldError(key, f"{bound:g} does not fit {dtype} at scale {p.scale:g}")
 
-    KNOWN = frozenset(Point.__dataclass_fields__)
 
-    def __init__(self, parser: _Parser, index: int, name: str, raw: dict[str, Any]) -> None:
-        self.parser = parser
-        self.index = index
-        self.name = name
-        self.raw = raw
-
-    def error(self, key: str, message: str) -> RegisterMapError:
-        return self.parser.fail(self.index, key, message, self.name)
-
-    def reject_unknown(self) -> None:
-        for key in self.raw:
-            if key not in self.KNOWN:
-                raise self.error(key, f"unknown field (known: {', '.join(sorted(self.KNOWN))})")
-
-    def enum(self, key: str, kind: type[StrEnum], default: StrEnum | None) -> StrEnum:
-        value = self.raw.get(key, default)
-        try:
-            return kind(str(value))
-        except ValueError:
-            raise self.error(key, f"expected one of {', '.join(kind)}, got {value!r}") from None
-
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        value = self.raw.get(key, default)
-        if value not in choices:
-            raise self.error(key, f"expected one of {', '.join(choices)}, got {value!r}")
-        return str(value)
-
-    def integer(self, key: str, low: int, high: int) -> int:
-        value = self.raw.get(key)
-        if type(value) is not int or not low <= value <= high:
-            raise self.error(key, f"expected an integer in {low}..{high}, got {value!r}")
-        return value
-
-    def number(self, key: str, default: float, positive: bool = False) -> float:
-        value = self.optional_number(key, positive)
-        return default if value is None else value
-
-    def optional_number(self, key: str, positive: bool = False) -> float | None:
-        value = self.raw.get(key)
-        if value is None:
-            return None
-        if type(value) not in (int, float) or not math.isfinite(value) \
-                or (positive and value <= 0):
-            raise self.error(key, f"expected a {'number > 0' if positive else 'number'}, "
-                             f"got {value!r}")
-        return float(value)
-
-    def text(self, key: str, default: str) -> str:
-        value = self.raw.get(key, default)
-        if not isinstance(value, str):
-            raise self.error(key, f"expected a string, got {value!r}")
-        return value
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.raw.get(key, default)
-        if not isinstance(value, bool):
-            raise self.error(key, f"expected true or false, got {value!r}")
-        return value
-
-    def check_bounds(self, p: Point) -> None:
-        if (p.min is not None or p.max is not None) and not p.writable:
-            raise self.error("min" if p.min is not None else "max",
-                             "bounds apply to writable points only")
-        if p.min is not None and p.max is not None and p.min > p.max:
-            raise self.error("min", f"min {p.min:g} is above max {p.max:g}")
-        low, high = p.type.raw_range
-        lo = low * p.scale if p.min is None else p.min
-        hi = high * p.scale if p.max is None else p.max
-        if not lo <= p.default <= hi:
-            raise self.error("default", f"{p.default:g} outside {lo:g}..{hi:g}")
-        for key, bound in (("min", p.min), ("max", p.max)):
-            if bound is not None and not low <= bound / p.scale <= high:
-                raise self.error(key, f"{bound:g} does not fit {p.type} at scale {p.scale:g}")
+def _to_map(declared: MapFile, source: str) -> RegisterMap:
+    points = tuple(Point(
+        name=p.name, table=p.table, address=p.address, type=p.resolved_type, scale=p.scale,
+        word_order=p.word_order or declared.word_order,
+        byte_order=p.byte_order or declared.byte_order, unit=p.unit, access=p.access,
+        poll_s=p.poll_s, min=p.min, max=p.max, default=p.default, source=p.source or p.name,
+        report=p.report, description=p.description) for p in declared.point)
+    return RegisterMap(declared.name, points, source)
 
 
 # -- firmware export -------------------------------------------------------------

@@ -45,11 +45,11 @@ def test_sensor_node_map_loads() -> None:
 
 
 @pytest.mark.parametrize(("edit", "message"), [
-    (('type = "int16"', 'type = "int24"'), r"map.toml:8: point\[0\] \(a\).type: expected one of"),
-    (('address = 0', 'address = -1'), r"map.toml:7: point\[0\] \(a\).address: expected an int"),
-    (('type = "int16"', 'type = "int16"\nscale = 0'), r":9: point\[0\] \(a\).scale: expected a nu"),
+    (('type = "int16"', 'type = "int24"'), r":8: point\[0\] \(a\).type: expected 'bool'.*'int24'"),
+    (('address = 0', 'address = -1'), r":7: point\[0\] \(a\).address: expected greater than or eq"),
+    (('type = "int16"', 'type = "int16"\nscale = 0'), r":9: point\[0\] \(a\).scale: expected gr"),
     (('type = "int16"', 'type = "int16"\naccess = "rw"'), r":9: .*access: input points are rea"),
-    (('name = "a"', 'name = "A b"'), r":5: point\[0\].name: expected a lower_case name"),
+    (('name = "a"', 'name = "A b"'), r":5: point\[0\] \(A b\).name: expected a lower_case name"),
     (('type = "int16"', 'type = "int16"\ncolour = 1'), r":9: .*colour: unknown field"),
     (('version = 1', 'version = 2'), r"map.toml:1: version: expected 1"),
 ])
