@@ -60,3 +60,11 @@ def test_cloud_cli_commands_open_the_database_one_way() -> None:
            if name.startswith("cloud/cli/") and name != "cloud/cli/db.py"}
     assert not [name for name, text in cli.items()
                 if re.search(r"database\.connect\(|Session\(engine|create_schema\(", text)]
+
+
+def test_test_modules_share_helpers_through_helper_modules_not_each_other() -> None:
+    # A helper imported from a test module runs that module's fixtures and tests'
+    # imports in the importer; shared pieces live in tests/**/<helper>.py instead.
+    importers = {str(path.relative_to(REPO)) for path in (REPO / "tests").rglob("test_*.py")
+                 if re.search(r"^from tests\.(\w+\.)*test_\w+ import", path.read_text(), re.M)}
+    assert importers == set()

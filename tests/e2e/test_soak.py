@@ -36,7 +36,7 @@ from tandem.tools.site import NodeSpec, Site, local_site
 from tandem.wire.report import Report, encode_report
 from tests.e2e.readings import assert_exactly, events, wait_for_counts
 from tests.gateway.access_peers import DtlsClient, report_post
-from tests.gateway.test_access_flood import FloodThread
+from tests.gateway.dtls_flood import FloodThread
 
 MINUTES = float(os.environ.get("TANDEM_SOAK_MINUTES", "3"))
 NODES_PER_GATEWAY = int(os.environ.get("TANDEM_SOAK_NODES", "4"))

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 from aiocoap import ACK, CHANGED, CON, CONTENT, NON, POST, RST, Message, numbers
 from aiocoap.numbers.codes import Code
 
 from tests.firmware.dtls_peer import coap_message
-from tests.firmware.test_cbor import SCRIPT
 from tests.nodeproc import run_script
 
+SCRIPT = Path(__file__).with_name("mp_codec.py")  # the codecs' MicroPython driver
 pytestmark = pytest.mark.timeout(120)
 
 

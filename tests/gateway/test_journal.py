@@ -8,70 +8,16 @@ check that after recovery every reading is in exactly one summary.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from pathlib import Path
 
-from tandem.gateway.metrics import GatewayMetrics
-from tandem.gateway.pipeline.ingress import Ingress
-from tandem.gateway.pipeline.journal import Journal
-from tandem.gateway.pipeline.summarise import SummaryPipeline
-from tandem.gateway.pipeline.windows import TumblingWindows
 from tandem.gateway.reports import DeviceReport
-from tandem.gateway.store.database import GatewayDatabase
-from tandem.gateway.store.outbox import Outbox
-from tandem.wire.batch import Record, Summary
 from tandem.wire.report import Report
-
-
-class Stack:
-    """Database, outbox, journal, ingress and pipeline as the runtime builds them."""
-
-    def __init__(self, path: Path, max_pending: int = 1000) -> None:
-        self.database = GatewayDatabase(path)
-        self.outbox = Outbox(self.database)
-        self.journal = Journal(self.database, self.outbox)
-        recovery = self.journal.recover()
-        self.ingress = Ingress(self.journal, max_pending, recovery.last)
-        self.pipeline = SummaryPipeline(self.ingress.queue, TumblingWindows(1000), self.journal,
-                                        GatewayMetrics(), flush_interval_s=0.01)
-        self.pipeline.recover(recovery)
-
-    async def submit_all(self, items: Sequence[DeviceReport]) -> list[bool]:
-        stop = asyncio.Event()
-        committer = asyncio.create_task(self.ingress.run(stop))
-        results = await asyncio.gather(*(self.ingress.submit(i) for i in items))
-        stop.set()
-        await committer
-        return list(results)
-
-    async def process_queue(self) -> None:
-        """Let the pipeline take what is queued and file what closed (no shutdown flush)."""
-        while not self.ingress.queue.empty():
-            self.pipeline._take(self.ingress.queue.get_nowait())
-        await self.pipeline._flush()
-
-    def summaries(self) -> list[Summary]:
-        captured: list[Sequence[Record]] = []
-
-        def build(seq: int, records: Sequence[Record]) -> bytes:
-            captured.append(records)
-            return b"x"
-
-        while (batch := self.outbox.seal_or_pending_sync(10_000, build, 0)) is not None:
-            self.outbox.confirm_sync(batch.seq)
-        return [r for recs in captured for r in recs if isinstance(r, Summary)]
+from tests.gateway.pipeline_stack import Stack, count_readings
 
 
 def _report(seq: int, t_ms: int, boot: int = 1, device: str = "n1",
             **values: float) -> DeviceReport:
     return DeviceReport(device, Report(seq, boot, t_ms, values), received_ms=t_ms)
-
-
-def _count(summaries: list[Summary]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for s in summaries:
-        counts[s.channel] = counts.get(s.channel, 0) + s.count
-    return counts
 
 
 def test_repeats_are_dropped_even_after_a_restart(tmp_path: Path) -> None:
@@ -93,14 +39,14 @@ def test_a_crash_with_open_windows_loses_and_repeats_nothing(tmp_path: Path) -> 
                _report(3, 2000, a=3), _report(4, 2500, a=4)]
     asyncio.run(first.submit_all(reports))
     asyncio.run(first.process_queue())
-    assert _count(first.summaries()) == {"a": 2}
+    assert count_readings(first.summaries()) == {"a": 2}
     asyncio.run(first.submit_all([_report(5, 2600, a=5, b=50)]))  # journaled, not yet taken
     first.database.close()  # crash: b's windows and a's second window never filed
 
     second = Stack(tmp_path / "g.db")
     asyncio.run(second.pipeline.drain())
     # a: 3, 4, 5; b: 10, 20 and 50 - each exactly once across both runs.
-    assert _count(second.summaries()) == {"a": 3, "b": 3}
+    assert count_readings(second.summaries()) == {"a": 3, "b": 3}
     second.database.close()
 
 
@@ -111,12 +57,12 @@ def test_a_crash_after_a_partial_filing_does_not_count_a_value_twice(tmp_path: P
     asyncio.run(first.submit_all([_report(3, 2100, a=3)]))  # closes a:[1000,2000); b open
     asyncio.run(first.process_queue())
     filed = first.summaries()
-    assert _count(filed) == {"a": 2}
+    assert count_readings(filed) == {"a": 2}
     first.database.close()  # report 1 stays journaled: b's window is still open
 
     second = Stack(tmp_path / "g.db")
     asyncio.run(second.pipeline.drain())
-    assert _count(second.summaries()) == {"a": 1, "b": 1}  # a=1 and a=2 not counted again
+    assert count_readings(second.summaries()) == {"a": 1, "b": 1}  # a=1 and a=2 not counted again
     second.database.close()
 
 

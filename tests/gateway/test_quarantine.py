@@ -27,7 +27,7 @@ from tandem.gateway.reports import DeviceReport
 from tandem.gateway.store.database import GatewayDatabase
 from tandem.gateway.store.outbox import Outbox
 from tandem.wire.report import Report
-from tests.gateway.test_journal import Stack, _count
+from tests.gateway.pipeline_stack import Stack, count_readings
 
 T0 = 1_764_230_400_000
 
@@ -104,7 +104,7 @@ def test_a_poisoned_journal_row_is_quarantined_on_replay_and_the_rest_is_summari
 
     second = QuarantineStack(tmp_path / "g.db")  # the replay no longer crashes
     asyncio.run(second.pipeline.drain())
-    assert _count(second.summaries()) == {"temp": 5}
+    assert count_readings(second.summaries()) == {"temp": 5}
     assert [device for device, _ in second.records()] == ["node-bad"] * 3
     assert second.quarantined("range_time") == 1 and second.quarantined("range_value") == 2
     second.database.close()
