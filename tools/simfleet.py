@@ -40,24 +40,26 @@ class SimFleet:
     devices: tuple[SimDevice, ...]
     windows: int
     samples: int = 10
+    start_ms: int = T0_MS
 
     def t0(self, window: int) -> int:
         """Start of window number `window` (ms)."""
-        return T0_MS + window * WINDOW_MS
+        return self.start_ms + window * WINDOW_MS
 
     def faulty(self, device: SimDevice, window: int) -> bool:
         """Ground truth: the device's fault has started by this window."""
         return device.scenario != "normal" and window >= device.onset
 
 
-def fleet(devices: int = 12, windows: int = 120, seed: int = 7) -> SimFleet:
+def fleet(devices: int = 12, windows: int = 120, seed: int = 7,
+          start_ms: int = T0_MS) -> SimFleet:
     """Devices cycling through the scenarios, fault onsets spread over the run."""
     made = []
     for i in range(devices):
         scenario = SCENARIOS[i % len(SCENARIOS)]
         onset = windows if scenario == "normal" else windows // 4 + (i * 37 + seed) % (windows // 2)
         made.append(SimDevice(f"sim-{i:02d}", scenario, seed * 1000 + i, onset))
-    return SimFleet(tuple(made), windows)
+    return SimFleet(tuple(made), windows, start_ms=start_ms)
 
 
 def summaries(sim_fleet: SimFleet) -> Iterator[Summary]:
