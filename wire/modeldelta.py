@@ -25,7 +25,7 @@ def apply_delta(old: bytes, delta: bytes) -> bytes:
     """new from old and a make_delta patch; WireError("model_delta") if the patch is broken."""
     try:
         return bytes(bsdiff4.patch(old, delta))
-    except (ValueError, RuntimeError, TypeError) as exc:
+    except (ValueError, RuntimeError, TypeError, OSError, EOFError) as exc:  # bz2 inside
         raise WireError("model_delta", f"cannot apply model delta: {exc}") from exc
 
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -115,10 +116,7 @@ def _write(out: Path, fitted: model.Fitted, card: ModelCard) -> None:
 
 def _code_version() -> str:
     try:
-        from importlib.metadata import version
-        return version("tandem")
-    except Exception:  # noqa: BLE001 (an uninstalled checkout has no version; say so)
+        return metadata.version("tandem")
+    except metadata.PackageNotFoundError:  # a checkout that is not installed
         return "unknown"
 
-
-__all__ = ["TrainRequest", "TrainingError", "read_card", "replace", "train_job"]
