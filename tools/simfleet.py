@@ -3,8 +3,10 @@
 Each device runs one of the firmware's host scenarios (firmware/sim.py:
 normal, bearing_fault, over_temp), the same pure functions the MicroPython
 host board samples. A fault device behaves normally until its onset window,
-then the scenario's fault grows from its start. Windows are `samples` sensor
-samples summarised per channel (min, max, mean, last), as a gateway does.
+then the scenario's fault grows from its start (`growth` times slower than
+on the host board, so early fault windows are hard to tell from normal).
+Windows are `samples` sensor samples summarised per channel (min, max,
+mean, last), as a gateway does.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ class SimFleet:
     windows: int
     samples: int = 10
     start_ms: int = T0_MS
+    growth: int = 1  # a fault grows this many times slower than firmware/sim.py's
 
     def t0(self, window: int) -> int:
         """Start of window number `window` (ms)."""
@@ -52,14 +55,14 @@ class SimFleet:
 
 
 def fleet(devices: int = 12, windows: int = 120, seed: int = 7,
-          start_ms: int = T0_MS) -> SimFleet:
+          start_ms: int = T0_MS, growth: int = 1) -> SimFleet:
     """Devices cycling through the scenarios, fault onsets spread over the run."""
     made = []
     for i in range(devices):
         scenario = SCENARIOS[i % len(SCENARIOS)]
         onset = windows if scenario == "normal" else windows // 4 + (i * 37 + seed) % (windows // 2)
         made.append(SimDevice(f"sim-{i:02d}", scenario, seed * 1000 + i, onset))
-    return SimFleet(tuple(made), windows, start_ms=start_ms)
+    return SimFleet(tuple(made), windows, start_ms=start_ms, growth=growth)
 
 
 def summaries(sim_fleet: SimFleet) -> Iterator[Summary]:
@@ -90,7 +93,9 @@ def _window(sim: ModuleType, sim_fleet: SimFleet, device: SimDevice,
         n = window * sim_fleet.samples + k + 1
         faulty = sim_fleet.faulty(device, window)
         scenario = device.scenario if faulty else "normal"
-        since = n - device.onset * sim_fleet.samples if faulty else n
+        # the scenario's own fault starts after its sample _FAULT_START
+        after = (n - device.onset * sim_fleet.samples) // sim_fleet.growth
+        since = int(sim._FAULT_START) + 1 + after if faulty else n
         temps.append(sim.temp_centi(device.seed, scenario, since) / 100)
         vibs.append(sim.vib_milli_g(device.seed, scenario, since) / 1000)
     t0 = sim_fleet.t0(window)

@@ -116,7 +116,7 @@ def _write(out: Path, fitted: model.Fitted, card: ModelCard) -> None:
 
 def _code_version() -> str:
     try:
-        return metadata.version("tandem")
+        return metadata.version("tandem-iot")
     except metadata.PackageNotFoundError:  # a checkout that is not installed
         return "unknown"
 

@@ -33,7 +33,7 @@ DELTA_GOAL = 0.15
 def main(argv: Sequence[str] | None = None) -> int:
     """Train the versions, print their table, quality and inference p99."""
     args = _parser().parse_args(argv)
-    fleet = simfleet.fleet(args.devices, args.windows)
+    fleet = simfleet.fleet(args.devices, args.windows, growth=args.growth)
     w = args.windows
     rule = datasets.SplitRule(fleet.t0(w * 6 // 10), fleet.t0(w * 8 // 10))
     with tempfile.TemporaryDirectory(prefix="tandem-train-") as tmp:
@@ -108,4 +108,6 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--windows", type=int, default=120)
     parser.add_argument("--epochs", type=int, default=60)
     parser.add_argument("--versions", type=int, default=4, help="first + head-only versions")
+    parser.add_argument("--growth", type=int, default=20,
+                        help="faults grow this many times slower than the host board's")
     return parser
