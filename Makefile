@@ -7,7 +7,7 @@ DEB_RUN  := python3-venv
 DEB_TEST := python3-venv gcc pkg-config socat libcoap3-bin influxdb postgresql \
             swtpm swtpm-tools tpm2-tools libtss2-dev chromium
 EXTRAS_RUN  := gateway,cloud,tools
-EXTRAS_TEST := gateway,cloud,tools,tpm,dev
+EXTRAS_TEST := gateway,cloud,tools,tpm,dev,train
 # Every dependency pinned (all extras); `make lock` regenerates it from setup.cfg.
 LOCK := requirements/constraints.txt
 

@@ -28,6 +28,7 @@ class Permission(enum.StrEnum):
     METRICS_READ = "metrics:read"  # Prometheus /metrics
     AUDIT_READ = "audit:read"  # read the audit log
     USERS_MANAGE = "users:manage"  # users and API tokens
+    LABELS_WRITE = "labels:write"  # label windows and alarms (fault / false alarm / normal)
 
 
 class Role(enum.StrEnum):
@@ -45,7 +46,7 @@ _VIEWER = frozenset({
 })
 _OPERATOR = _VIEWER | {
     Permission.DATA_EXPORT, Permission.FLEET_MANAGE, Permission.FLEET_ENROL,
-    Permission.POLICY_PUSH, Permission.DATA_RAW,
+    Permission.POLICY_PUSH, Permission.DATA_RAW, Permission.LABELS_WRITE,
 }
 _ADMIN = _OPERATOR | {Permission.AUDIT_READ, Permission.USERS_MANAGE,
                       Permission.FLEET_READMIT}

@@ -1,0 +1,174 @@
+"""Cloud training with real TensorFlow: int8 models, head-only versions, figures, no server import.
+
+A first version trains on a simulated fleet's windows; later versions
+retrain only the head on a frozen body, so their int8 files differ in few
+bytes and a bsdiff4 delta is at most 15 % of the compressed full model.
+Same data and seed give the same bytes. The held-out figures of the parent
+are computed beside the new version's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import lzma
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+if os.environ.get("CI") != "true":  # CI installs the `train` extra: there a missing TF fails
+    pytest.importorskip("tensorflow", reason="training needs the `train` extra")
+
+from tandem.cloud.cli.main import main
+from tandem.cloud.training import dataset as datasets
+from tandem.cloud.training import evaluate
+from tandem.cloud.training.train import (
+    KERAS_FILE,
+    MODEL_FILE,
+    TrainRequest,
+    read_card,
+    train_job,
+)
+from tandem.gateway.inference.model import ScoringModel
+from tandem.tools import simfleet
+from tandem.wire.modeldelta import apply_delta, make_delta
+
+EPOCHS = 8
+FIGURES = ("precision", "recall", "f1", "roc_auc", "size")
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two datasets of one simulated fleet: test-period labels only, then labels throughout."""
+    root = tmp_path_factory.mktemp("training")
+    fleet = simfleet.fleet(9, 60)
+    rule = datasets.SplitRule(fleet.t0(36), fleet.t0(48))
+    for name, labels_from in (("first", 48), ("labelled", 0)):
+        built = datasets.build(simfleet.summaries(fleet),
+                               simfleet.labels(fleet, labels_from, 60), rule)
+        datasets.save(built, root / f"{name}.npz")
+    return root
+
+
+@pytest.fixture(scope="module")
+def versions(work: Path) -> list[Path]:
+    """m-0001 from the first dataset, then m-0002 and m-0003 retrained head-only."""
+    out, parent = [], None
+    for n in (1, 2, 3):
+        directory = work / f"v{n}"
+        data = work / ("first.npz" if n == 1 else "labelled.npz")
+        train_job(TrainRequest(data, directory, f"m-{n:04d}", parent, seed=n, epochs=EPOCHS))
+        out.append(directory)
+        parent = directory
+    return out
+
+
+def test_a_version_is_an_int8_tflite_with_a_card_that_says_what_it_is(
+        work: Path, versions: list[Path]) -> None:
+    card = read_card(versions[0])
+    model = (versions[0] / MODEL_FILE).read_bytes()
+    assert card.sha256 == hashlib.sha256(model).hexdigest() and card.size == len(model)
+    assert card.dataset_sha256 == datasets.load(work / "first.npz").sha256
+    assert card.parent is None and card.kind == "autoencoder"
+    assert card.input.features[0] == "temp.mean" and all(s > 0 for s in card.input.scales)
+    assert all(0.0 <= card.metrics[k] <= 1.0 for k in FIGURES if k != "size")
+    assert card.metrics["size"] == card.size
+    tensors = _tensors(model)
+    int8 = [t for t in tensors if t["dtype"] == np.int8 and len(t["shape"]) == 2
+            and min(t["shape"]) > 1]
+    assert len(int8) >= 5  # the five dense kernels (plus int8 activations)
+    assert tensors[0]["dtype"] == np.float32  # the gateway feeds float features
+
+
+def test_the_gateway_loads_it_and_scores_as_the_trainer_did(versions: list[Path],
+                                                            work: Path) -> None:
+    card = read_card(versions[1])
+    gateway = ScoringModel.load(versions[1] / MODEL_FILE)
+    data = datasets.load(work / "labelled.npz")
+    x, _ = data.part(datasets.TEST)
+    offsets, scales = np.array(card.input.offsets), np.array(card.input.scales)
+    at_gateway = [gateway.score((row - offsets) / scales) for row in x[:50]]
+    assert at_gateway == pytest.approx(evaluate.scores(
+        (versions[1] / MODEL_FILE).read_bytes(), card.input, x[:50]), rel=1e-4, abs=1e-6)
+
+
+def test_same_data_and_seed_give_the_same_bytes(work: Path, versions: list[Path]) -> None:
+    again = work / "again"
+    train_job(TrainRequest(work / "first.npz", again, "m-0001", seed=1, epochs=EPOCHS))
+    assert (again / MODEL_FILE).read_bytes() == (versions[0] / MODEL_FILE).read_bytes()
+
+
+def test_head_only_versions_keep_the_body_and_their_deltas_are_small(
+        versions: list[Path]) -> None:
+    import keras
+
+    bodies = []
+    for directory in versions:
+        model = keras.models.load_model(directory / KERAS_FILE, compile=False)
+        bodies.append([w for name in ("body_1", "body_2", "body_3")
+                       for w in model.get_layer(name).get_weights()])
+    for later in bodies[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(bodies[0], later, strict=True))
+    print(f"\n{'version':<8}{'full':>8}{'xz':>8}{'delta':>8}{'delta/xz':>10}")
+    for old_dir, new_dir in itertools.pairwise(versions):
+        old, new = (old_dir / MODEL_FILE).read_bytes(), (new_dir / MODEL_FILE).read_bytes()
+        delta, xz = make_delta(old, new), lzma.compress(new, preset=9)
+        print(f"{read_card(new_dir).version:<8}{len(new):>8}{len(xz):>8}{len(delta):>8}"
+              f"{len(delta) / len(xz):>10.1%}")
+        assert apply_delta(old, delta) == new
+        assert len(delta) <= 0.15 * len(xz)
+
+
+def test_a_retrained_version_is_evaluated_beside_its_parent(versions: list[Path]) -> None:
+    first, retrained = read_card(versions[0]), read_card(versions[1])
+    assert retrained.parent == "m-0001"
+    assert retrained.input == first.input  # the frozen body needs the parent's scaling
+    for key in FIGURES:
+        assert f"parent_{key}" in retrained.metrics
+    print(f"\nheld-out F1: first {first.metrics['f1']:.3f} (threshold without training labels), "
+          f"retrained {retrained.metrics['f1']:.3f} (after a round of labels); "
+          f"parent on the same split {retrained.metrics['parent_f1']:.3f}")
+
+
+def test_the_cli_trains_and_refuses_a_parent_with_other_features(
+        work: Path, versions: list[Path], tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "cli"
+    assert main(["model", "train", "--dataset", str(work / "labelled.npz"), "--out", str(out),
+                 "--version", "m-0009", "--parent", str(versions[2]), "--epochs", "2"]) == 0
+    assert json.loads(capsys.readouterr().out)["parent"] == "m-0003"
+    other = datasets.build([s for s in simfleet.summaries(simfleet.fleet(4, 30))
+                            if s.channel == "temp"], [], datasets.SplitRule(
+                                simfleet.fleet(4, 30).t0(15), simfleet.fleet(4, 30).t0(20)))
+    datasets.save(other, tmp_path / "temp-only.npz")
+    assert main(["model", "train", "--dataset", str(tmp_path / "temp-only.npz"), "--out",
+                 str(tmp_path / "bad"), "--version", "m-0010", "--parent",
+                 str(versions[2])]) == 1
+    assert "train a new first version" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_the_cloud_server_starts_without_importing_tensorflow(tmp_path: Path) -> None:
+    probe = ("import sys\n"
+             "from tandem.cloud import create_app\n"
+             "from tandem.cloud.cli import main\n"
+             f"create_app({{'version': 1, 'mode': 'development', 'data_dir': {str(tmp_path)!r}}})\n"
+             "loaded = [m for m in ('tensorflow', 'keras', 'tandem.cloud.training')"
+             " if m in sys.modules]\n"
+             "print(loaded)\n")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          timeout=60, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def _tensors(model: bytes) -> list[dict[str, Any]]:
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model)
+    return list(interpreter.get_tensor_details())
