@@ -1,0 +1,117 @@
+"""Model versions for operators (/api/v1/models) and gateways (/models/v1).
+
+    GET  /api/v1/models                       versions, oldest first          models:read
+    GET  /api/v1/models/<version>             one version with its card       models:read
+    POST /api/v1/models/<version>/promote     {"force": bool}                 models:manage
+                                              (force needs models:force: admins)
+    POST /api/v1/models/<version>/release     {"rollback": bool}: sign it     models:manage
+    GET  /models/v1/current    X-Tandem-Signed (op "model-get"): the newest signed manifest
+    GET  /models/v1/artefact/<sha256>   X-Tandem-Signed (op "model-get"): the artefact,
+                                        with HTTP Range (any server with Range works)
+
+Every promotion and release is audited.
+"""
+
+from __future__ import annotations
+
+import re
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file
+from sqlalchemy import select
+
+from tandem.cloud.access.auth import current_principal, public, require
+from tandem.cloud.access.permissions import Permission, granted
+from tandem.cloud.audit import record as audit
+from tandem.cloud.config import CloudConfig
+from tandem.cloud.db import engine as database
+from tandem.cloud.errors import Rejection
+from tandem.cloud.fleet.gateway_requests import signed_request
+from tandem.cloud.models import registry
+from tandem.cloud.timestamps import now_ms
+
+bp = Blueprint("models", __name__)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+def init_app(app: Flask) -> None:
+    """Register the operator and gateway routes."""
+    app.register_blueprint(bp)
+
+
+@bp.get("/api/v1/models")
+@require(Permission.MODELS_READ)
+def list_versions() -> Response:
+    """Every registered version."""
+    with database.read_session() as session:
+        return jsonify(models=[registry.summary(r) for r in registry.versions(session)])
+
+
+@bp.get("/api/v1/models/<version>")
+@require(Permission.MODELS_READ)
+def show(version: str) -> Response:
+    """One version."""
+    with database.read_session() as session:
+        row = registry.find(session, version)
+        if row is None:
+            raise Rejection(404, "not_found", f"no model version {version!r}")
+        return jsonify(registry.summary(row))
+
+
+@bp.post("/api/v1/models/<version>/promote")
+@require(Permission.MODELS_MANAGE)
+def promote(version: str) -> tuple[Response, int]:
+    """Promote version (it must beat the promoted one unless an admin forces it)."""
+    force = bool((request.get_json(silent=True) or {}).get("force", False))
+    principal = current_principal()
+    if force and (principal is None or not granted(principal.role, Permission.MODELS_FORCE)):
+        raise Rejection(403, "forbidden", "only an admin may force a promotion")
+    with database.sessions().begin() as session:
+        try:
+            row = registry.promote(session, version, force)
+        except registry.ModelRegistryError as exc:
+            raise Rejection(409, "not_promoted", str(exc)) from None
+        audit.record(audit.MODEL_PROMOTE, session=session,
+                     detail={"version": version, "force": force})
+        return jsonify(registry.summary(row)), 200
+
+
+@bp.post("/api/v1/models/<version>/release")
+@require(Permission.MODELS_MANAGE)
+def release(version: str) -> tuple[Response, int]:
+    """Sign version's manifest; gateways fetch it next poll."""
+    rollback = bool((request.get_json(silent=True) or {}).get("rollback", False))
+    config: CloudConfig = current_app.config["TANDEM"]
+    with database.sessions().begin() as session:
+        try:
+            registry.sign_release(session, config, version, now_ms(), rollback)
+        except registry.ModelRegistryError as exc:
+            raise Rejection(404, "not_found", str(exc)) from None
+        audit.record(audit.MODEL_RELEASE, session=session,
+                     detail={"version": version, "rollback": rollback})
+    return jsonify(status="released", version=version, rollback=rollback), 200
+
+
+@bp.get("/models/v1/current")
+@public("authenticated by a COSE signature of the gateway's registered key", csrf=False)
+def current() -> Response:
+    """The newest signed manifest (204 when nothing is released)."""
+    signed_request("model-get")
+    with database.read_session() as session:
+        row = session.scalars(select(registry.ModelReleaseRow)
+                              .order_by(registry.ModelReleaseRow.id.desc()).limit(1)).first()
+        if row is None:
+            return Response(status=204)
+        return Response(row.envelope, status=200, mimetype="application/cose",
+                        headers={"X-Model-Version": row.version})
+
+
+@bp.get("/models/v1/artefact/<digest>")
+@public("authenticated by a COSE signature of the gateway's registered key", csrf=False)
+def artefact(digest: str) -> Response:
+    """An artefact's bytes; Range requests get 206 and the slice asked for."""
+    signed_request("model-get")
+    path = registry.artefact_dir(current_app.config["TANDEM"]) / digest
+    if not _SHA256.match(digest) or not path.is_file():
+        raise Rejection(404, "not_found", "no such artefact")
+    return send_file(path, mimetype="application/octet-stream", conditional=True,
+                     etag=digest, max_age=0)
