@@ -1,0 +1,224 @@
+"""Fetches the signed model release, downloads it resumably, checks it, swaps it in atomically.
+
+A release is refused (logged, counted, the active model keeps running) when
+its manifest is not signed by the trusted release key, it is older than the
+model in force and not an operator's rollback, no artefact fits what this
+gateway holds, the transfer fails or the reconstructed bytes do not match
+the card, or the model does not load or does not take the card's inputs.
+Nothing is swapped before the new model has loaded and scored once (on a
+worker thread, through ModelSlot.install), so the reflex path never waits.
+The previous model file stays as last-known-good; `state.json` says which
+version is active, so a restart loads it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import lzma
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from cryptography.hazmat.primitives.asymmetric import ec
+from prometheus_client import Counter
+
+from tandem.gateway.identity.keystore import KeyStore
+from tandem.gateway.inference.model import ModelError, ScoringModel
+from tandem.gateway.inference.slot import ModelSlot
+from tandem.gateway.models.transfer import Download, TokenBucket, TransferError, TransferMetrics
+from tandem.gateway.supervisor import periodic
+from tandem.wire.clock import now_ms
+from tandem.wire.errors import WireError
+from tandem.wire.gwrequest import sign_request
+from tandem.wire.modelcard import ModelCard
+from tandem.wire.modelrelease import ModelRelease, open_manifest
+
+log = logging.getLogger(__name__)
+
+CURRENT_PATH = "/models/v1/current"
+SIGNED_HEADER = "X-Tandem-Signed"
+STATE_FILE = "state.json"
+
+Offload = Callable[..., Awaitable[Any]]
+
+
+class Refused(Exception):
+    """A release that will not be activated; `reason` is the metric label."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass
+class ActiveModel:
+    """What runs: version, registry order, and the last-known-good version before it."""
+
+    version: str
+    seq: int
+    last_good: str | None = None
+
+
+class ModelAgent:
+    """One gateway's model client."""
+
+    def __init__(self, gateway: str, trusted: ec.EllipticCurvePublicKey, directory: Path,
+                 slot: ModelSlot, signer: KeyStore, http: httpx.AsyncClient, offload: Offload,
+                 metrics: TransferMetrics, bucket: TokenBucket | None = None,
+                 poll_s: float = 30.0) -> None:
+        self.gateway = gateway
+        self.slot = slot
+        self.active: ActiveModel | None = None
+        self.refused = Counter("tandem_gw_model_refused", "Model releases refused, by reason",
+                               ["reason"], registry=metrics.registry)
+        self.last_download: Download | None = None
+        self._trusted = trusted
+        self._dir = directory
+        self._signer = signer
+        self._http = http
+        self._offload = offload
+        self._metrics = metrics
+        self._bucket = bucket
+        self._poll_s = poll_s
+        self._seen = ""
+
+    async def restore(self) -> None:
+        """Load the model state.json names as active (start-up)."""
+        try:
+            state = json.loads((self._dir / STATE_FILE).read_text())
+            active = ActiveModel(state["version"], int(state["seq"]), state.get("last_good"))
+        except (OSError, ValueError, KeyError):
+            return
+        model = await asyncio.to_thread(ScoringModel.load, self._model_path(active.version))
+        self.slot.install(model)
+        self.active = active
+        log.info("model %s active (saved)", active.version)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check every poll_s until stop is set."""
+        async def step() -> None:
+            with contextlib.suppress(httpx.HTTPError):
+                await self.check_once()
+
+        await periodic(stop, self._poll_s, step)
+
+    async def check_once(self) -> str:
+        """Fetch the manifest and act on it: "none", "unchanged", "applied" or "refused"."""
+        response = await self._http.get(CURRENT_PATH, headers=await self.signed_headers())
+        if response.status_code == 204:
+            return "none"
+        if response.status_code != 200:
+            log.warning("model release fetch: HTTP %d %s", response.status_code,
+                        response.text[:200])
+            return "error"
+        return await self.consider(response.content)
+
+    async def signed_headers(self) -> dict[str, str]:
+        """A fresh signed "model-get" request, for the manifest and every artefact chunk."""
+        request = await self._offload(sign_request, "model-get", self.gateway, {}, now_ms(),
+                                      self._signer)
+        return {SIGNED_HEADER: base64.urlsafe_b64encode(request).decode().rstrip("=")}
+
+    async def consider(self, envelope: bytes) -> str:
+        """Activate the release in envelope if it may be; the active model stays otherwise."""
+        digest = hashlib.sha256(envelope).hexdigest()
+        if digest == self._seen:
+            return "unchanged"
+        try:
+            release = self._judge(envelope)
+            if release is None:
+                self._seen = digest
+                return "unchanged"
+            await self._activate(release)
+        except Refused as exc:
+            self.refused.labels(exc.reason).inc()
+            log.error("model release REFUSED (%s); %s keeps running", exc,
+                      self.active.version if self.active else "no model")
+            if exc.reason != "transfer":  # a transfer is retried next poll
+                self._seen = digest
+            return "refused"
+        self._seen = digest
+        return "applied"
+
+    def _judge(self, envelope: bytes) -> ModelRelease | None:
+        try:
+            release = open_manifest(envelope, self._trusted)
+        except WireError as exc:
+            raise Refused("signature", f"not signed by the trusted release key ({exc})") \
+                from None
+        active = self.active
+        if active is not None and release.card.version == active.version:
+            return None
+        if active is not None and release.seq < active.seq and not release.rollback:
+            raise Refused("downgrade", f"{release.card.version} (#{release.seq}) is older "
+                                       f"than {active.version} (#{active.seq}) and not a "
+                                       "rollback")
+        return release
+
+    async def _activate(self, release: ModelRelease) -> None:
+        card = release.card
+        held = {p.stem for p in (self._dir / "versions").glob("*.tflite")}
+        artefact = release.best_for(held)
+        if artefact is None or artefact.kind != "full":
+            raise Refused("no_artefact", f"no artefact of {card.version} fits the versions "
+                                         f"held here ({sorted(held)})")
+        download = Download(self._http, artefact, self._dir / "artefacts", self.signed_headers,
+                            self._metrics, self._bucket)
+        self.last_download = download
+        try:
+            packed = await download.run()
+        except (TransferError, httpx.HTTPError) as exc:
+            raise Refused("transfer", str(exc)) from None
+        path = await asyncio.to_thread(self._unpack, packed, card)
+        try:
+            model = await asyncio.to_thread(ScoringModel.load, path)
+        except ModelError as exc:
+            path.unlink(missing_ok=True)
+            raise Refused("load", str(exc)) from None
+        if model.size != len(card.input.features):
+            path.unlink(missing_ok=True)
+            raise Refused("input_shape", f"{card.version} takes {model.size} inputs, its card "
+                                         f"lists {len(card.input.features)} features")
+        try:
+            self.slot.install(model)
+        except ModelError as exc:
+            path.unlink(missing_ok=True)
+            raise Refused("input_shape", str(exc)) from None
+        previous = self.active.version if self.active else None
+        self.active = ActiveModel(card.version, release.seq, previous)
+        await asyncio.to_thread(self._save_state)
+        log.info("model %s active (#%d%s; last-known-good %s)", card.version, release.seq,
+                 ", operator rollback" if release.rollback else "", previous)
+
+    def _unpack(self, packed: Path, card: ModelCard) -> Path:
+        try:
+            model = lzma.decompress(packed.read_bytes())
+        except lzma.LZMAError as exc:
+            raise Refused("corrupt", f"{card.version}: artefact does not decompress: {exc}") \
+                from None
+        if hashlib.sha256(model).hexdigest() != card.sha256 or len(model) != card.size:
+            raise Refused("corrupt", f"{card.version}: reconstructed model does not match "
+                                     "the card's sha256/size")
+        path = self._model_path(card.version)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".part")
+        partial.write_bytes(model)
+        partial.replace(path)
+        return path
+
+    def _model_path(self, version: str) -> Path:
+        return self._dir / "versions" / f"{version}.tflite"
+
+    def _save_state(self) -> None:
+        assert self.active is not None
+        partial = self._dir / (STATE_FILE + ".part")
+        partial.write_text(json.dumps({"version": self.active.version, "seq": self.active.seq,
+                                       "last_good": self.active.last_good}))
+        partial.replace(self._dir / STATE_FILE)
