@@ -80,7 +80,7 @@ def artefact_dir(config: CloudConfig) -> Path:
 
 
 def register(session: Session, config: CloudConfig, directory: Path, created_by: str,
-             now_ms: int) -> ModelVersion:
+             now_ms: int, chunk_bytes: int = CHUNK_BYTES) -> ModelVersion:
     """Check and store the trainer's output in `directory` as a new version."""
     card, model = _read_output(directory)
     if session.scalar(select(ModelVersion).where(ModelVersion.version == card.version)):
@@ -92,13 +92,14 @@ def register(session: Session, config: CloudConfig, directory: Path, created_by:
     store = artefact_dir(config)
     store.mkdir(parents=True, exist_ok=True)
     _write_atomic(store / digest, packed)
-    chunks = [hashlib.sha256(packed[i:i + CHUNK_BYTES]).hexdigest()
-              for i in range(0, len(packed), CHUNK_BYTES)]
+    chunks = [hashlib.sha256(packed[i:i + chunk_bytes]).hexdigest()
+              for i in range(0, len(packed), chunk_bytes)]
     row = ModelVersion(version=card.version, name=card.name, parent=card.parent,
                        sha256=card.sha256, size=card.size,
                        card_json=json.dumps(to_plain(card), sort_keys=True),
                        artefact_sha256=digest, artefact_size=len(packed),
-                       chunks_json=json.dumps(chunks), promoted=False,
+                       chunks_json=json.dumps({"chunk": chunk_bytes, "sha256": chunks}),
+                       promoted=False,
                        created_by=created_by or card.created_by, created_ms=now_ms)
     session.add(row)
     session.flush()
@@ -172,9 +173,9 @@ def sign_release(session: Session, config: CloudConfig, version: str, now_ms: in
     if key_path is None:
         raise KeyFileError("no release signing key: set [policy] signing_key")
     key = load_private_key(key_path, config.policy.passphrase_env, "policy.signing_key")
+    chunks = json.loads(row.chunks_json)
     full = Artefact("full", None, "xz", row.artefact_sha256, row.artefact_size,
-                    ARTEFACT_URL + row.artefact_sha256, CHUNK_BYTES,
-                    tuple(json.loads(row.chunks_json)))
+                    ARTEFACT_URL + row.artefact_sha256, chunks["chunk"], tuple(chunks["sha256"]))
     release = ModelRelease(row.seq, now_ms, row.card(), (full,), rollback)
     envelope = sign_manifest(release, SoftwareSigner(key), key.public_key())
     session.add(ModelReleaseRow(version=version, rollback=rollback, issued_ms=now_ms,
