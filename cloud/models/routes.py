@@ -6,6 +6,8 @@
                                               (force needs models:force: admins)
     POST /api/v1/models/<version>/release     {"rollback": bool}: sign it     models:manage
     GET  /models/v1/current    X-Tandem-Signed (op "model-get"): the newest signed manifest
+    GET  /api/v1/models/<version>/reports   gateways' figures and events   models:read
+    POST /models/v1/report     COSE_Sign1 op "model-report", body {"reports", "events"}
     GET  /models/v1/artefact/<sha256>   X-Tandem-Signed (op "model-get"): the artefact,
                                         with HTTP Range (any server with Range works)
 
@@ -26,7 +28,7 @@ from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
 from tandem.cloud.errors import Rejection
 from tandem.cloud.fleet.gateway_requests import signed_request
-from tandem.cloud.models import registry
+from tandem.cloud.models import feedback, registry
 from tandem.cloud.timestamps import now_ms
 
 bp = Blueprint("models", __name__)
@@ -55,6 +57,30 @@ def show(version: str) -> Response:
         if row is None:
             raise Rejection(404, "not_found", f"no model version {version!r}")
         return jsonify(registry.summary(row))
+
+
+@bp.get("/api/v1/models/<version>/reports")
+@require(Permission.MODELS_READ)
+def version_reports(version: str) -> Response:
+    """What gateways reported about version."""
+    with database.read_session() as session:
+        return jsonify(reports=[feedback.to_plain(r) for r in feedback.reports(session, version)])
+
+
+@bp.post("/models/v1/report")
+@public("authenticated by a COSE signature of the gateway's registered key", csrf=False)
+def report() -> tuple[Response, int]:
+    """Store a gateway's per-version figures and local rollbacks."""
+    signed = signed_request("model-report")
+    with database.sessions().begin() as session:
+        try:
+            stored = feedback.record(session, signed.gateway, signed.body, now_ms())
+        except feedback.ReportError as exc:
+            raise Rejection(422, "invalid_report", str(exc)) from None
+        for event in signed.body.get("events", []):
+            audit.record(audit.MODEL_ROLLBACK, actor=f"gateway:{signed.gateway}",
+                         session=session, detail=dict(event))
+    return jsonify(status="recorded", rows=stored), 200
 
 
 @bp.post("/api/v1/models/<version>/promote")

@@ -32,17 +32,19 @@ from prometheus_client import Counter
 from tandem.gateway.identity.keystore import KeyStore
 from tandem.gateway.inference.model import ModelError, ScoringModel
 from tandem.gateway.inference.slot import ModelSlot
+from tandem.gateway.models.feedback import Feedback
 from tandem.gateway.models.transfer import Download, TokenBucket, TransferError, TransferMetrics
 from tandem.gateway.supervisor import periodic
 from tandem.wire.clock import now_ms
 from tandem.wire.errors import WireError
-from tandem.wire.gwrequest import sign_request
+from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
 from tandem.wire.modelcard import ModelCard
 from tandem.wire.modelrelease import ModelRelease, open_manifest
 
 log = logging.getLogger(__name__)
 
 CURRENT_PATH = "/models/v1/current"
+REPORT_PATH = "/models/v1/report"
 SIGNED_HEADER = "X-Tandem-Signed"
 STATE_FILE = "state.json"
 
@@ -64,6 +66,7 @@ class ActiveModel:
     version: str
     seq: int
     last_good: str | None = None
+    threshold: float | None = None
 
 
 class ModelAgent:
@@ -88,15 +91,23 @@ class ModelAgent:
         self._bucket = bucket
         self._poll_s = poll_s
         self._seen = ""
+        self._thresholds: dict[str, float] = {}
+        self._last_good_model: ScoringModel | None = None
+        self._faulted: set[str] = set()
+        self._events: list[dict[str, Any]] = []
+        self.feedback = Feedback(self._thresholds.get, self._fault)
+        slot.observer = self.feedback
 
     async def restore(self) -> None:
         """Load the model state.json names as active (start-up)."""
         try:
             state = json.loads((self._dir / STATE_FILE).read_text())
-            active = ActiveModel(state["version"], int(state["seq"]), state.get("last_good"))
+            active = ActiveModel(state["version"], int(state["seq"]), state.get("last_good"),
+                                 state.get("threshold"))
         except (OSError, ValueError, KeyError):
             return
         model = await asyncio.to_thread(ScoringModel.load, self._model_path(active.version))
+        self._name(model, active.version, active.threshold)
         self.slot.install(model)
         self.active = active
         log.info("model %s active (saved)", active.version)
@@ -106,6 +117,8 @@ class ModelAgent:
         async def step() -> None:
             with contextlib.suppress(httpx.HTTPError):
                 await self.check_once()
+            with contextlib.suppress(httpx.HTTPError):
+                await self.send_reports()
 
         await periodic(stop, self._poll_s, step)
 
@@ -156,6 +169,9 @@ class ModelAgent:
         active = self.active
         if active is not None and release.card.version == active.version:
             return None
+        if release.card.version in self._faulted and not release.rollback:
+            raise Refused("faulted", f"{release.card.version} failed at invoke here and was "
+                                     "rolled back")
         if active is not None and release.seq < active.seq and not release.rollback:
             raise Refused("downgrade", f"{release.card.version} (#{release.seq}) is older "
                                        f"than {active.version} (#{active.seq}) and not a "
@@ -186,16 +202,63 @@ class ModelAgent:
             path.unlink(missing_ok=True)
             raise Refused("input_shape", f"{card.version} takes {model.size} inputs, its card "
                                          f"lists {len(card.input.features)} features")
+        self._name(model, card.version, card.threshold)
+        previous_model = self.slot.model
         try:
             self.slot.install(model)
         except ModelError as exc:
             path.unlink(missing_ok=True)
             raise Refused("input_shape", str(exc)) from None
+        self._last_good_model = previous_model
+        self._faulted.discard(card.version)
         previous = self.active.version if self.active else None
-        self.active = ActiveModel(card.version, release.seq, previous)
+        self.active = ActiveModel(card.version, release.seq, previous, card.threshold)
         await asyncio.to_thread(self._save_state)
         log.info("model %s active (#%d%s; last-known-good %s)", card.version, release.seq,
                  ", operator rollback" if release.rollback else "", previous)
+
+    def _name(self, model: ScoringModel, version: str, threshold: float | None) -> None:
+        self.feedback.name(model, version)
+        if threshold is not None:
+            self._thresholds[version] = threshold
+
+    def _fault(self, version: str, error: Exception) -> None:
+        """A model that errors at invoke: back to the last-known-good at once (a reference swap)."""
+        active = self.active
+        if active is None or version != active.version or version in self._faulted:
+            return
+        self._faulted.add(version)
+        self.refused.labels("invoke").inc()
+        self.slot.install(self._last_good_model)
+        log.error("model %s failed at invoke (%s): rolled back to %s", version, error,
+                  active.last_good or "no model")
+        self._events.append({"version": version, "event": "rolled_back",
+                             "reason": str(error)[:200], "to": active.last_good})
+        self.active = None if active.last_good is None else ActiveModel(
+            active.last_good, active.seq, None, self._thresholds.get(active.last_good))
+        if self.active is not None:
+            self._save_state()
+        else:
+            (self._dir / STATE_FILE).unlink(missing_ok=True)
+
+    async def send_reports(self) -> int:
+        """Sign and send the figures per version since the last report; how many were sent."""
+        taken = self.feedback.take()
+        active = self.active.version if self.active else ""
+        reports = [stats.to_plain(version, "active" if version == active else "previous")
+                   for version, stats in taken.items()]
+        if not reports and not self._events:
+            return 0
+        body = {"reports": reports, "events": list(self._events)}
+        envelope = await self._offload(sign_request, "model-report", self.gateway, body,
+                                       now_ms(), self._signer)
+        response = await self._http.post(REPORT_PATH, content=envelope,
+                                          headers={"Content-Type": MEDIA_TYPE})
+        if response.status_code != 200:
+            log.warning("model report: HTTP %d %s", response.status_code, response.text[:200])
+            return 0
+        self._events.clear()
+        return len(reports)
 
     def _unpack(self, packed: Path, card: ModelCard) -> Path:
         try:
@@ -220,5 +283,6 @@ class ModelAgent:
         assert self.active is not None
         partial = self._dir / (STATE_FILE + ".part")
         partial.write_text(json.dumps({"version": self.active.version, "seq": self.active.seq,
-                                       "last_good": self.active.last_good}))
+                                       "last_good": self.active.last_good,
+                                       "threshold": self.active.threshold}))
         partial.replace(self._dir / STATE_FILE)

@@ -98,11 +98,14 @@ class Gateway:
                                 self.http, offload, self.metrics)
 
     def check(self) -> str:
-        return asyncio.run(self._check())
+        return asyncio.run(self._fresh(self.agent.check_once))
 
-    async def _check(self) -> str:
+    def send(self) -> int:
+        return asyncio.run(self._fresh(self.agent.send_reports))
+
+    async def _fresh(self, call: Callable[[], Any]) -> Any:
         try:
-            return await self.agent.check_once()
+            return await call()
         finally:
             await self.http.aclose()
             self.http = httpx.AsyncClient(base_url=str(self.http.base_url), timeout=10,
@@ -249,3 +252,42 @@ def test_a_full_disk_during_download_is_refused_and_keeps_only_whole_chunks(
     download = gw.agent.last_download
     assert download is not None and download.resumed_from == 2 * CHUNK
     assert hashlib.sha256(part.with_suffix("").read_bytes()).hexdigest() == part.stem
+
+
+def test_figures_per_version_reach_the_cloud_and_an_invoke_fault_rolls_back_locally(
+        tmp_path: Path, app: Flask, config: GatewayConfig, link: CuttableLink) -> None:
+    from tandem.cloud.models import feedback
+
+    gw = Gateway(config, tmp_path, link)
+    _register(app, tmp_path, "m-0001", seed=1)
+    _register(app, tmp_path, "m-0002", seed=2, parent="m-0001", f1=0.9)
+    _release(app, "m-0001")
+    assert gw.check() == "applied"
+    good = gw.slot.model
+    _release(app, "m-0002")
+    assert gw.check() == "applied"
+    quiet, loud = [1.0] * 16, [1.0] * 8 + [1e4] * 8
+    scores = [gw.slot.score(quiet) for _ in range(5)] + [gw.slot.score(loud)]
+    assert all(s is not None for s in scores) and scores[-1] > 2.0  # card threshold 2.0
+
+    class Broken:
+        def __getattr__(self, name: str) -> Any:
+            raise RuntimeError("tensor arena corrupted")
+
+    assert gw.slot.model is not None
+    gw.slot.model._interpreter = Broken()  # the model now errors at invoke
+    assert gw.slot.score(quiet) is None        # that window goes unscored ...
+    assert gw.slot.model is good               # ... and the last-known-good is back at once
+    assert gw.slot.score(quiet) is not None
+    assert gw.agent.active is not None and gw.agent.active.version == "m-0001"
+    assert gw.refused("invoke") == 1
+    assert gw.send() == 2
+    with database.sessions(app)() as session:
+        rows = [feedback.to_plain(r) for r in feedback.reports(session, "m-0002")]
+    figures = next(r for r in rows if r["role"] != "event")
+    event = next(r for r in rows if r["role"] == "event")
+    assert (figures["gateway"], figures["windows"], figures["alarms"], figures["errors"]) == \
+        ("gw-01", 6, 1, 1)
+    assert sum(figures["detail"]["counts"]) == 6 and figures["latency_p99_ms"] > 0
+    assert event["detail"]["event"] == "rolled_back" and "arena" in event["detail"]["reason"]
+    assert gw.check() == "unchanged" and gw.agent.active.version == "m-0001"

@@ -1,4 +1,4 @@
-"""Model registry: registered versions and their signed release manifests.
+"""Model registry: registered versions, their signed release manifests, gateways' reports.
 
 Revision ID: 0004
 Revises: 0002
@@ -17,7 +17,7 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Create model_versions and model_releases."""
+    """Create model_versions, model_releases and model_reports."""
     op.create_table(
         "model_versions",
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
@@ -42,9 +42,27 @@ def upgrade() -> None:
         sa.Column("issued_ms", sa.BigInteger(), nullable=False),
         sa.Column("envelope", sa.LargeBinary(), nullable=False),
     )
+    op.create_table(
+        "model_reports",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("gateway", sa.String(64), nullable=False),
+        sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("role", sa.String(16), nullable=False),
+        sa.Column("received_ms", sa.BigInteger(), nullable=False),
+        sa.Column("windows", sa.Integer(), nullable=False),
+        sa.Column("score_mean", sa.Float(), nullable=False),
+        sa.Column("score_max", sa.Float(), nullable=False),
+        sa.Column("alarms", sa.Integer(), nullable=False),
+        sa.Column("errors", sa.Integer(), nullable=False),
+        sa.Column("latency_p99_ms", sa.Float(), nullable=False),
+        sa.Column("detail_json", sa.Text(), nullable=False),
+    )
+    op.create_index("ix_model_reports_gateway", "model_reports", ["gateway"])
+    op.create_index("ix_model_reports_version", "model_reports", ["version"])
 
 
 def downgrade() -> None:
     """Drop them."""
+    op.drop_table("model_reports")
     op.drop_table("model_releases")
     op.drop_table("model_versions")
