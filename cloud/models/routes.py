@@ -5,7 +5,13 @@
     POST /api/v1/models/<version>/promote     {"force": bool}                 models:manage
                                               (force needs models:force: admins)
     POST /api/v1/models/<version>/release     {"rollback": bool}: sign it     models:manage
-    GET  /models/v1/current    X-Tandem-Signed (op "model-get"): the newest signed manifest
+    POST /api/v1/rollouts      {"group", "version", "canaries", "wave_size", "limits",
+                               "previous"?}: start a staged rollout        models:manage
+    GET  /api/v1/rollouts/<group>   the group's newest rollout and its log    models:read
+    POST /api/v1/rollouts/<group>/<pause|resume|abort>                      models:manage
+    GET  /models/v1/current    X-Tandem-Signed (op "model-get"): the manifest this gateway
+                               should run (204: none), X-Model-Shadow: base64url of the one
+                               to score beside it, if any
     GET  /api/v1/models/<version>/reports   gateways' figures and events   models:read
     POST /models/v1/report     COSE_Sign1 op "model-report", body {"reports", "events"}
     GET  /models/v1/artefact/<sha256>   X-Tandem-Signed (op "model-get"): the artefact,
@@ -16,7 +22,9 @@ Every promotion and release is audited.
 
 from __future__ import annotations
 
+import base64
 import re
+from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file
 from sqlalchemy import select
@@ -27,8 +35,9 @@ from tandem.cloud.audit import record as audit
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
 from tandem.cloud.errors import Rejection
+from tandem.cloud.fleet import tokens as enrol_store
 from tandem.cloud.fleet.gateway_requests import signed_request
-from tandem.cloud.models import feedback, registry
+from tandem.cloud.models import feedback, registry, rollout
 from tandem.cloud.timestamps import now_ms
 
 bp = Blueprint("models", __name__)
@@ -120,15 +129,83 @@ def release(version: str) -> tuple[Response, int]:
 @bp.get("/models/v1/current")
 @public("authenticated by a COSE signature of the gateway's registered key", csrf=False)
 def current() -> Response:
-    """The newest signed manifest (204 when nothing is released)."""
-    signed_request("model-get")
+    """This gateway's assignment under its group's rollout, else the newest release."""
+    signed = signed_request("model-get")
+    with database.sessions().begin() as session:
+        group = enrol_store.group_of(session, signed.gateway)
+        row = rollout.latest(session, group)
+        if row is not None:
+            step = rollout.advance(session, row, now_ms())
+            if step is not None:
+                audit.record(audit.MODEL_ROLLOUT, actor="rollout", session=session,
+                             detail={"group": group, "version": row.version, **row.log()[-1]})
+        plan = rollout.assignment(row, signed.gateway, rollout.members(session, group))
+        if plan is None:
+            newest = session.scalars(select(registry.ModelReleaseRow)
+                                     .order_by(registry.ModelReleaseRow.id.desc())
+                                     .limit(1)).first()
+            plan = rollout.Assignment(newest.envelope if newest else None, None)
+    headers = {} if plan.shadow is None else {
+        "X-Model-Shadow": base64.urlsafe_b64encode(plan.shadow).decode().rstrip("=")}
+    if plan.active is None:
+        return Response(status=204, headers=headers)
+    return Response(plan.active, status=200, mimetype="application/cose", headers=headers)
+
+
+@bp.post("/api/v1/rollouts")
+@require(Permission.MODELS_MANAGE)
+def start_rollout() -> tuple[Response, int]:
+    """Start a staged rollout of a version to a group (shadow first)."""
+    body: dict[str, Any] = request.get_json(silent=True) or {}
+    group, version = body.get("group"), body.get("version")
+    canaries, wave = body.get("canaries", []), body.get("wave_size", 1)
+    if not isinstance(group, str) or not isinstance(version, str) \
+            or not isinstance(canaries, list) or type(wave) is not int:
+        raise Rejection(422, "invalid_rollout", "needs group, version, canaries, wave_size")
+    config: CloudConfig = current_app.config["TANDEM"]
+    now = now_ms()
+    with database.sessions().begin() as session:
+        previous = body.get("previous") or rollout.completed_version(session, group)
+        try:
+            limits = rollout.Limits(**dict(body.get("limits", {})))
+            release = registry.sign_release(session, config, version, now)
+            back = None if previous is None else registry.sign_release(
+                session, config, str(previous), now, rollback=True)
+            row = rollout.start(session, group, version, previous, release, back,
+                                [str(c) for c in canaries], wave, limits, now)
+        except (TypeError, registry.ModelRegistryError, rollout.RolloutError) as exc:
+            raise Rejection(409, "not_started", str(exc)) from None
+        audit.record(audit.MODEL_ROLLOUT, session=session,
+                     detail={"group": group, "version": version, "step": "started"})
+        return jsonify(rollout.to_plain(row)), 200
+
+
+@bp.get("/api/v1/rollouts/<group>")
+@require(Permission.MODELS_READ)
+def show_rollout(group: str) -> Response:
+    """The group's newest rollout with every step and its gate figures."""
     with database.read_session() as session:
-        row = session.scalars(select(registry.ModelReleaseRow)
-                              .order_by(registry.ModelReleaseRow.id.desc()).limit(1)).first()
+        row = rollout.latest(session, group)
         if row is None:
-            return Response(status=204)
-        return Response(row.envelope, status=200, mimetype="application/cose",
-                        headers={"X-Model-Version": row.version})
+            raise Rejection(404, "not_found", f"no rollout for group {group!r}")
+        return jsonify(rollout.to_plain(row))
+
+
+@bp.post("/api/v1/rollouts/<group>/<action>")
+@require(Permission.MODELS_MANAGE)
+def control_rollout(group: str, action: str) -> tuple[Response, int]:
+    """Pause, resume or abort the group's rollout."""
+    with database.sessions().begin() as session:
+        row = rollout.current(session, group)
+        if row is None:
+            raise Rejection(404, "not_found", f"no rollout in progress for group {group!r}")
+        try:
+            rollout.control(row, action, now_ms())
+        except rollout.RolloutError as exc:
+            raise Rejection(409, "not_allowed", str(exc)) from None
+        audit.record(audit.MODEL_ROLLOUT, session=session,
+                     detail={"group": group, "version": row.version, "step": action})
+        return jsonify(rollout.to_plain(row)), 200
 
 
 @bp.get("/models/v1/artefact/<digest>")

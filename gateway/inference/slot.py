@@ -44,6 +44,7 @@ class ModelSlot:
         self.model: ScoringModel | None = None
         self.last_error = ""
         self.observer: ScoreObserver | None = None  # the model agent's feedback, when it runs
+        self.shadow: ScoringModel | None = None  # scored beside the model, acting on nothing
         self._on_change = on_change
 
     def score(self, features: npt.ArrayLike) -> float | None:
@@ -59,7 +60,21 @@ class ModelSlot:
             observer.failed(model, exc)
             return None
         observer.scored(model, score, time.perf_counter() - started)
+        shadow = self.shadow
+        if shadow is not None and shadow.size == model.size:
+            self._shadow_score(shadow, features, observer)
         return score
+
+    @staticmethod
+    def _shadow_score(shadow: ScoringModel, features: npt.ArrayLike,
+                      observer: ScoreObserver) -> None:
+        started = time.perf_counter()
+        try:
+            score = shadow.score(features)
+        except Exception as exc:  # noqa: BLE001 (reported; the shadow never acts)
+            observer.failed(shadow, exc)
+            return
+        observer.scored(shadow, score, time.perf_counter() - started)
 
     def install(self, model: ScoringModel | None) -> None:
         """Switch to `model` (already loaded); None turns inference off."""

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 CURRENT_PATH = "/models/v1/current"
 REPORT_PATH = "/models/v1/report"
 SIGNED_HEADER = "X-Tandem-Signed"
+SHADOW_HEADER = "X-Model-Shadow"
 STATE_FILE = "state.json"
 
 Offload = Callable[..., Awaitable[Any]]
@@ -79,6 +80,7 @@ class ModelAgent:
         self.gateway = gateway
         self.slot = slot
         self.active: ActiveModel | None = None
+        self.shadow: str | None = None  # the version scored beside the active one
         self.refused = Counter("tandem_gw_model_refused", "Model releases refused, by reason",
                                ["reason"], registry=metrics.registry)
         self.last_download: Download | None = None
@@ -125,13 +127,40 @@ class ModelAgent:
     async def check_once(self) -> str:
         """Fetch the manifest and act on it: "none", "unchanged", "applied" or "refused"."""
         response = await self._http.get(CURRENT_PATH, headers=await self.signed_headers())
-        if response.status_code == 204:
-            return "none"
-        if response.status_code != 200:
+        if response.status_code not in (200, 204):
             log.warning("model release fetch: HTTP %d %s", response.status_code,
                         response.text[:200])
             return "error"
-        return await self.consider(response.content)
+        shadow = response.headers.get(SHADOW_HEADER)
+        result = "none" if response.status_code == 204 else \
+            await self.consider(response.content)
+        await self.consider_shadow(None if shadow is None else
+                                   base64.urlsafe_b64decode(shadow + "=" * (-len(shadow) % 4)))
+        return result
+
+    async def consider_shadow(self, envelope: bytes | None) -> None:
+        """Score the release in envelope beside the active model (None: stop shadowing)."""
+        if envelope is None:
+            self.slot.shadow, self.shadow = None, None
+            return
+        try:
+            release = open_manifest(envelope, self._trusted)
+        except WireError as exc:
+            self.refused.labels("signature").inc()
+            log.error("shadow model release REFUSED: not signed by the trusted key (%s)", exc)
+            return
+        version = release.card.version
+        if version in (self.shadow, self.active.version if self.active else None):
+            return
+        try:
+            model = await self._prepare(release)
+        except Refused as exc:
+            self.refused.labels(exc.reason).inc()
+            log.error("shadow model %s REFUSED (%s)", version, exc)
+            return
+        self.slot.shadow, self.shadow = model, version
+        log.info("model %s scoring in shadow beside %s", version,
+                 self.active.version if self.active else "no model")
 
     async def signed_headers(self) -> dict[str, str]:
         """A fresh signed "model-get" request, for the manifest and every artefact chunk."""
@@ -180,6 +209,26 @@ class ModelAgent:
 
     async def _activate(self, release: ModelRelease) -> None:
         card = release.card
+        model = await self._prepare(release)
+        previous_model = self.slot.model
+        try:
+            self.slot.install(model)
+        except ModelError as exc:
+            self._model_path(card.version).unlink(missing_ok=True)
+            raise Refused("input_shape", str(exc)) from None
+        if self.shadow == card.version:
+            self.slot.shadow, self.shadow = None, None
+        self._last_good_model = previous_model
+        self._faulted.discard(card.version)
+        previous = self.active.version if self.active else None
+        self.active = ActiveModel(card.version, release.seq, previous, card.threshold)
+        await asyncio.to_thread(self._save_state)
+        log.info("model %s active (#%d%s; last-known-good %s)", card.version, release.seq,
+                 ", operator rollback" if release.rollback else "", previous)
+
+    async def _prepare(self, release: ModelRelease) -> ScoringModel:
+        """Download, reconstruct, check and load release's model (nothing is swapped here)."""
+        card = release.card
         held = {p.stem for p in (self._dir / "versions").glob("*.tflite")}
         artefact = release.best_for(held)
         if artefact is None or artefact.kind != "full":
@@ -203,19 +252,7 @@ class ModelAgent:
             raise Refused("input_shape", f"{card.version} takes {model.size} inputs, its card "
                                          f"lists {len(card.input.features)} features")
         self._name(model, card.version, card.threshold)
-        previous_model = self.slot.model
-        try:
-            self.slot.install(model)
-        except ModelError as exc:
-            path.unlink(missing_ok=True)
-            raise Refused("input_shape", str(exc)) from None
-        self._last_good_model = previous_model
-        self._faulted.discard(card.version)
-        previous = self.active.version if self.active else None
-        self.active = ActiveModel(card.version, release.seq, previous, card.threshold)
-        await asyncio.to_thread(self._save_state)
-        log.info("model %s active (#%d%s; last-known-good %s)", card.version, release.seq,
-                 ", operator rollback" if release.rollback else "", previous)
+        return model
 
     def _name(self, model: ScoringModel, version: str, threshold: float | None) -> None:
         self.feedback.name(model, version)
@@ -245,7 +282,8 @@ class ModelAgent:
         """Sign and send the figures per version since the last report; how many were sent."""
         taken = self.feedback.take()
         active = self.active.version if self.active else ""
-        reports = [stats.to_plain(version, "active" if version == active else "previous")
+        reports = [stats.to_plain(version, "active" if version == active else
+                                  "shadow" if version == self.shadow else "previous")
                    for version, stats in taken.items()]
         if not reports and not self._events:
             return 0

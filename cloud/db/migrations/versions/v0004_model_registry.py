@@ -1,4 +1,4 @@
-"""Model registry: registered versions, their signed release manifests, gateways' reports.
+"""Model registry: versions, signed release manifests, gateway reports, staged rollouts.
 
 Revision ID: 0004
 Revises: 0002
@@ -17,7 +17,7 @@ depends_on: str | None = None
 
 
 def upgrade() -> None:
-    """Create model_versions, model_releases and model_reports."""
+    """Create model_versions, model_releases, model_reports, model_rollouts."""
     op.create_table(
         "model_versions",
         sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=True),
@@ -59,10 +59,28 @@ def upgrade() -> None:
     )
     op.create_index("ix_model_reports_gateway", "model_reports", ["gateway"])
     op.create_index("ix_model_reports_version", "model_reports", ["version"])
+    op.create_table(
+        "model_rollouts",
+        sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
+        sa.Column("group", sa.String(64), nullable=False),
+        sa.Column("version", sa.String(64), nullable=False),
+        sa.Column("previous", sa.String(64), nullable=True),
+        sa.Column("canaries_json", sa.Text(), nullable=False),
+        sa.Column("wave_size", sa.Integer(), nullable=False),
+        sa.Column("limits_json", sa.Text(), nullable=False),
+        sa.Column("stage", sa.String(16), nullable=False),
+        sa.Column("state", sa.String(16), nullable=False),
+        sa.Column("stage_started_ms", sa.BigInteger(), nullable=False),
+        sa.Column("log_json", sa.Text(), nullable=False),
+        sa.Column("release", sa.LargeBinary(), nullable=False),
+        sa.Column("back", sa.LargeBinary(), nullable=True),
+    )
+    op.create_index("ix_model_rollouts_group", "model_rollouts", ["group"])
 
 
 def downgrade() -> None:
     """Drop them."""
+    op.drop_table("model_rollouts")
     op.drop_table("model_reports")
     op.drop_table("model_releases")
     op.drop_table("model_versions")
