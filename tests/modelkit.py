@@ -17,7 +17,8 @@ def model_bytes(seed: int, bands: int = 16, latent: int = 4) -> bytes:
 
 
 def write_version(directory: Path, version: str, seed: int, *, parent: str | None = None,
-                  f1: float = 0.8, features: int = 16, content: bytes | None = None) -> Path:
+                  f1: float = 0.8, features: int = 16, content: bytes | None = None,
+                  threshold: float = 2.0) -> Path:
     """A trainer's output directory: model.tflite and card.json (features: the card's count)."""
     data = model_bytes(seed) if content is None else content
     card = ModelCard(version=version, name="vibration-ae", kind="autoencoder", parent=parent,
@@ -25,7 +26,7 @@ def write_version(directory: Path, version: str, seed: int, *, parent: str | Non
                      sha256=hashlib.sha256(data).hexdigest(), size=len(data),
                      input=InputSpec(tuple(f"band{i}" for i in range(features)),
                                      (0.0,) * features, (1.0,) * features),
-                     threshold=2.0, metrics={"f1": f1}, created_by="trainer")
+                     threshold=threshold, metrics={"f1": f1}, created_by="trainer")
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "model.tflite").write_bytes(data)
     (directory / "card.json").write_text(json.dumps(to_plain(card)))

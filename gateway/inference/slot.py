@@ -50,9 +50,13 @@ class ModelSlot:
     def score(self, features: npt.ArrayLike) -> float | None:
         """Score with whichever model is current (None without one)."""
         model = self.model  # one read of the reference: the swap cannot split a call
-        observer = self.observer
-        if model is None or observer is None:
+        observer, shadow = self.observer, self.shadow
+        if observer is None:
             return None if model is None else model.score(features)
+        if model is None:
+            if shadow is not None:  # a group's first model: shadowed before anything acts
+                self._shadow_score(shadow, features, observer)
+            return None
         started = time.perf_counter()
         try:
             score = model.score(features)
@@ -60,7 +64,6 @@ class ModelSlot:
             observer.failed(model, exc)
             return None
         observer.scored(model, score, time.perf_counter() - started)
-        shadow = self.shadow
         if shadow is not None and shadow.size == model.size:
             self._shadow_score(shadow, features, observer)
         return score

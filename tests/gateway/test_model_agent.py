@@ -80,7 +80,8 @@ class Gateway:
     """A model agent as the gateway runs it, with its own slot, metrics and HTTP client."""
 
     def __init__(self, config: GatewayConfig, tmp_path: Path, link: CuttableLink,
-                 on_response: Callable[[httpx.Response], None] | None = None) -> None:
+                 on_response: Callable[[httpx.Response], None] | None = None,
+                 name: str = "gw-01") -> None:
         async def hook(response: httpx.Response) -> None:
             if on_response is not None:
                 on_response(response)
@@ -92,7 +93,7 @@ class Gateway:
         self.metrics = TransferMetrics(CollectorRegistry())
         self.http = httpx.AsyncClient(base_url=f"http://127.0.0.1:{link.port}", timeout=10,
                                       event_hooks={"response": [hook]})
-        self.agent = ModelAgent("gw-01", policy_key(tmp_path).public_key(),
+        self.agent = ModelAgent(name, policy_key(tmp_path).public_key(),
                                 config.gateway.data_dir / "models", self.slot,
                                 open_keystore(config.identity, config.gateway.data_dir),
                                 self.http, offload, self.metrics)
