@@ -108,11 +108,20 @@ class ModelAgent:
                                  state.get("threshold"))
         except (OSError, ValueError, KeyError):
             return
-        model = await asyncio.to_thread(ScoringModel.load, self._model_path(active.version))
+        try:
+            model = await asyncio.to_thread(ScoringModel.load, self._model_path(active.version))
+        except ModelError as exc:
+            self.refused.labels("load").inc()
+            log.critical("saved model %s not loaded: %s", active.version, exc)
+            return
         self._name(model, active.version, active.threshold)
         self.slot.install(model)
         self.active = active
         log.info("model %s active (saved)", active.version)
+
+    async def close(self) -> None:
+        """Close the HTTP client."""
+        await self._http.aclose()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Check every poll_s until stop is set."""
