@@ -112,3 +112,38 @@ def _saved_manifest(tmp_path: Path, config: Path) -> bytes:
         row = registry.latest_release(session, "m-0003")
         assert row is not None
         return row.envelope
+
+
+def test_a_rollout_is_paused_resumed_and_aborted_through_the_api_and_every_step_is_logged(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = _config_file(tmp_path)
+    for version, seed in (("m-0001", 1), ("m-0002", 2)):
+        directory = write_version(tmp_path / version, version, seed=seed)
+        assert _run(capsys, "model", "register", "--config", str(config), str(directory))[0] == 0
+    app = create_app(load_config(config))
+    try:
+        client = app.test_client()
+        viewer, operator = (bearer(token_for(app, role)) for role in ("viewer", "operator"))
+        body = {"group": "plant-a", "version": "m-0002", "previous": "m-0001",
+                "canaries": ["gw-01"], "wave_size": 2, "limits": {"soak_s": 60}}
+        assert client.post("/api/v1/rollouts", json=body, headers=viewer).status_code == 403
+        started = client.post("/api/v1/rollouts", json=body, headers=operator)
+        assert started.status_code == 200 and started.json["stage"] == "shadow"
+        again = client.post("/api/v1/rollouts", json=body, headers=operator)
+        assert (again.status_code, again.json["error"]) == (409, "not_started")
+        bad = client.post("/api/v1/rollouts", headers=operator,
+                          json={**body, "group": "plant-b", "limits": {"colour": 1}})
+        assert bad.status_code == 409
+        for action, status, state in (("pause", 200, "paused"), ("pause", 409, None),
+                                      ("resume", 200, "running"), ("abort", 200, "aborted"),
+                                      ("resume", 404, None)):
+            answer = client.post(f"/api/v1/rollouts/plant-a/{action}", headers=operator)
+            assert answer.status_code == status, (action, answer.json)
+            if state:
+                assert answer.json["state"] == state
+        shown = client.get("/api/v1/rollouts/plant-a", headers=viewer).json
+        assert [s["step"] for s in shown["log"]] == ["started", "pause", "resume", "abort"]
+        assert shown["limits"]["soak_s"] == 60
+        assert client.post("/api/v1/rollouts", json=body, headers=operator).status_code == 200
+    finally:
+        close_app(app)
