@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import lzma
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,10 +283,8 @@ class ModelAgent:
                              "reason": str(error)[:200], "to": active.last_good})
         self.active = None if active.last_good is None else ActiveModel(
             active.last_good, active.seq, None, self._thresholds.get(active.last_good))
-        if self.active is not None:
-            self._save_state()
-        else:
-            (self._dir / STATE_FILE).unlink(missing_ok=True)
+        # The state file is rewritten by a thread of its own: the reflex path does not wait.
+        threading.Thread(target=self._save_state, name="model-state", daemon=True).start()
 
     async def send_reports(self) -> int:
         """Sign and send the figures per version since the last report; how many were sent."""
@@ -297,11 +296,16 @@ class ModelAgent:
         if not reports and not self._events:
             return 0
         body = {"reports": reports, "events": list(self._events)}
-        envelope = await self._offload(sign_request, "model-report", self.gateway, body,
-                                       now_ms(), self._signer)
-        response = await self._http.post(REPORT_PATH, content=envelope,
-                                          headers={"Content-Type": MEDIA_TYPE})
+        try:
+            envelope = await self._offload(sign_request, "model-report", self.gateway, body,
+                                           now_ms(), self._signer)
+            response = await self._http.post(REPORT_PATH, content=envelope,
+                                              headers={"Content-Type": MEDIA_TYPE})
+        except httpx.HTTPError:
+            self.feedback.put_back(taken)  # sent with the next report
+            raise
         if response.status_code != 200:
+            self.feedback.put_back(taken)
             log.warning("model report: HTTP %d %s", response.status_code, response.text[:200])
             return 0
         self._events.clear()
@@ -327,7 +331,9 @@ class ModelAgent:
         return self._dir / "versions" / f"{version}.tflite"
 
     def _save_state(self) -> None:
-        assert self.active is not None
+        if self.active is None:
+            (self._dir / STATE_FILE).unlink(missing_ok=True)
+            return
         partial = self._dir / (STATE_FILE + ".part")
         partial.write_text(json.dumps({"version": self.active.version, "seq": self.active.seq,
                                        "last_good": self.active.last_good,

@@ -82,6 +82,18 @@ class Feedback:
             self._stats.setdefault(version, VersionStats()).errors += 1
         self._on_fault(version, error)
 
+    def put_back(self, taken: dict[str, VersionStats]) -> None:
+        """Return figures that could not be sent, merged into the current period."""
+        with self._lock:
+            for version, old in taken.items():
+                stats = self._stats.setdefault(version, VersionStats())
+                stats.windows += old.windows
+                stats.score_sum += old.score_sum
+                stats.score_max = max(stats.score_max, old.score_max)
+                stats.alarms += old.alarms
+                stats.errors += old.errors
+                stats.latency = [a + b for a, b in zip(stats.latency, old.latency, strict=True)]
+
     def take(self) -> dict[str, VersionStats]:
         """The figures since the last take, per version."""
         with self._lock:
