@@ -23,7 +23,13 @@ def add_commands(commands: Subparsers, config: argparse.ArgumentParser,
                  load: Callable[[argparse.Namespace], CloudConfig]) -> None:
     """Add the model command group; load reads the --config given."""
     model = commands.add_parser("model", help="model versions: register, promote, release")
-    actions = model.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add_actions(model.add_subparsers(dest="action", required=True, metavar="ACTION"), config,
+                load)
+
+
+def add_actions(actions: Subparsers, config: argparse.ArgumentParser,
+                load: Callable[[argparse.Namespace], CloudConfig]) -> None:
+    """The registry's actions, for a `model` group made here or by another module (train)."""
     register = actions.add_parser("register", parents=[config],
                                   help="register a trainer's output (model.tflite + card.json)")
     register.add_argument("directory", type=Path)
