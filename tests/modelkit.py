@@ -10,9 +10,13 @@ from tandem.tools.make_model import build_tflite, fit_autoencoder, healthy_windo
 from tandem.wire.modelcard import InputSpec, ModelCard, to_plain
 
 
-def model_bytes(seed: int, bands: int = 16, latent: int = 4) -> bytes:
-    """A valid .tflite autoencoder over `bands` band energies; the seed varies the weights."""
+def model_bytes(seed: int, bands: int = 16, latent: int = 4, head_bias: float = 0.0) -> bytes:
+    """A valid .tflite autoencoder over `bands` band energies; the seed varies the weights.
+
+    head_bias shifts only the decoder's bias: a head-only version, a few bytes apart.
+    """
     weights = fit_autoencoder(healthy_windows(120, bands, 256, seed), latent)
+    weights["b2"] = weights["b2"] + head_bias
     return build_tflite(weights, f"test model seed {seed}")
 
 

@@ -26,12 +26,14 @@ from tandem.cloud.keys.keyfiles import KeyFileError, load_private_key
 from tandem.wire.cose import SoftwareSigner
 from tandem.wire.errors import WireError
 from tandem.wire.modelcard import ModelCard, from_plain, to_plain
+from tandem.wire.modeldelta import make_delta, worth_sending
 from tandem.wire.modelrelease import Artefact, ModelRelease, sign_manifest
 
 CHUNK_BYTES = 16 * 1024
 ARTEFACT_DIR = "models"
 ARTEFACT_URL = "/models/v1/artefact/"
 PROMOTION_METRIC = "f1"
+DELTA_PARENTS = 2  # deltas from the parent and the grandparent: versions a gateway may hold
 
 
 class ModelRegistryError(ValueError):
@@ -176,12 +178,39 @@ def sign_release(session: Session, config: CloudConfig, version: str, now_ms: in
     chunks = json.loads(row.chunks_json)
     full = Artefact("full", None, "xz", row.artefact_sha256, row.artefact_size,
                     ARTEFACT_URL + row.artefact_sha256, chunks["chunk"], tuple(chunks["sha256"]))
-    release = ModelRelease(row.seq, now_ms, row.card(), (full,), rollback)
+    try:
+        deltas = _deltas(session, config, row, chunks["chunk"])
+    except (OSError, lzma.LZMAError) as exc:
+        raise ModelRegistryError(f"{version}: a stored artefact is unreadable: {exc}") from None
+    release = ModelRelease(row.seq, now_ms, row.card(), (full, *deltas), rollback)
     envelope = sign_manifest(release, SoftwareSigner(key), key.public_key())
     session.add(ModelReleaseRow(version=version, rollback=rollback, issued_ms=now_ms,
                                 envelope=envelope))
     session.flush()
     return envelope
+
+
+def _deltas(session: Session, config: CloudConfig, row: ModelVersion,
+            chunk: int) -> list[Artefact]:
+    """bsdiff4 deltas from the recent ancestors, each only where smaller than the full artefact."""
+    store = artefact_dir(config)
+    full = (store / row.artefact_sha256).read_bytes()
+    new = lzma.decompress(full)
+    found, parent = [], row.parent
+    for _ in range(DELTA_PARENTS):
+        ancestor = find(session, parent) if parent else None
+        if ancestor is None:
+            break
+        delta = make_delta(lzma.decompress((store / ancestor.artefact_sha256).read_bytes()), new)
+        if worth_sending(delta, full):
+            digest = hashlib.sha256(delta).hexdigest()
+            _write_atomic(store / digest, delta)
+            found.append(Artefact("delta", ancestor.version, "bsdiff4", digest, len(delta),
+                                  ARTEFACT_URL + digest, chunk, tuple(
+                                      hashlib.sha256(delta[i:i + chunk]).hexdigest()
+                                      for i in range(0, len(delta), chunk))))
+        parent = ancestor.parent
+    return found
 
 
 def latest_release(session: Session, version: str) -> ModelReleaseRow | None:

@@ -40,6 +40,7 @@ from tandem.wire.clock import now_ms
 from tandem.wire.errors import WireError
 from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
 from tandem.wire.modelcard import ModelCard
+from tandem.wire.modeldelta import apply_delta
 from tandem.wire.modelrelease import ModelRelease, open_manifest
 
 log = logging.getLogger(__name__)
@@ -241,7 +242,7 @@ class ModelAgent:
         card = release.card
         held = {p.stem for p in (self._dir / "versions").glob("*.tflite")}
         artefact = release.best_for(held)
-        if artefact is None or artefact.kind != "full":
+        if artefact is None:
             raise Refused("no_artefact", f"no artefact of {card.version} fits the versions "
                                          f"held here ({sorted(held)})")
         download = Download(self._http, artefact, self._dir / "artefacts", self.signed_headers,
@@ -251,7 +252,7 @@ class ModelAgent:
             packed = await download.run()
         except (TransferError, httpx.HTTPError) as exc:
             raise Refused("transfer", str(exc)) from None
-        path = await asyncio.to_thread(self._unpack, packed, card)
+        path = await asyncio.to_thread(self._unpack, packed, card, artefact.parent)
         try:
             model = await asyncio.to_thread(ScoringModel.load, path)
         except ModelError as exc:
@@ -311,11 +312,13 @@ class ModelAgent:
         self._events.clear()
         return len(reports)
 
-    def _unpack(self, packed: Path, card: ModelCard) -> Path:
+    def _unpack(self, packed: Path, card: ModelCard, parent: str | None) -> Path:
+        """The model from the full artefact, or from the held parent and a delta."""
         try:
-            model = lzma.decompress(packed.read_bytes())
-        except lzma.LZMAError as exc:
-            raise Refused("corrupt", f"{card.version}: artefact does not decompress: {exc}") \
+            model = lzma.decompress(packed.read_bytes()) if parent is None else \
+                apply_delta(self._model_path(parent).read_bytes(), packed.read_bytes())
+        except (lzma.LZMAError, WireError, OSError) as exc:
+            raise Refused("corrupt", f"{card.version}: artefact does not unpack: {exc}") \
                 from None
         if hashlib.sha256(model).hexdigest() != card.sha256 or len(model) != card.size:
             raise Refused("corrupt", f"{card.version}: reconstructed model does not match "

@@ -190,11 +190,13 @@ def test_a_chunk_with_wrong_bytes_is_caught_and_nothing_is_swapped(
     gw = Gateway(config, tmp_path, link)
     assert gw.check() == "applied"
     _register(app, tmp_path, "m-0002", seed=2, parent="m-0001", f1=0.9)
-    path = _artefact_path(app, "m-0002")
+    manifest = open_manifest(_release(app, "m-0002"), policy_key(tmp_path).public_key())
+    chosen = manifest.best_for({"m-0001"})
+    assert chosen is not None
+    path = registry.artefact_dir(app.config["TANDEM"]) / chosen.sha256
     data = bytearray(path.read_bytes())
-    data[CHUNK + 10] ^= 0xFF  # tampered on the way (here: at rest on the server)
+    data[min(CHUNK + 10, len(data) - 1)] ^= 0xFF  # tampered on the way (here: at rest)
     path.write_bytes(bytes(data))
-    _release(app, "m-0002")
     active = gw.slot.model
     assert gw.check() == "refused"
     assert gw.metrics.registry.get_sample_value("tandem_gw_model_chunks_refused_total") == 3
@@ -292,3 +294,30 @@ def test_figures_per_version_reach_the_cloud_and_an_invoke_fault_rolls_back_loca
     assert sum(figures["detail"]["counts"]) == 6 and figures["latency_p99_ms"] > 0
     assert event["detail"]["event"] == "rolled_back" and "arena" in event["detail"]["reason"]
     assert gw.check() == "unchanged" and gw.agent.active.version == "m-0001"
+
+
+def test_a_gateway_holding_the_parent_fetches_the_smaller_delta_the_others_the_full_model(
+        tmp_path: Path, app: Flask, config: GatewayConfig, link: CuttableLink) -> None:
+    from tests.modelkit import model_bytes
+
+    _register(app, tmp_path, "m-0001", seed=1)
+    _register(app, tmp_path, "m-0002", seed=1, parent="m-0001",
+              content=model_bytes(1, head_bias=0.01))
+    _release(app, "m-0001")
+    gw = Gateway(config, tmp_path, link)
+    assert gw.check() == "applied"
+    manifest = open_manifest(_release(app, "m-0002"), policy_key(tmp_path).public_key())
+    kinds = {a.kind: a.size for a in manifest.artefacts}
+    assert set(kinds) == {"full", "delta"} and kinds["delta"] < kinds["full"]
+    assert gw.check() == "applied"
+    download = gw.agent.last_download
+    assert download is not None and download.artefact.kind == "delta"
+    assert download.received == kinds["delta"]
+    assert gw.agent.active is not None and gw.agent.active.version == "m-0002"
+    (config.gateway.data_dir / "models" / "versions" / "m-0001.tflite").unlink()
+    gw.agent.active = None  # as a gateway that never held the parent
+    gw.agent._seen = ""
+    (config.gateway.data_dir / "models" / "versions" / "m-0002.tflite").unlink()
+    assert gw.check() == "applied"
+    assert gw.agent.last_download is not None
+    assert gw.agent.last_download.artefact.kind == "full"
