@@ -45,6 +45,12 @@ class Limits:
     max_errors: int = 0
     max_drift: float = 0.5          # |mean score new - mean score old| / mean score old
 
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                raise RolloutError(f"limit {name}: a number >= 0, not {value!r}")
+
 
 class Rollout(Base):
     """One rollout of `version` to `group`; `previous` is what the group ran before."""

@@ -44,6 +44,16 @@ bp = Blueprint("models", __name__)
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
+def _json_map() -> dict[str, Any]:
+    """The request's JSON object ({} without a body); 422 for any other JSON."""
+    body = request.get_json(silent=True)
+    if body is None:
+        return {}
+    if not isinstance(body, dict):
+        raise Rejection(422, "invalid_body", "the body must be a JSON object")
+    return body
+
+
 def init_app(app: Flask) -> None:
     """Register the operator and gateway routes."""
     app.register_blueprint(bp)
@@ -96,7 +106,7 @@ def report() -> tuple[Response, int]:
 @require(Permission.MODELS_MANAGE)
 def promote(version: str) -> tuple[Response, int]:
     """Promote version (it must beat the promoted one unless an admin forces it)."""
-    force = bool((request.get_json(silent=True) or {}).get("force", False))
+    force = bool(_json_map().get("force", False))
     principal = current_principal()
     if force and (principal is None or not granted(principal.role, Permission.MODELS_FORCE)):
         raise Rejection(403, "forbidden", "only an admin may force a promotion")
@@ -114,7 +124,7 @@ def promote(version: str) -> tuple[Response, int]:
 @require(Permission.MODELS_MANAGE)
 def release(version: str) -> tuple[Response, int]:
     """Sign version's manifest; gateways fetch it next poll."""
-    rollback = bool((request.get_json(silent=True) or {}).get("rollback", False))
+    rollback = bool(_json_map().get("rollback", False))
     config: CloudConfig = current_app.config["TANDEM"]
     with database.sessions().begin() as session:
         try:
@@ -156,23 +166,25 @@ def current() -> Response:
 @require(Permission.MODELS_MANAGE)
 def start_rollout() -> tuple[Response, int]:
     """Start a staged rollout of a version to a group (shadow first)."""
-    body: dict[str, Any] = request.get_json(silent=True) or {}
+    body = _json_map()
     group, version = body.get("group"), body.get("version")
     canaries, wave = body.get("canaries", []), body.get("wave_size", 1)
+    limits = body.get("limits", {})
     if not isinstance(group, str) or not isinstance(version, str) \
-            or not isinstance(canaries, list) or type(wave) is not int:
+            or not isinstance(canaries, list) or type(wave) is not int \
+            or not isinstance(limits, dict):
         raise Rejection(422, "invalid_rollout", "needs group, version, canaries, wave_size")
     config: CloudConfig = current_app.config["TANDEM"]
     now = now_ms()
     with database.sessions().begin() as session:
         previous = body.get("previous") or rollout.completed_version(session, group)
         try:
-            limits = rollout.Limits(**dict(body.get("limits", {})))
+            gates = rollout.Limits(**{str(k): v for k, v in limits.items()})
             release = registry.sign_release(session, config, version, now)
             back = None if previous is None else registry.sign_release(
                 session, config, str(previous), now, rollback=True)
             row = rollout.start(session, group, version, previous, release, back,
-                                [str(c) for c in canaries], wave, limits, now)
+                                [str(c) for c in canaries], wave, gates, now)
         except (TypeError, registry.ModelRegistryError, rollout.RolloutError) as exc:
             raise Rejection(409, "not_started", str(exc)) from None
         audit.record(audit.MODEL_ROLLOUT, session=session,
