@@ -30,6 +30,7 @@ from tandem.cloud.fleet import admin as fleet_admin
 from tandem.cloud.fleet import routes as enrol_api
 from tandem.cloud.ingest import routes as ingest
 from tandem.cloud.labels import routes as labels_api
+from tandem.cloud.models import routes as models_api
 from tandem.cloud.policy import routes as policy_api
 from tandem.cloud.query import routes as api
 from tandem.cloud.raw import routes as raw_api
@@ -59,6 +60,7 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(fleet_admin.bp)
     raw_api.init_app(app)  # raw snippets on demand (operators and gateways)
     labels_api.init_app(app)  # operator labels for training
+    models_api.init_app(app)  # model registry and releases (operators and gateways)
     return app
 
 

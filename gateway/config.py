@@ -154,6 +154,20 @@ class PolicySection:
 
 
 @dataclass(frozen=True, config=SECTION)
+class ModelsSection:
+    """Model releases from the cloud (needs enrolment and an [inference] model slot).
+
+    The group's signed release is polled every `poll_s`; artefacts download at
+    most `rate_bytes_s` on average (bursts of `burst_bytes`), resumably.
+    """
+
+    enabled: bool = True
+    poll_s: Annotated[Float, Field(ge=0.05, le=86_400)] = 60.0
+    rate_bytes_s: Annotated[Int, Field(ge=1024, le=1 << 40)] = 256 * 1024
+    burst_bytes: Annotated[Int, Field(ge=1024, le=1 << 40)] = 64 * 1024
+
+
+@dataclass(frozen=True, config=SECTION)
 class RawCacheSection:
     """Raw snippets nodes upload (POST /raw): cached here, sent to the cloud only on request.
 
@@ -203,6 +217,7 @@ class GatewayConfig:
     inference: InferenceSection = dataclasses.field(default_factory=InferenceSection)
     modbus: ModbusSection = dataclasses.field(default_factory=ModbusSection)
     policy: PolicySection = dataclasses.field(default_factory=PolicySection)
+    models: ModelsSection = dataclasses.field(default_factory=ModelsSection)
     rawcache: RawCacheSection = dataclasses.field(default_factory=RawCacheSection)
     commands: CommandsSection = dataclasses.field(default_factory=CommandsSection)
 

@@ -21,6 +21,7 @@ from tandem.gateway.identity.kinds import open_keystore
 from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.modbus.fieldbus import CrossLoopSink, FieldbusThread
 from tandem.gateway.modbus.service import ModbusService
+from tandem.gateway.models import service as model_service
 from tandem.gateway.nodes.services import NodeServices
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
@@ -83,6 +84,10 @@ class Gateway:
                                         self.metrics, self.access.policy)
         if self.local is not None:
             self.local.reflex.may_act = self.security.limiter.allow
+        # Model releases into local control's slot (gateway/models/).
+        self.models = model_service.build_agent(
+            config, self.local.model if self.local else None, self.keystore,
+            self.database.call, self.metrics)
         self.metrics.export_counts("tandem_gw_access_events",
                                    "Device-access events and refusals by cause",
                                    self.access.stats.snapshot)
@@ -129,7 +134,8 @@ class Gateway:
             factories.append(("uplink", lambda: uplink.run(stop)))
         if self.local is not None:
             factories += self.local.tasks(stop)
-        return factories + self.security.tasks(stop) + self.nodes.tasks(stop)
+        return factories + self.security.tasks(stop) + self.nodes.tasks(stop) \
+            + model_service.tasks(self.models, stop)
 
     @property
     def coap_port(self) -> int:
@@ -161,6 +167,8 @@ class Gateway:
         if self.uplink is not None:
             await self.uplink.close()
         await self.security.close()
+        if self.models is not None:
+            await self.models.close()
         await self.nodes.close()
         self.database.close()
         self.keystore.close()

@@ -111,7 +111,8 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "drain": "tandem.tools.bench.drain", "bytes": "tandem.tools.bench.bytes",
             "latency": "tandem.tools.bench.latency",
             "catchup": "tandem.tools.bench.catchup",
-            "training": "tandem.tools.bench.training"}
+            "training": "tandem.tools.bench.training",
+            "rollout": "tandem.tools.bench.rollout"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -25,6 +25,9 @@ class Permission(enum.StrEnum):
     GATEWAY_ENROL = "gateway:enrol"  # enrol a gateway with an installer token
     POLICY_READ = "policy:read"  # read signed security policies
     POLICY_PUSH = "policy:push"  # sign and push security policies
+    MODELS_READ = "models:read"  # list model versions and releases
+    MODELS_MANAGE = "models:manage"  # promote and release model versions
+    MODELS_FORCE = "models:force"  # promote a version that does not beat the deployed one
     METRICS_READ = "metrics:read"  # Prometheus /metrics
     AUDIT_READ = "audit:read"  # read the audit log
     USERS_MANAGE = "users:manage"  # users and API tokens
@@ -43,13 +46,14 @@ class Role(enum.StrEnum):
 _VIEWER = frozenset({
     Permission.ACCOUNT_SELF, Permission.API_DESCRIBE, Permission.DATA_READ,
     Permission.FLEET_READ, Permission.POLICY_READ, Permission.METRICS_READ,
+    Permission.MODELS_READ,
 })
 _OPERATOR = _VIEWER | {
     Permission.DATA_EXPORT, Permission.FLEET_MANAGE, Permission.FLEET_ENROL,
-    Permission.POLICY_PUSH, Permission.DATA_RAW, Permission.LABELS_WRITE,
+    Permission.POLICY_PUSH, Permission.DATA_RAW, Permission.LABELS_WRITE, Permission.MODELS_MANAGE,
 }
 _ADMIN = _OPERATOR | {Permission.AUDIT_READ, Permission.USERS_MANAGE,
-                      Permission.FLEET_READMIT}
+                      Permission.FLEET_READMIT, Permission.MODELS_FORCE}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.VIEWER: _VIEWER,

@@ -22,6 +22,7 @@ from tandem.cloud.access.accounts import AccountError
 from tandem.cloud.audit import record as audit
 from tandem.cloud.cli import access as cli_access
 from tandem.cloud.cli import db as db_cli
+from tandem.cloud.cli import models as models_cli
 from tandem.cloud.cli import security as security_cli
 from tandem.cloud.cli import training as training_cli
 from tandem.cloud.config import ENV_CONFIG_FILE, CloudConfig, ConfigError, load_config
@@ -52,7 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except (CommandError, ConfigError, EnrolmentError, registry.RegistryError, AccountError,
-            kms.KeyUnavailable, DataDirError, *security_cli.ERRORS, *db_cli.ERRORS) as exc:
+            kms.KeyUnavailable, DataDirError, *security_cli.ERRORS, *db_cli.ERRORS,
+            *models_cli.ERRORS) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
@@ -96,7 +98,7 @@ def _parser() -> argparse.ArgumentParser:
     security_cli.add_commands(commands, config, _config)
     cli_access.add_commands(commands, config, _config)
     db_cli.add_commands(commands, config, _config)
-    training_cli.add_commands(commands, config, _config)
+    training_cli.add_commands(commands, config, _config)  # dataset + model (with registry)
     return parser
 
 

@@ -15,6 +15,7 @@ from typing import TypeAlias
 
 from sqlalchemy.orm import Session
 
+from tandem.cloud.cli import models as models_cli
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
 from tandem.cloud.labels import store as label_store
@@ -44,8 +45,10 @@ def add_commands(commands: Subparsers, config: argparse.ArgumentParser,
     build.add_argument("--test-devices", type=float, default=0.25, metavar="SHARE",
                        help="share of devices held out for test entirely (default: 0.25)")
     build.set_defaults(handler=_build, load_config=load)
-    model = commands.add_parser("model", help="train models (needs the `train` extra)")
-    train = model.add_subparsers(dest="action", required=True, metavar="ACTION").add_parser(
+    model = commands.add_parser("model", help="model versions: train, register, promote, release")
+    actions = model.add_subparsers(dest="action", required=True, metavar="ACTION")
+    models_cli.add_actions(actions, config, load)  # the registry's actions share the group
+    train = actions.add_parser(
         "train", help="train a version into DIR (model.tflite, card.json, model.keras)",
         description="With --parent DIR, retrain only the parent's head (small deltas) and "
                     "evaluate the parent beside the new version on the held-out split.")

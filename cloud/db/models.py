@@ -17,11 +17,15 @@ from tandem.cloud.db.base import Base
 from tandem.cloud.fleet import registry, tokens
 from tandem.cloud.ingest import sealed
 from tandem.cloud.labels import store as label_store
+from tandem.cloud.models import feedback as model_feedback
+from tandem.cloud.models import registry as model_registry
+from tandem.cloud.models import rollout as model_rollout
 from tandem.cloud.policy import store as policy_store
 from tandem.cloud.raw import store as raw_store
 from tandem.cloud.timeseries import sql as timeseries_sql
 
 MODULES: tuple[ModuleType, ...] = (registry, tokens, accounts, throttle, chain, refusals, sealed,
-                                   policy_store, raw_store, timeseries_sql, label_store)
+                                   policy_store, raw_store, timeseries_sql, label_store,
+                                   model_registry, model_feedback, model_rollout)
 
 metadata: MetaData = Base.metadata

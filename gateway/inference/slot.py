@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import numpy.typing as npt
 
@@ -23,6 +25,16 @@ from tandem.gateway.supervisor import periodic
 log = logging.getLogger(__name__)
 
 
+class ScoreObserver(Protocol):
+    """Sees every score (and every failing invoke) with the model that produced it."""
+
+    def scored(self, model: ScoringModel, score: float, seconds: float) -> None:
+        """One window scored in `seconds`."""
+
+    def failed(self, model: ScoringModel, error: Exception) -> None:
+        """The model raised at invoke (the window goes unscored)."""
+
+
 class ModelSlot:
     """Holds the current ScoringModel (or none) and replaces it on request."""
 
@@ -31,12 +43,41 @@ class ModelSlot:
         self.expected_size = expected_size
         self.model: ScoringModel | None = None
         self.last_error = ""
+        self.observer: ScoreObserver | None = None  # the model agent's feedback, when it runs
+        self.shadow: ScoringModel | None = None  # scored beside the model, acting on nothing
         self._on_change = on_change
 
     def score(self, features: npt.ArrayLike) -> float | None:
         """Score with whichever model is current (None without one)."""
         model = self.model  # one read of the reference: the swap cannot split a call
-        return None if model is None else model.score(features)
+        observer, shadow = self.observer, self.shadow
+        if observer is None:
+            return None if model is None else model.score(features)
+        if model is None:
+            if shadow is not None:  # a group's first model: shadowed before anything acts
+                self._shadow_score(shadow, features, observer)
+            return None
+        started = time.perf_counter()
+        try:
+            score = model.score(features)
+        except Exception as exc:  # noqa: BLE001 (any invoke fault is the model's: reported)
+            observer.failed(model, exc)
+            return None
+        observer.scored(model, score, time.perf_counter() - started)
+        if shadow is not None and shadow.size == model.size:
+            self._shadow_score(shadow, features, observer)
+        return score
+
+    @staticmethod
+    def _shadow_score(shadow: ScoringModel, features: npt.ArrayLike,
+                      observer: ScoreObserver) -> None:
+        started = time.perf_counter()
+        try:
+            score = shadow.score(features)
+        except Exception as exc:  # noqa: BLE001 (reported; the shadow never acts)
+            observer.failed(shadow, exc)
+            return
+        observer.scored(shadow, score, time.perf_counter() - started)
 
     def install(self, model: ScoringModel | None) -> None:
         """Switch to `model` (already loaded); None turns inference off."""

@@ -26,6 +26,8 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
     "bytes": (["--nodes", "1", "--seconds", "2", "--samples", "32", "--window", "1"],
               ["reports acknowledged", "raw waveform bytes", "uplink bytes", "ratio"]),
     "catchup": (["--outage", "1", "--records", "50"], ["catch-up run 1", "catch-up worst"]),
+    "rollout": (["--versions", "1", "--bands", "16", "--chunk", "512", "--rate", "1000000"],
+                ["transfer v1", "resume after a cut"]),
     "coap": (["--peers", "2", "--workers", "1", "--seconds", "1", "--handshake-concurrency", "2"],
              ["handshakes", "reports/s", "CoAP RTT", "gateway CPU", "gateway RSS"]),
     "drain": (["--records", "300", "--batch", "100", "--quiet"],
