@@ -13,7 +13,7 @@ any strategy (`allowed` is the single gate every candidate passes through).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -206,7 +206,7 @@ def commit(fleet: Fleet, task: TaskSpec, target: str, source: str | None = None)
     fleet.places[target].queued += task.compute
 
 
-def rebalance(fleet: Fleet, queues: dict[str, Sequence[TaskSpec]], now_ms: int,
+def rebalance(fleet: Fleet, queues: Mapping[str, Sequence[TaskSpec]], now_ms: int,
               tuning: Tuning = Tuning()) -> list[Move]:
     """Moves of queued migratable tasks off overloaded gateways (to the cloud or an idle peer)."""
     moves: list[Move] = []
