@@ -32,6 +32,7 @@ from tandem.cloud.ingest import routes as ingest
 from tandem.cloud.policy import routes as policy_api
 from tandem.cloud.query import routes as api
 from tandem.cloud.raw import routes as raw_api
+from tandem.cloud.scheduling import routes as scheduling_api
 from tandem.cloud.timeseries import store as timeseries
 
 __all__ = ["CloudConfig", "ConfigError", "close_app", "create_app"]
@@ -57,6 +58,7 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(policy_api.bp)
     app.register_blueprint(fleet_admin.bp)
     raw_api.init_app(app)  # raw snippets on demand (operators and gateways)
+    scheduling_api.init_app(app)  # gateway status in, fleet status and strategies out
     return app
 
 

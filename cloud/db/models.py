@@ -18,9 +18,12 @@ from tandem.cloud.fleet import registry, tokens
 from tandem.cloud.ingest import sealed
 from tandem.cloud.policy import store as policy_store
 from tandem.cloud.raw import store as raw_store
+from tandem.cloud.scheduling import status as scheduling_status
+from tandem.cloud.scheduling import strategy as scheduling_strategy
 from tandem.cloud.timeseries import sql as timeseries_sql
 
 MODULES: tuple[ModuleType, ...] = (registry, tokens, accounts, throttle, chain, refusals, sealed,
-                                   policy_store, raw_store, timeseries_sql)
+                                   policy_store, raw_store, timeseries_sql, scheduling_status,
+                                   scheduling_strategy)
 
 metadata: MetaData = Base.metadata
