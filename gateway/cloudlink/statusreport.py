@@ -94,7 +94,14 @@ class StatusReporter:
         if self.resources is None:
             self.resources = await asyncio.to_thread(
                 describe, self.gateway, self._config.site, self._config, self._data_dir)
-        await periodic(stop, self._config.interval_s, self.report_once)
+        await periodic(stop, self._config.interval_s, self._report_guarded)
+
+    async def _report_guarded(self) -> None:
+        """One report; a local measuring fault is a WARNING, not a restart of the task."""
+        try:
+            await self.report_once()
+        except (OSError, ValueError, KeyError) as exc:
+            self._outcome("failed", f"status report not measured: {exc!r}")
 
     async def report_once(self) -> bool:
         """Measure and post one status report; True when the cloud recorded it."""
