@@ -77,7 +77,7 @@ class Status:
 class TaskSpec:
     """A unit of schedulable work and what it declares it needs."""
 
-    task_id: str                   # idempotency key: one result per task id
+    id: str                        # idempotency key: one result per task id
     kind: str                      # "spectral" | "drift" | "fleet-map" | ...
     deadline_ms: int               # unix ms by which the result is wanted
     compute: float                 # estimated score-seconds
@@ -135,7 +135,7 @@ def status_from_plain(obj: object) -> Status:
 
 def task_to_plain(t: TaskSpec) -> dict[str, Any]:
     """A task spec as a CBOR/JSON-friendly map."""
-    return {"id": t.task_id, "kind": t.kind, "deadline_ms": t.deadline_ms, "compute": t.compute,
+    return {"id": t.id, "kind": t.kind, "deadline_ms": t.deadline_ms, "compute": t.compute,
             "input_place": t.input_place, "input_site": t.input_site,
             "input_bytes": t.input_bytes, "privacy": t.privacy.value, "migratable": t.migratable}
 
@@ -151,7 +151,7 @@ def task_from_plain(obj: object) -> TaskSpec:
     mig = m.get("migratable")
     if not isinstance(mig, bool):
         raise WireError("resources", "migratable must be a boolean")
-    t = TaskSpec(task_id=_ident(m, "id"), kind=_ident(m, "kind"),
+    t = TaskSpec(id=_ident(m, "id"), kind=_ident(m, "kind"),
                  deadline_ms=_int(m, "deadline_ms"), compute=_num(m, "compute"),
                  input_place=_ident(m, "input_place"),
                  input_site=_text(m, "input_site"), input_bytes=_int(m, "input_bytes"),

@@ -192,10 +192,10 @@ def place(task: TaskSpec, fleet: Fleet, strategy: Strategy, now_ms: int,
     """Where an arriving task runs; NoPlace when no allowed place is reachable."""
     options = [p for p in fleet.candidates(task) if allowed(task, p)]
     if not options:
-        raise NoPlace(f"task {task.task_id}: no reachable place may run it ({task.privacy.value})")
+        raise NoPlace(f"task {task.id}: no reachable place may run it ({task.privacy.value})")
     chosen, why = CHOOSERS[strategy](task, options,
                                      lambda p: finish_s(task, p, fleet, tuning), now_ms)
-    return Decision(task.task_id, chosen.res.place, finish_s(task, chosen, fleet, tuning), why)
+    return Decision(task.id, chosen.res.place, finish_s(task, chosen, fleet, tuning), why)
 
 
 def commit(fleet: Fleet, task: TaskSpec, target: str, source: str | None = None) -> None:
@@ -240,7 +240,7 @@ def _relief(task: TaskSpec, src: Place, fleet: Fleet, now_ms: int, tuning: Tunin
     f = finish_s(task, best, fleet, tuning)
     if f >= stay:
         return None
-    return Move(task.task_id, src.res.place, best.res.place, f, "overloaded source")
+    return Move(task.id, src.res.place, best.res.place, f, "overloaded source")
 
 
 def push_down(fleet: Fleet, cloud_queue: Sequence[TaskSpec], now_ms: int,
@@ -260,5 +260,5 @@ def push_down(fleet: Fleet, cloud_queue: Sequence[TaskSpec], now_ms: int,
             continue
         f, best = min(costed, key=lambda fp: fp[0])
         commit(fleet, task, best.res.place, CLOUD)
-        moves.append(Move(task.task_id, CLOUD, best.res.place, f, "spare edge capacity"))
+        moves.append(Move(task.id, CLOUD, best.res.place, f, "spare edge capacity"))
     return moves

@@ -178,7 +178,7 @@ def test_no_placement_or_move_ever_sends_a_site_private_task_off_its_site(
     f = fleet(*gws, cloud())
     for i, p in enumerate(f.places.values()):
         p.queued, p.reachable = loads[i % 8], not down[i % 8] or p.res.is_cloud
-    ts = [replace(t, task_id=f"t{i}") for i, t in enumerate(ts) if _valid(f, t)]
+    ts = [replace(t, id=f"t{i}") for i, t in enumerate(ts) if _valid(f, t)]
     queues: dict[str, list[TaskSpec]] = {}
     for t in ts:
         try:
@@ -191,7 +191,7 @@ def test_no_placement_or_move_ever_sends_a_site_private_task_off_its_site(
         assert allowed(t, f.places[d.place])
     moves = rebalance(f, queues, NOW, Tuning(overload_wait_s=5.0))
     moves += push_down(f, queues.get(CLOUD, []), NOW)
-    by_id = {t.task_id: t for t in ts}
+    by_id = {t.id: t for t in ts}
     for m in moves:
         t = by_id[m.task_id]
         target = f.places[m.target].res

@@ -107,7 +107,7 @@ class _Run:
             return
         commit(self.fleet, a.task, d.place)
         job = _Job(a, a.task.input_place)
-        self.jobs[a.task.task_id] = job
+        self.jobs[a.task.id] = job
         self.send(job, d.place)
 
     def send(self, job: _Job, target: str) -> None:
@@ -137,7 +137,7 @@ class _Run:
         task, t = job.arrival.task, self.tally
         entry = self.fleet.places[res.place]
         entry.queued = max(0.0, entry.queued - task.compute)
-        del self.jobs[task.task_id]
+        del self.jobs[task.id]
         t.done += 1
         t.completion_s += self.env.now - job.arrival.t_s
         t.hits += self.now_ms() <= task.deadline_ms
