@@ -90,7 +90,8 @@ class _Run:
             for _ in range(res.cores):
                 self.env.process(self.worker(res))
 
-    def now_ms(self) -> int:
+    def sim_ms(self) -> int:
+        """Simulated time in ms (the engine's clock in the model)."""
         return int(self.env.now * 1000)
 
     def feed(self, arrivals: list[traces.Arrival]) -> Proc:
@@ -101,7 +102,7 @@ class _Run:
 
     def submit(self, a: traces.Arrival) -> None:
         try:
-            d = place(a.task, self.fleet, self.strategy, self.now_ms(), self.tuning)
+            d = place(a.task, self.fleet, self.strategy, self.sim_ms(), self.tuning)
         except NoPlace:
             self.tally.unplaced += 1
             return
@@ -140,7 +141,7 @@ class _Run:
         del self.jobs[task.id]
         t.done += 1
         t.completion_s += self.env.now - job.arrival.t_s
-        t.hits += self.now_ms() <= task.deadline_ms
+        t.hits += self.sim_ms() <= task.deadline_ms
         t.total_compute += job.arrival.work
         if res.is_cloud:
             t.cloud_compute += job.arrival.work
@@ -151,9 +152,9 @@ class _Run:
             yield self.env.timeout(every_s)
             waiting = {p: [j.arrival.task for j in q.items]
                        for p, q in self.queues.items() if q.items and p != CLOUD}
-            moves = rebalance(self.fleet, waiting, self.now_ms(), self.tuning)
+            moves = rebalance(self.fleet, waiting, self.sim_ms(), self.tuning)
             cloud = [j.arrival.task for j in self.queues[CLOUD].items]
-            moves += push_down(self.fleet, cloud, self.now_ms(), self.tuning)
+            moves += push_down(self.fleet, cloud, self.sim_ms(), self.tuning)
             for m in moves:
                 self._apply(m)
 
