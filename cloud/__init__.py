@@ -34,6 +34,7 @@ from tandem.cloud.models import routes as models_api
 from tandem.cloud.policy import routes as policy_api
 from tandem.cloud.query import routes as api
 from tandem.cloud.raw import routes as raw_api
+from tandem.cloud.scheduling import routes as scheduling_api
 from tandem.cloud.timeseries import store as timeseries
 
 __all__ = ["CloudConfig", "ConfigError", "close_app", "create_app"]
@@ -61,6 +62,7 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     raw_api.init_app(app)  # raw snippets on demand (operators and gateways)
     labels_api.init_app(app)  # operator labels for training
     models_api.init_app(app)  # model registry and releases (operators and gateways)
+    scheduling_api.init_app(app)  # gateway status in, fleet status and strategies out
     return app
 
 

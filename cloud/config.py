@@ -48,6 +48,10 @@ DEFAULT_SECRET = "dev-insecure-secret"
 MODES = ("production", "development")
 
 
+# The decision engine's strategies (tandem.wire.scheduling.Strategy), spelled for validation.
+StrategyName = Literal["all-edge", "all-cloud", "least-loaded", "deadline-cost"]
+
+
 @dataclass(frozen=True, config=SECTION)
 class ServerConfig:
     """Where and how the HTTP(S) server listens, and whom it trusts."""
@@ -125,6 +129,16 @@ class RawConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class SchedulingConfig:
+    """Edge-cloud scheduling: gateway status reports, each site's strategy (cloud/scheduling/)."""
+
+    # A gateway whose last status report is this many of its report intervals old is unreachable.
+    unreachable_after: Annotated[Int, Field(ge=1, le=1000)] = 3
+    strategy: StrategyName = "deadline-cost"  # for sites not named in `sites`
+    sites: dict[str, StrategyName] = dataclasses.field(default_factory=dict)  # site -> strategy
+
+
+@dataclass(frozen=True, config=SECTION)
 class SecurityConfig:
     """Keys for encryption at rest, browser sessions and API tokens (see cloud/access/auth.py)."""
 
@@ -180,6 +194,7 @@ class CloudConfig:
     enrol: EnrolConfig = dataclasses.field(default_factory=EnrolConfig)
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
     raw: RawConfig = dataclasses.field(default_factory=RawConfig)
+    scheduling: SchedulingConfig = dataclasses.field(default_factory=SchedulingConfig)
     source: str = dataclasses.field(default="<defaults>", compare=False, init=False)
 
     @property

@@ -168,6 +168,24 @@ class ModelsSection:
 
 
 @dataclass(frozen=True, config=SECTION)
+class StatusSection:
+    """Status reports to the cloud's scheduler (gateway/cloudlink/statusreport.py).
+
+    Every `interval_s` the gateway posts its load, memory, task queue, outbox depth
+    and link quality, with its resources (cores, compute score measured at start
+    over `score_rounds` rounds, memory, free storage). `site` groups gateways that
+    may run each other's site-private tasks (default: the gateway's own id).
+    `bandwidth_bps` is the uplink's bytes/s as last measured by the installer.
+    """
+
+    interval_s: Annotated[Float, Field(ge=0.5, le=3600)] = 5.0
+    site: str = ""
+    score_rounds: Annotated[Int, Field(ge=1, le=1000)] = 20
+    bandwidth_bps: Annotated[Float, Field(gt=0)] = 1.25e6
+    accelerators: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, config=SECTION)
 class RawCacheSection:
     """Raw snippets nodes upload (POST /raw): cached here, sent to the cloud only on request.
 
@@ -220,6 +238,7 @@ class GatewayConfig:
     models: ModelsSection = dataclasses.field(default_factory=ModelsSection)
     rawcache: RawCacheSection = dataclasses.field(default_factory=RawCacheSection)
     commands: CommandsSection = dataclasses.field(default_factory=CommandsSection)
+    status: StatusSection = dataclasses.field(default_factory=StatusSection)
 
 
 def load_config(path: Path, environ: typing.Mapping[str, str] | None = None) -> GatewayConfig:

@@ -13,6 +13,7 @@ import logging
 from tandem.gateway.access.config import AccessConfig
 from tandem.gateway.access.server import CoapDtlsServer
 from tandem.gateway.cloudlink.client import CloudEndpoint
+from tandem.gateway.cloudlink.statusreport import StatusReporter
 from tandem.gateway.cloudlink.uplink import Uplink
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.health import HealthServer
@@ -77,6 +78,11 @@ class Gateway:
         self.uplink = Uplink(config.uplink, CloudEndpoint.of(config), config.gateway.id,
                              self.outbox, self.keystore, self.metrics) \
             if config.uplink.url else None
+        # Status for the cloud's scheduler (load, queue, outbox, link) every [status] interval_s.
+        self.status = StatusReporter(config.gateway.id, config.status, config.gateway.data_dir,
+                                     self.outbox, CloudEndpoint.of(config), self.keystore,
+                                     self.database.call, self.metrics.registry) \
+            if config.uplink.url else None
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
         self.nodes.attach(self.access, self.uplink.wakeup.set if self.uplink else lambda: None)
         # Privacy gate on the outbox, revocation list, signed policy (gateway/policy/).
@@ -132,6 +138,9 @@ class Gateway:
         factories: list[tuple[str, TaskFactory]] = [("outbox-gauges", self._watch_outbox)]
         if uplink is not None:
             factories.append(("uplink", lambda: uplink.run(stop)))
+        status = self.status
+        if status is not None:
+            factories.append(("status-report", lambda: status.run(stop)))
         if self.local is not None:
             factories += self.local.tasks(stop)
         return factories + self.security.tasks(stop) + self.nodes.tasks(stop) \
@@ -166,6 +175,8 @@ class Gateway:
         await self.fieldbus.close(*([self.modbus.close] if self.modbus else []))
         if self.uplink is not None:
             await self.uplink.close()
+        if self.status is not None:
+            await self.status.close()
         await self.security.close()
         if self.models is not None:
             await self.models.close()

@@ -112,7 +112,8 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "latency": "tandem.tools.bench.latency",
             "catchup": "tandem.tools.bench.catchup",
             "training": "tandem.tools.bench.training",
-            "rollout": "tandem.tools.bench.rollout"}
+            "rollout": "tandem.tools.bench.rollout",
+            "schedule": "tandem.tools.bench.schedule"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -38,6 +38,7 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
                 ["readings measured", "latency p50 / max"]),
     "modbus": (["--seconds", "0.2"],
                ["raw pyserial", "pymodbus sync", "pymodbus async", "coordinator (3.5-char gap)"]),
+    "schedule": (["--gateways", "10", "--seconds", "60"], ["simulated tasks"]),
     "reflex": (["--trips", "3", "--rate", "50", "--devices", "5"],
                ["reflex", "acked", "action", "notified", "eval"]),
     "training": (["--devices", "6", "--windows", "40", "--epochs", "3", "--versions", "2"],

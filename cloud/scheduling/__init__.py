@@ -1,0 +1,1 @@
+"""Edge-cloud scheduling in the cloud: gateway status, strategies per site, placement."""

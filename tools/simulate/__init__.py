@@ -1,0 +1,1 @@
+"""Discrete-event simulation (SimPy) of the decision engine over many gateways."""
