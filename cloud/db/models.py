@@ -18,9 +18,10 @@ from tandem.cloud.fleet import registry, tokens
 from tandem.cloud.ingest import sealed
 from tandem.cloud.policy import store as policy_store
 from tandem.cloud.raw import store as raw_store
+from tandem.cloud.tasks import ledger as task_ledger
 from tandem.cloud.timeseries import sql as timeseries_sql
 
 MODULES: tuple[ModuleType, ...] = (registry, tokens, accounts, throttle, chain, refusals, sealed,
-                                   policy_store, raw_store, timeseries_sql)
+                                   policy_store, raw_store, timeseries_sql, task_ledger)
 
 metadata: MetaData = Base.metadata
