@@ -23,6 +23,7 @@ from tandem.cloud.audit import record as audit
 from tandem.cloud.cli import access as cli_access
 from tandem.cloud.cli import db as db_cli
 from tandem.cloud.cli import security as security_cli
+from tandem.cloud.cli import worker as worker_cli
 from tandem.cloud.config import ENV_CONFIG_FILE, CloudConfig, ConfigError, load_config
 from tandem.cloud.datadir import DataDirError
 from tandem.cloud.db import engine as database
@@ -95,6 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     security_cli.add_commands(commands, config, _config)
     cli_access.add_commands(commands, config, _config)
     db_cli.add_commands(commands, config, _config)
+    worker_cli.add_commands(commands, config, _config)
     return parser
 
 

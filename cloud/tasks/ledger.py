@@ -54,11 +54,13 @@ def submit(session: Session, spec: TaskSpec, placed: str, now_ms: int) -> bool:
     return _changed(session.execute(statement.values(row)))
 
 
-def claim(session: Session, task_id: str, placed: str, lease_ms: int) -> TaskSpec | None:
-    """Take the task's lease for `placed` unless it is finished; its spec, or None."""
+def claim(session: Session, task_id: str, placed: str, now_ms: int,
+          lease_ms: int) -> TaskSpec | None:
+    """Lease the task to `placed` if queued or its lease expired; its spec, or None."""
     claimed = _changed(session.execute(
         update(CloudTask).where(CloudTask.task_id == task_id,
-                                CloudTask.state.in_((QUEUED, RUNNING)))
+                                (CloudTask.state == QUEUED)
+                                | ((CloudTask.state == RUNNING) & (CloudTask.lease_ms < now_ms)))
         .values(state=RUNNING, placed=placed, lease_ms=lease_ms,
                 attempts=CloudTask.attempts + 1)))
     if not claimed:
@@ -86,6 +88,14 @@ def expired(session: Session, now_ms: int) -> Sequence[str]:
     """Ids of running tasks whose lease passed: their worker or gateway is presumed dead."""
     return session.scalars(select(CloudTask.task_id).where(
         CloudTask.state == RUNNING, CloudTask.lease_ms < now_ms)).all()
+
+
+def requeue(session: Session, task_id: str, now_ms: int, placed: str) -> bool:
+    """Queue a task whose lease expired again; True for the one caller that did it."""
+    return _changed(session.execute(
+        update(CloudTask).where(CloudTask.task_id == task_id, CloudTask.state == RUNNING,
+                                CloudTask.lease_ms < now_ms)
+        .values(state=QUEUED, placed=placed, lease_ms=0)))
 
 
 def result_of(session: Session, task_id: str) -> dict[str, Any] | None:
