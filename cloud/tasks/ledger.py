@@ -20,7 +20,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from tandem.cloud.db.base import Base
 from tandem.cloud.db.upsert import insert_missing_statement
-from tandem.wire.tasks.spec import TaskSpec, spec_from_map
+from tandem.wire.tasks.job import Job, job_from_plain, job_to_plain
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
@@ -32,7 +32,7 @@ class CloudTask(Base):
 
     task_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
-    spec_json: Mapped[str] = mapped_column(Text)
+    job_json: Mapped[str] = mapped_column(Text)
     state: Mapped[str] = mapped_column(String(16), index=True)
     placed: Mapped[str] = mapped_column(String(64))  # "cloud" or the gateway running it
     attempts: Mapped[int] = mapped_column(Integer)
@@ -43,9 +43,9 @@ class CloudTask(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
 
 
-def submit(session: Session, spec: TaskSpec, placed: str, now_ms: int) -> bool:
-    """Record spec as queued at `placed`; False (and no change) when its id is known."""
-    row = {"task_id": spec.task_id, "kind": spec.kind, "spec_json": json.dumps(spec.to_map()),
+def submit(session: Session, job: Job, placed: str, now_ms: int) -> bool:
+    """Record job as queued at `placed`; False (and no change) when its id is known."""
+    row = {"task_id": job.task_id, "kind": job.kind, "job_json": json.dumps(job_to_plain(job)),
            "state": QUEUED, "placed": placed, "attempts": 0, "lease_ms": 0,
            "created_ms": now_ms, "detail": ""}
     table = CloudTask.__table__
@@ -55,8 +55,8 @@ def submit(session: Session, spec: TaskSpec, placed: str, now_ms: int) -> bool:
 
 
 def claim(session: Session, task_id: str, placed: str, now_ms: int,
-          lease_ms: int) -> TaskSpec | None:
-    """Lease the task to `placed` if queued or its lease expired; its spec, or None."""
+          lease_ms: int) -> Job | None:
+    """Lease the task to `placed` if queued or its lease expired; its job, or None."""
     claimed = _changed(session.execute(
         update(CloudTask).where(CloudTask.task_id == task_id,
                                 (CloudTask.state == QUEUED)
@@ -65,8 +65,8 @@ def claim(session: Session, task_id: str, placed: str, now_ms: int,
                 attempts=CloudTask.attempts + 1)))
     if not claimed:
         return None
-    spec_json = session.scalar(select(CloudTask.spec_json).where(CloudTask.task_id == task_id))
-    return spec_from_map(json.loads(spec_json or "{}"))
+    job_json = session.scalar(select(CloudTask.job_json).where(CloudTask.task_id == task_id))
+    return job_from_plain(json.loads(job_json or "{}"))
 
 
 def finish(session: Session, task_id: str, result: dict[str, Any], now_ms: int) -> bool:

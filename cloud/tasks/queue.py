@@ -28,7 +28,7 @@ from tandem.cloud.tasks import ledger
 from tandem.cloud.timestamps import now_ms
 from tandem.wire.errors import WireError
 from tandem.wire.tasks import registry
-from tandem.wire.tasks.spec import TaskSpec
+from tandem.wire.tasks.job import Job
 
 log = logging.getLogger(__name__)
 CLOUD = "cloud"
@@ -62,24 +62,24 @@ class TaskQueue:
         """The [tasks] section."""
         return self.config.tasks
 
-    def submit(self, spec: TaskSpec) -> bool:
-        """Record spec in the ledger and queue it; False (nothing queued) if its id is known."""
+    def submit(self, job: Job) -> bool:
+        """Record job in the ledger and queue it; False (nothing queued) if its id is known."""
         with Session(self.engine()) as session, session.begin():
-            new = ledger.submit(session, spec, CLOUD, now_ms())
+            new = ledger.submit(session, job, CLOUD, now_ms())
         if new:
-            self._execute(spec.task_id)
+            self._execute(job.task_id)
         return new
 
     def execute(self, task_id: str) -> None:
         """Claim, run and store the result of one task (the body huey workers run)."""
         lease = now_ms() + self.settings.lease_s * 1000
         with Session(self.engine()) as session, session.begin():
-            spec = ledger.claim(session, task_id, CLOUD, now_ms(), lease)
-        if spec is None:
+            job = ledger.claim(session, task_id, CLOUD, now_ms(), lease)
+        if job is None:
             return  # finished meanwhile, or another worker holds a live lease
         log.info("task %s running in pid %d", task_id, os.getpid())
         try:
-            result = registry.run(spec.kind, spec.args)
+            result = registry.run(job.kind, job.args)
         except WireError as error:
             with Session(self.engine()) as session, session.begin():
                 ledger.fail(session, task_id, str(error), now_ms())

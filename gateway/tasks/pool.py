@@ -26,7 +26,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from tandem.wire.tasks import registry
-from tandem.wire.tasks.spec import TaskSpec
+from tandem.wire.tasks.job import Job
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class PoolSettings:
 
 @dataclass(slots=True)
 class _Entry:
-    spec: TaskSpec
+    job: Job
     result: asyncio.Future[dict[str, Any]] = field(default_factory=asyncio.Future)
     started: bool = False
 
@@ -68,7 +68,7 @@ def lower_priority() -> None:
 
 
 class WorkerPool:
-    """Queue of task specs, run FIFO by `workers` idle-priority processes."""
+    """Queue of jobs, run FIFO by `workers` idle-priority processes."""
 
     def __init__(self, settings: PoolSettings, runner: Runner = registry.run,
                  registry_: CollectorRegistry | None = None) -> None:
@@ -102,32 +102,32 @@ class WorkerPool:
                 entry.result.set_exception(TaskFailed("worker pool closed"))
         await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
 
-    def submit(self, spec: TaskSpec) -> asyncio.Future[dict[str, Any]]:
-        """The future result of spec, queued unless its id is known; QueueFull past the bound."""
-        known = self._entries.get(spec.task_id)
+    def submit(self, job: Job) -> asyncio.Future[dict[str, Any]]:
+        """The future result of job, queued unless its id is known; QueueFull past the bound."""
+        known = self._entries.get(job.task_id)
         if known is not None:
             return known.result
-        if spec.task_id in self._done:
-            return self._done[spec.task_id]
+        if job.task_id in self._done:
+            return self._done[job.task_id]
         if len(self._entries) >= self.settings.queue_limit:
             self._events.labels("refused").inc()
-            log.warning("task %s refused: %d tasks queued", spec.task_id, len(self._entries))
-            raise QueueFull(spec.task_id)
-        self._entries[spec.task_id] = _Entry(spec)
-        self._ready.put_nowait(spec.task_id)
+            log.warning("task %s refused: %d tasks queued", job.task_id, len(self._entries))
+            raise QueueFull(job.task_id)
+        self._entries[job.task_id] = _Entry(job)
+        self._ready.put_nowait(job.task_id)
         self._depth.set(len(self._entries))
-        return self._entries[spec.task_id].result
+        return self._entries[job.task_id].result
 
-    def withdraw(self, migratable_only: bool = True) -> list[TaskSpec]:
+    def withdraw(self, migratable_only: bool = True) -> list[Job]:
         """Take every queued, not yet started (and migratable) task out, to run elsewhere."""
         taken = [e for e in self._entries.values()
-                 if not e.started and (e.spec.migratable or not migratable_only)]
+                 if not e.started and (e.job.spec.migratable or not migratable_only)]
         for entry in taken:
-            del self._entries[entry.spec.task_id]
+            del self._entries[entry.job.task_id]
             entry.result.cancel()
         self._events.labels("withdrawn").inc(len(taken))
         self._depth.set(len(self._entries))
-        return [e.spec for e in taken]
+        return [e.job for e in taken]
 
     def queued(self) -> int:
         """Tasks waiting or running."""
@@ -154,11 +154,11 @@ class WorkerPool:
             executor = self._executor
             try:
                 result = await loop.run_in_executor(
-                    executor, self._runner, entry.spec.kind, entry.spec.args)
+                    executor, self._runner, entry.job.kind, entry.job.args)
             except BrokenProcessPool:
                 self._replace(executor)
                 self._events.labels("retried").inc()
-                log.warning("worker died running task %s (attempt %d)", entry.spec.task_id, attempt)
+                log.warning("worker died running task %s (attempt %d)", entry.job.task_id, attempt)
                 continue
             except Exception as error:  # noqa: BLE001 - the task's own fault: report, no retry
                 self._fail(entry, f"{type(error).__name__}: {error}")
@@ -169,13 +169,13 @@ class WorkerPool:
         self._fail(entry, f"worker died {self.settings.attempts} times")
 
     def _fail(self, entry: _Entry, reason: str) -> None:
-        log.warning("task %s failed: %s", entry.spec.task_id, reason)
+        log.warning("task %s failed: %s", entry.job.task_id, reason)
         self._events.labels("failed").inc()
         entry.result.set_exception(TaskFailed(reason))
 
     def _finish(self, entry: _Entry) -> None:
-        del self._entries[entry.spec.task_id]
-        self._done[entry.spec.task_id] = entry.result
+        del self._entries[entry.job.task_id]
+        self._done[entry.job.task_id] = entry.result
         while len(self._done) > self.settings.remembered:
             self._done.popitem(last=False)
         self._depth.set(len(self._entries))

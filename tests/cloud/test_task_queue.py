@@ -19,16 +19,18 @@ from tandem.cloud.db import engine as database
 from tandem.cloud.tasks import ledger
 from tandem.cloud.tasks.queue import TaskQueue
 from tandem.tools.procs import Child, ProcessFailed
+from tandem.wire.resources import Privacy, TaskSpec
 from tandem.wire.tasks import registry
-from tandem.wire.tasks.spec import TaskSpec
+from tandem.wire.tasks.job import Job
 from tests.services import redis_server  # noqa: F401 - fixture
 from tests.waiting import eventually
 
 T = 1_800_000_000_000
 
 
-def burn(task_id: str, iterations: int) -> TaskSpec:
-    return TaskSpec(task_id, "burn", T, 1.0, "site-a", 0, args={"iterations": iterations})
+def burn(task_id: str, iterations: int) -> Job:
+    return Job(TaskSpec(task_id, "burn", T, 1.0, "cloud", "", 0, Privacy.ANY, True),
+               {"iterations": iterations})
 
 
 def cloud_config(tmp: Path, **tasks: Any) -> CloudConfig:

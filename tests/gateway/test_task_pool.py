@@ -12,14 +12,16 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tandem.gateway.tasks.pool import PoolSettings, QueueFull, TaskFailed, WorkerPool
+from tandem.wire.resources import Privacy, TaskSpec
 from tandem.wire.tasks import registry as tasks
-from tandem.wire.tasks.spec import TaskSpec
+from tandem.wire.tasks.job import Job
 from tests.gateway import taskprobes
 from tests.waiting import until
 
 
-def spec(task_id: str, kind: str = "run", migratable: bool = True, **args: Any) -> TaskSpec:
-    return TaskSpec(task_id, kind, 0, 1.0, "site-a", 0, migratable=migratable, args=args)
+def spec(task_id: str, kind: str = "run", migratable: bool = True, **args: Any) -> Job:
+    return Job(TaskSpec(task_id, kind, 0, 1.0, "gw-1", "site-a", 0, Privacy.ANY, migratable),
+               args)
 
 
 def gate_args(tmp: Path, name: str) -> dict[str, Any]:
@@ -58,8 +60,7 @@ def test_workers_are_separate_processes_at_idle_priority() -> None:
 
 def test_real_task_kinds_run_in_the_pool() -> None:
     async def body(pool: WorkerPool, _: CollectorRegistry) -> dict[str, Any]:
-        return await pool.submit(TaskSpec("b1", "burn", 0, 1.0, "s", 0,
-                                          args={"iterations": 1000}))
+        return await pool.submit(spec("b1", "burn", iterations=1000))
     result = asyncio.run(with_pool(PoolSettings(workers=1), tasks.run, body))
     assert result == {"checksum": sum(i * i for i in range(1000)) % 1_000_003}
 

@@ -10,8 +10,9 @@ import pytest
 
 from tandem.wire.errors import WireError
 from tandem.wire.raw import RawSnippet, encode_raw_record
+from tandem.wire.resources import Privacy, TaskSpec
 from tandem.wire.tasks import registry, trend
-from tandem.wire.tasks.spec import Privacy, TaskSpec, spec_from_map
+from tandem.wire.tasks.job import Job, job_from_plain, job_to_plain
 
 END_MS = 1_800_000_000_000
 
@@ -96,9 +97,12 @@ def test_an_unknown_kind_or_bad_args_is_a_clear_error() -> None:
         registry.run("drift", {"history": []})
 
 
-def test_a_task_spec_survives_its_map_and_refuses_bad_fields() -> None:
-    spec = TaskSpec("t1", "drift", END_MS, 2.5, "site-a", 4096, Privacy.SITE, False,
-                    {"split_ms": 1})
-    assert spec_from_map(cbor2.loads(cbor2.dumps(spec.to_map()))) == spec
+def test_a_job_survives_its_map_and_refuses_bad_fields() -> None:
+    job = Job(TaskSpec("t1", "drift", END_MS, 2.5, "gw-1", "site-a", 4096, Privacy.SITE, False),
+              {"split_ms": 1})
+    assert job_from_plain(cbor2.loads(cbor2.dumps(job_to_plain(job)))) == job
     with pytest.raises(WireError, match="privacy"):
-        spec_from_map({**spec.to_map(), "privacy": "public"})
+        job_from_plain({**job_to_plain(job), "task": {**job_to_plain(job)["task"],
+                                                      "privacy": "public"}})
+    with pytest.raises(WireError, match="args"):
+        job_from_plain({**job_to_plain(job), "args": [1]})

@@ -22,7 +22,7 @@ def upgrade() -> None:
         "cloud_tasks",
         sa.Column("task_id", sa.String(128), primary_key=True),
         sa.Column("kind", sa.String(64), nullable=False),
-        sa.Column("spec_json", sa.Text(), nullable=False),
+        sa.Column("job_json", sa.Text(), nullable=False),
         sa.Column("state", sa.String(16), nullable=False),
         sa.Column("placed", sa.String(64), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
