@@ -100,7 +100,7 @@ class WorkerPool:
         for entry in self._entries.values():
             if not entry.result.done():
                 entry.result.set_exception(TaskFailed("worker pool closed"))
-        await asyncio.to_thread(self._executor.shutdown, True, cancel_futures=True)
+        await asyncio.to_thread(self._stop_workers)
 
     def submit(self, job: Job) -> asyncio.Future[dict[str, Any]]:
         """The future result of job, queued unless its id is known; QueueFull past the bound."""
@@ -184,6 +184,15 @@ class WorkerPool:
         if self._executor is broken:  # another dispatcher may have replaced it already
             broken.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new_executor()
+
+    def _stop_workers(self) -> None:
+        """Stop the workers now: a task still running is abandoned (its caller was failed)."""
+        processes = list((getattr(self._executor, "_processes", None) or {}).values())
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.join()
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(self.settings.workers, initializer=lower_priority,

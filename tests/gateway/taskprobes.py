@@ -17,7 +17,9 @@ def gated(kind: str, args: dict[str, Any]) -> dict[str, Any]:
     """Log the run, say it started (pid), then wait for the test to open the gate."""
     with open(args["log"], "a") as log:
         log.write(f"{kind}\n")
-    Path(args["started"]).write_text(str(os.getpid()))
+    started = Path(args["started"])
+    started.with_suffix(".tmp").write_text(str(os.getpid()))
+    started.with_suffix(".tmp").replace(started)  # atomic: the test never reads it half-written
     while not Path(args["gate"]).exists():
         time.sleep(0.005)  # a gate the test opens: polled, never a fixed sleep
     if kind == "fail":
