@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # Debian packages: to run the system (demo), and to test it against real peers.
 DEB_RUN  := python3-venv
 DEB_TEST := python3-venv gcc pkg-config socat libcoap3-bin influxdb postgresql \
-            swtpm swtpm-tools tpm2-tools libtss2-dev chromium
+            swtpm swtpm-tools tpm2-tools libtss2-dev chromium redis-server
 EXTRAS_RUN  := gateway,cloud,tools
 EXTRAS_TEST := gateway,cloud,tools,tpm,dev,train
 # Every dependency pinned (all extras); `make lock` regenerates it from setup.cfg.

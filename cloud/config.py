@@ -4,7 +4,7 @@
     mode = "production"            # or "development"
     data_dir = "data"              # relative paths are relative to the file
 
-    [server] [database] [timeseries] [ingest] [raw] [security] [enrol] [policy]
+    [server] [database] [timeseries] [ingest] [raw] [security] [enrol] [policy] [tasks]
 
 docs/examples/cloud.toml shows every field with a comment; docs/configuration.md
 is generated from these types. Every field may be overridden by
@@ -180,6 +180,23 @@ class PolicyConfig:
 
 
 @dataclass(frozen=True, config=SECTION)
+class TasksConfig:
+    """The task queue (cloud/tasks/queue.py): huey on SQLite by default, Redis for many machines."""
+
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    sqlite_file: FilePath | None = None  # default <data_dir>/task-queue.db
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    workers: Annotated[Int, Field(ge=1, le=64)] = 2  # processes per `tandem-cloud worker`
+    lease_s: Annotated[Int, Field(ge=1, le=86_400)] = 300  # a task running longer: rerun
+    reap_interval_s: Annotated[Int, Field(ge=1, le=3600)] = 5  # how often leases are checked
+    retries: Annotated[Int, Field(ge=0, le=100)] = 2  # huey retries of a task that raised
+
+    def __post_init__(self) -> None:
+        if self.backend == "redis" and not self.redis_url.startswith(("redis://", "rediss://")):
+            raise FieldError("redis_url", f"must be a redis:// URL, got {self.redis_url!r}")
+
+
+@dataclass(frozen=True, config=SECTION)
 class CloudConfig:
     """The whole cloud configuration; `source` names where it came from, for errors."""
 
@@ -195,6 +212,7 @@ class CloudConfig:
     policy: PolicyConfig = dataclasses.field(default_factory=PolicyConfig)
     raw: RawConfig = dataclasses.field(default_factory=RawConfig)
     scheduling: SchedulingConfig = dataclasses.field(default_factory=SchedulingConfig)
+    tasks: TasksConfig = dataclasses.field(default_factory=TasksConfig)
     source: str = dataclasses.field(default="<defaults>", compare=False, init=False)
 
     @property

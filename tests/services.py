@@ -18,7 +18,14 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tandem.tools.services import InfluxServer, PostgresCluster, influxd, postgres
+from tandem.tools.services import (
+    InfluxServer,
+    PostgresCluster,
+    RedisServer,
+    influxd,
+    postgres,
+    redis,
+)
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +40,13 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     """A running PostgreSQL cluster for the session."""
     with postgres() as cluster:
         yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A running redis-server for the session."""
+    with redis() as server:
+        yield server
 
 
 def unique_name(prefix: str = "test") -> str:

@@ -233,3 +233,40 @@ def _run(argv: list[str], timeout: float) -> None:
     if done.returncode != 0:
         raise ServiceError(f"{' '.join(argv)} failed ({done.returncode}):\n"
                            f"{done.stdout[-2000:]}{done.stderr[-2000:]}")
+
+
+@dataclass(frozen=True)
+class RedisServer:
+    """A running redis-server: its URL, temporary directory and process."""
+
+    url: str
+    root: Path
+    child: Child
+
+
+@contextlib.contextmanager
+def redis(timeout: float = 30.0, binary: str = "redis-server") -> Iterator[RedisServer]:
+    """Run redis-server on loopback, a free port and a temporary directory until the block ends."""
+    path = shutil.which(binary)
+    if path is None:
+        raise ServiceError(f"{binary} not found: install the Debian package 'redis-server'")
+    root = Path(tempfile.mkdtemp(prefix="tandem-redis-"))
+    try:
+        for attempt in range(1, START_ATTEMPTS + 1):
+            port = free_port()
+            child = Child("redis", [path, "--bind", "127.0.0.1", "--port", str(port),
+                                    "--dir", str(root), "--save", "", "--appendonly", "no"])
+            try:
+                child.wait_for(r"Ready to accept connections", timeout)
+            except BaseException:  # stop the child whatever went wrong, even Ctrl-C
+                child.stop()
+                if attempt < START_ATTEMPTS and "Address already in use" in child.tail():
+                    continue
+                raise
+            try:
+                yield RedisServer(f"redis://127.0.0.1:{port}/0", root, child)
+            finally:
+                child.stop()
+            return
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

@@ -25,6 +25,7 @@ from tandem.cloud.cli import db as db_cli
 from tandem.cloud.cli import models as models_cli
 from tandem.cloud.cli import security as security_cli
 from tandem.cloud.cli import training as training_cli
+from tandem.cloud.cli import worker as worker_cli
 from tandem.cloud.config import ENV_CONFIG_FILE, CloudConfig, ConfigError, load_config
 from tandem.cloud.datadir import DataDirError
 from tandem.cloud.db import engine as database
@@ -99,6 +100,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_access.add_commands(commands, config, _config)
     db_cli.add_commands(commands, config, _config)
     training_cli.add_commands(commands, config, _config)  # dataset + model (with registry)
+    worker_cli.add_commands(commands, config, _config)
     return parser
 
 

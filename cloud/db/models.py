@@ -24,11 +24,12 @@ from tandem.cloud.policy import store as policy_store
 from tandem.cloud.raw import store as raw_store
 from tandem.cloud.scheduling import status as scheduling_status
 from tandem.cloud.scheduling import strategy as scheduling_strategy
+from tandem.cloud.tasks import ledger as task_ledger
 from tandem.cloud.timeseries import sql as timeseries_sql
 
 MODULES: tuple[ModuleType, ...] = (registry, tokens, accounts, throttle, chain, refusals, sealed,
                                    policy_store, raw_store, timeseries_sql, label_store,
                                    model_registry, model_feedback, model_rollout,
-                                   scheduling_status, scheduling_strategy)
+                                   scheduling_status, scheduling_strategy, task_ledger)
 
 metadata: MetaData = Base.metadata
