@@ -118,10 +118,12 @@ class AckStampingPort(BusCoordinator):
 
 
 @asynccontextmanager
-async def controller_process() -> AsyncIterator[int]:
-    """The simulated controller in its own process (a PLC is another machine); yields its port."""
+async def controller_process(*options: str) -> AsyncIterator[int]:
+    """The simulated controller in its own process (a PLC is another machine); yields its port.
+
+    `options` go to tools/modbus_sim.py (e.g. "--units", "100", "--silent")."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tandem.tools.modbus_sim", stdin=asyncio.subprocess.PIPE,
+        sys.executable, "-m", "tandem.tools.modbus_sim", *options, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdin is not None and proc.stdout is not None
     try:
