@@ -245,8 +245,9 @@ class BusCoordinator:
         unit.polls += 1
         unit.failures = 0
         unit.backoff_s = 0.0
-        for p in due:
-            unit.next_point[p.name] = now + unit.period(p)
+        for p in due:  # on a fixed grid: the poll's own latency must not stretch the period
+            slot = unit.next_point.get(p.name, now) + unit.period(p)
+            unit.next_point[p.name] = slot if slot > now else now + unit.period(p)
         unit.next_due = min(unit.next_point.values(), default=now + unit.config.poll_s)
         unit.values.update(values)
         self.metrics.polls.labels(self.bus.name, unit.config.name, "ok").inc()

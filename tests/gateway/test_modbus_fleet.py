@@ -134,3 +134,28 @@ def test_a_unit_that_stopped_answering_does_not_hold_up_the_others(tmp_path: Pat
         assert all(u.failed == 0 for u in live)
 
     asyncio.run(scenario())
+
+
+def test_a_late_poll_keeps_the_unit_on_its_grid(tmp_path: Path) -> None:
+    # A poll that starts 30 ms late (the lane was busy) must not push every later poll
+    # 30 ms back: over a run that would be a rate below the configured one.
+    async def scenario() -> None:
+        regmap = write_fleet_map(tmp_path)
+        now = [0.0]
+        async with modbus_controller(units=[1]) as port:
+            bus = BusCoordinator(_bus(port, _units(regmap, [1], poll_s=0.1)), HeldSink(),
+                                 clock=lambda: now[0])
+            (unit,) = bus.units
+            try:
+                assert await bus.read_unit(unit) is not None
+                assert unit.next_due == pytest.approx(0.1)
+                now[0] = 0.13
+                assert await bus.read_unit(unit) is not None
+                assert unit.next_due == pytest.approx(0.2)
+                now[0] = 0.45  # more than a period late: the missed slots are not made up
+                assert await bus.read_unit(unit) is not None
+                assert unit.next_due == pytest.approx(0.55)
+            finally:
+                await bus.close()
+
+    asyncio.run(scenario())
