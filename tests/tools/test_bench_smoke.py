@@ -34,8 +34,10 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
                 ["readings measured", "latency p50 / max"]),
     "modbus": (["--seconds", "0.2"],
                ["raw pyserial", "pymodbus sync", "pymodbus async", "coordinator (3.5-char gap)"]),
+    "modbus-fleet": (["--units", "3", "--dead", "1", "--seconds", "0.5", "--warmup", "0.3"],
+                     ["rate", "accounting", "rss", "cpu"]),
     "reflex": (["--trips", "3", "--rate", "50", "--devices", "5"],
-               ["reflex", "acked", "action", "notified", "eval"]),
+               ["reflex", "limits", "acked", "action", "notified", "eval"]),
 }
 
 
