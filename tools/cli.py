@@ -111,7 +111,8 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "drain": "tandem.tools.bench.drain", "bytes": "tandem.tools.bench.bytes",
             "latency": "tandem.tools.bench.latency",
             "catchup": "tandem.tools.bench.catchup",
-            "modbus-fleet": "tandem.tools.bench.modbus_fleet"}
+            "modbus-fleet": "tandem.tools.bench.modbus_fleet",
+            "node": "tandem.tools.bench.node"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -36,6 +36,8 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
                ["raw pyserial", "pymodbus sync", "pymodbus async", "coordinator (3.5-char gap)"]),
     "modbus-fleet": (["--units", "3", "--dead", "1", "--seconds", "0.5", "--warmup", "0.3"],
                      ["rate", "accounting", "rss", "cpu"]),
+    "node": (["--seconds", "3", "--pystone-passes", "2000"],
+             ["pystone", "features", "encode", "send", "window"]),
     "reflex": (["--trips", "3", "--rate", "50", "--devices", "5"],
                ["reflex", "limits", "acked", "action", "notified", "eval"]),
 }
