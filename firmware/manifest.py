@@ -7,7 +7,7 @@ metadata(description="Tandem sensor node", version="0.1.0")
 for name in ("adxl345", "backoff", "board_esp32", "cbor", "cbor_decode", "coap", "coap_blocks",
              "commands", "config", "config_sensing", "eventlog", "exchange", "fieldnode", "link",
              "node", "nodestats", "outbox", "rawsend", "report", "sht3x", "sidejobs", "spill",
-             "startup", "vibration"):
+             "startup", "vibration", "windowtime"):
     module(name + ".py")
 for name in ("modbus_config", "modbus_map", "modbus_node", "modbus_rtu", "uart_esp32"):
     module(name + ".py")

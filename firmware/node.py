@@ -14,6 +14,7 @@ import exchange
 from backoff import Backoff
 from outbox import Outbox
 from report import ReportEncoder
+from windowtime import ENCODE, FEATURES, SEND, WindowTime, ticks_us
 
 _DOWN = const(0)
 _HANDSHAKE = const(1)
@@ -52,6 +53,11 @@ class Node:
         self.next_sample = self.retry_at  # run() restarts the schedule
         self.backlog = False  # records may still wait inside mbedtls
         self.bus = None  # optional Modbus RTU slave (modbus_node.NodeBus), served every loop
+        self.timing = WindowTime()  # features, encode, send: the node's cost per window
+        # A sensor that samples in real time (a burst) times its own features, not its waits.
+        self._sensor_timed = hasattr(self.sensors, "timing")
+        if self._sensor_timed:
+            self.sensors.timing = self.timing
 
     def attach_bus(self, bus):
         self.bus = bus
@@ -84,11 +90,16 @@ class Node:
     def _sample(self, now):
         self.seq += 1
         t = self.board.now_ms()
+        t0 = ticks_us()
         self.sensors.sample(self.seq, self.values)
+        if not self._sensor_timed:
+            self.timing.add(FEATURES, t0)
         off, dropped = self.outbox.reserve()
         if dropped:
             self.log.warn("dropped", seq=dropped, reason="outbox full")
+        t0 = ticks_us()
         end = self.encoder.encode(self.outbox.buf, off, self.seq, self.boot, t, self.values)
+        self.timing.add(ENCODE, t0)
         self.outbox.commit(end - off, self.seq)
         if self.bus is not None:
             self.bus.sampled(self.seq, self.sensors.channels, self.values)
@@ -176,8 +187,12 @@ class Node:
             self.outbox.pop()
 
     def _send(self, now, data, what="send"):
+        t0 = ticks_us()
         try:
-            return self.link.send(data)
+            sent = self.link.send(data)
+            if sent and self.state == _UP:  # a handshake's sends are not a window's cost
+                self.timing.add(SEND, t0)
+            return sent
         except (OSError, ValueError) as e:
             self._fail(now, what, e)
             return False

@@ -4,7 +4,8 @@
 
 def stats(node):
     s = {"sampled": node.seq, "reports": node.acked, "ignored": node.ignored,
-         "peak_heap": node.peak_heap, "link_block_max_ms": node.link.slowest_ms}
+         "peak_heap": node.peak_heap, "link_block_max_ms": node.link.slowest_ms,
+         "window_us": node.timing.summary()}
     if hasattr(node, "late_max_ms"):  # fieldnode.FieldNode
         s["window_late_max_ms"] = node.late_max_ms
         s["spilled"] = getattr(node.outbox, "spilled", 0)

@@ -70,6 +70,7 @@ class VibrationSensors:
         self.errors = 0  # temperature reads that failed (NACK or CRC)
         self.crests = [0.0, 0.0, 0.0]  # of the last window, x y z
         self.scale = adxl345.SCALE_G
+        self.timing = None  # the node's windowtime.WindowTime: times the features, not the burst
 
     def configure(self, hz, n):
         # Rate and samples per window together; ValueError (nothing changed)
@@ -90,7 +91,11 @@ class VibrationSensors:
             started = False
         self._burst()
         self._temperature(out, started)
+        timing = self.timing
+        t0 = ticks_us()
         self._features(out)
+        if timing is not None:
+            timing.add(0, t0)  # windowtime.FEATURES
 
     def _burst(self):
         xs, ys, zs = self.xs, self.ys, self.zs

@@ -113,7 +113,9 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "catchup": "tandem.tools.bench.catchup",
             "training": "tandem.tools.bench.training",
             "rollout": "tandem.tools.bench.rollout",
-            "schedule": "tandem.tools.bench.schedule"}
+            "schedule": "tandem.tools.bench.schedule",
+            "modbus-fleet": "tandem.tools.bench.modbus_fleet",
+            "node": "tandem.tools.bench.node"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -16,6 +16,7 @@
     kind = "tcp"
     host = "10.0.0.5"
     tcp_port = 502
+    connections = 1               # tcp: connections for answering units (one more for silent ones)
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ class ModbusBus:
     timeout_s: Annotated[Float, Field(gt=0, le=60)] = 0.5
     inter_frame_ms: Annotated[Float, Field(ge=0, le=1000)] = 0.0
     backoff_max_s: Annotated[Float, Field(gt=0, le=86_400)] = 30.0
+    connections: Annotated[Int, Field(ge=1, le=16)] = 1  # tcp only: polls in flight at once
     units: tuple[ModbusUnit, ...] = ()
 
     def __post_init__(self) -> None:

@@ -1,19 +1,22 @@
-"""One coordinator per Modbus bus: one client, one lock, a pause between frames.
+"""One coordinator per Modbus bus: its connections (lanes), a lock each, a pause between frames.
 
-Every request on the bus goes through `_exchange` under the bus lock, so polls
-and verified writes (the rule engine's emergency stop) never interleave frames,
-and the configured inter-frame silence is kept. Each unit is polled on its own
-schedule with its own timeout; a unit that stops answering backs off
-exponentially (up to the bus's backoff_max_s), so it costs the bus one timeout
-per backoff period instead of one per poll, and its live neighbours keep their
-schedule. Poll results become `DeviceReport`s for the same ReportSink as CoAP,
-device id "<bus>/<unit name>".
+Every request goes through `_exchange_locked` under its lane's lock, so polls
+and verified writes (the rule engine's emergency stop, always on lane 0) never
+interleave frames, and the configured inter-frame silence is kept. An RTU line
+is one lane. A TCP bus opens `connections` lanes for answering units (unit i
+on lane i mod n) plus one more, opened on first need, for units that stopped
+answering: their timeouts queue only behind each other, never in front of a
+live unit. Each unit is polled by a task of its own on its own schedule with
+its own timeout; a unit that stops answering backs off exponentially (up to
+the bus's backoff_max_s). Poll results become `DeviceReport`s for the same
+ReportSink as CoAP, device id "<bus>/<unit name>"; the poller hands them over
+without waiting for the sink's fsync (the ingress commits them in groups), so
+a poll never waits on the disk writes of earlier ones.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -36,6 +39,18 @@ from tandem.wire.report import Report
 Clock = Callable[[], float]
 # A verified write that lost its connection is reconnected and tried once more, at once.
 _RECONNECT_CAUSES = frozenset({"connect", "io"})
+# Reports handed to the sink and not yet answered, per bus: beyond this a poll's report is
+# refused (counted as sink_full) rather than queued without bound.
+MAX_SUBMITTING = 10_000
+
+
+@dataclass
+class Lane:
+    """One connection of a bus: its client, its lock and when its last frame ended."""
+
+    client: ModbusBaseClient
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    last_frame: float = float("-inf")
 
 
 class RequestError(Exception):
@@ -92,12 +107,15 @@ class BusCoordinator:
         self.bus = bus
         self.sink = sink
         self.metrics = metrics or ModbusMetrics()
-        self._client = client  # made on first use, in the loop that runs the bus
+        self._client = client  # lane 0's; made on first use, in the loop that runs the bus
         self.clock = clock
         self.inter_frame_s = inter_frame_s(bus)
-        self.lock = asyncio.Lock()
+        self.lock = asyncio.Lock()  # lane 0's: polls on it and every verified write
         self.errors = RateLimitedLog(clock=clock)
-        self._last_frame = float("-inf")
+        self._lanes: list[Lane] = []
+        self._suspect: Lane | None = None
+        self._submitting: set[asyncio.Task[None]] = set()
+        self.submitted = {"accepted": 0, "sink_full": 0}
         cache = {} if maps is None else maps
         self.units = [self._unit(u, cache) for u in bus.units]
 
@@ -110,10 +128,25 @@ class BusCoordinator:
 
     @property
     def client(self) -> ModbusBaseClient:
-        """The bus's pymodbus client (it binds to the running loop, so it is made on first use)."""
-        if self._client is None:
-            self._client = make_client(self.bus)
-        return self._client
+        """Lane 0's pymodbus client (it binds to the running loop, so it is made on first use)."""
+        return self.lanes[0].client
+
+    @property
+    def lanes(self) -> list[Lane]:
+        """The connections for answering units (made on first use)."""
+        if not self._lanes:
+            first = Lane(self._client or make_client(self.bus), self.lock)
+            count = self.bus.connections if self.bus.kind == "tcp" else 1
+            self._lanes = [first] + [Lane(make_client(self.bus)) for _ in range(count - 1)]
+        return self._lanes
+
+    def lane_for(self, unit: UnitState) -> Lane:
+        """A unit's connection: its own lane while it answers, the suspects' lane (TCP) if not."""
+        if unit.failures and self.bus.kind == "tcp":
+            if self._suspect is None:
+                self._suspect = Lane(make_client(self.bus))
+            return self._suspect
+        return self.lanes[self.units.index(unit) % len(self.lanes)]
 
     def unit(self, name: str) -> UnitState:
         """The state of the unit called name."""
@@ -122,18 +155,64 @@ class BusCoordinator:
     # -- polling ----------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Poll every unit when due until stop is set."""
-        while not stop.is_set() and self.units:
-            for unit in self.units:
-                if unit.next_due <= self.clock() and not stop.is_set():
-                    await self.poll(unit)
-            wait = min(u.next_due for u in self.units) - self.clock()
+        """Poll every unit when due (a task each) until stop is set; then let the sink answer."""
+        if not self.units:
+            return
+        stopped = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.gather(*(self._poll_loop(unit, stopped) for unit in self.units))
+        finally:
+            stopped.cancel()
+            await self.drain()
+
+    async def _poll_loop(self, unit: UnitState, stopped: asyncio.Future[Any]) -> None:
+        while not stopped.done():
+            wait = unit.next_due - self.clock()
             if wait > 0:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), wait)
+                await asyncio.wait([stopped], timeout=wait)
+                continue
+            report = await self.read_unit(unit)
+            if report is not None:
+                self._hand_over(unit, report)
+
+    def _hand_over(self, unit: UnitState, report: DeviceReport) -> None:
+        """Submit without waiting for the answer (the ingress's group commit); bounded."""
+        if len(self._submitting) >= MAX_SUBMITTING:
+            self._refused(unit)
+            return
+        task = asyncio.create_task(self._deliver(unit, report))
+        self._submitting.add(task)
+        task.add_done_callback(self._submitting.discard)
+
+    async def drain(self) -> None:
+        """Wait until the sink has answered every report handed to it."""
+        while self._submitting:
+            await asyncio.gather(*self._submitting, return_exceptions=True)
 
     async def poll(self, unit: UnitState) -> bool:
-        """Read the unit's due points, hand a report to the sink; False when it failed."""
+        """Read the unit's due points, submit the report (awaiting the sink); False if failed."""
+        failed_before = unit.failed
+        report = await self.read_unit(unit)
+        if report is not None:
+            await self._deliver(unit, report)
+        return unit.failed == failed_before
+
+    async def _deliver(self, unit: UnitState, report: DeviceReport) -> None:
+        try:
+            accepted = await self.sink.submit(report)
+        except Exception:  # noqa: BLE001 - a failing sink refuses; the poller carries on
+            accepted = False
+        if accepted:
+            self.submitted["accepted"] += 1
+        else:
+            self._refused(unit)
+
+    def _refused(self, unit: UnitState) -> None:
+        self.submitted["sink_full"] += 1
+        self._count(unit, "sink_full", "the pipeline refused a report")
+
+    async def read_unit(self, unit: UnitState) -> DeviceReport | None:
+        """Read the unit's due points: the report to submit, None if failed or nothing to say."""
         now = self.clock()
         due = [p for p in unit.regmap.points if unit.next_point.get(p.name, 0.0) <= now]
         started = time.perf_counter()
@@ -143,18 +222,18 @@ class BusCoordinator:
                 values.update(await self._read(unit, block))
         except RequestError as exc:
             self._failed(unit, exc, now)
-            return False
+            return None
         self.metrics.latency.labels(self.bus.name).observe(time.perf_counter() - started)
-        report = self._succeeded(unit, due, values, now)
-        if report is not None and not await self.sink.submit(report):  # outside the bus lock
-            self._count(unit, "sink_full", "the pipeline refused a report")
-        return True
+        return self._succeeded(unit, due, values, now)
 
     async def _read(self, unit: UnitState, block: Block) -> dict[str, float]:
-        method = getattr(self.client, _READERS[block.table])
-        response = await self.exchange(
-            unit.timeout_s,
-            lambda: method(block.start, count=block.count, device_id=unit.config.unit_id))
+        lane = self.lane_for(unit)
+        method = getattr(lane.client, _READERS[block.table])
+        async with lane.lock:
+            response = await self._exchange_locked(
+                unit.timeout_s,
+                lambda: method(block.start, count=block.count, device_id=unit.config.unit_id),
+                lane)
         data = response.bits if block.table.is_bits else response.registers
         try:
             return block.values(data)
@@ -166,8 +245,9 @@ class BusCoordinator:
         unit.polls += 1
         unit.failures = 0
         unit.backoff_s = 0.0
-        for p in due:
-            unit.next_point[p.name] = now + unit.period(p)
+        for p in due:  # on a fixed grid: the poll's own latency must not stretch the period
+            slot = unit.next_point.get(p.name, now) + unit.period(p)
+            unit.next_point[p.name] = slot if slot > now else now + unit.period(p)
         unit.next_due = min(unit.next_point.values(), default=now + unit.config.poll_s)
         unit.values.update(values)
         self.metrics.polls.labels(self.bus.name, unit.config.name, "ok").inc()
@@ -248,27 +328,29 @@ class BusCoordinator:
         async with self.lock:
             return await self._exchange_locked(timeout_s, request)
 
-    async def _exchange_locked(self, timeout_s: float,
-                               request: Callable[[], Awaitable[Any]]) -> Any:
-        if not self.client.connected and not await self.client.connect():
+    async def _exchange_locked(self, timeout_s: float, request: Callable[[], Awaitable[Any]],
+                               lane: Lane | None = None) -> Any:
+        lane = lane or self.lanes[0]
+        client = lane.client
+        if not client.connected and not await client.connect():
             raise RequestError("connect", f"cannot open {self._where()}")
-        gap = self._last_frame + self.inter_frame_s - self.clock()
+        gap = lane.last_frame + self.inter_frame_s - self.clock()
         if gap > 0:
             await asyncio.sleep(gap)
         # This unit's timeout; the transaction manager holds its own copy of CommParams.
-        self.client.ctx.comm_params.timeout_connect = timeout_s
+        client.ctx.comm_params.timeout_connect = timeout_s
         try:
             response = await request()
         except ConnectionException as exc:
-            self.client.close()
+            client.close()
             raise RequestError("connect", str(exc)) from None
         except ModbusException as exc:  # ModbusIOException: no (valid) answer in time
             raise RequestError("timeout", str(exc)) from None
         except OSError as exc:
-            self.client.close()
+            client.close()
             raise RequestError("io", str(exc)) from None
         finally:
-            self._last_frame = self.clock()
+            lane.last_frame = self.clock()
         if response.isError():
             code = int(getattr(response, "exception_code", 0))
             raise RequestError(f"exception_{code:02d}", f"exception response {code}")
@@ -278,6 +360,6 @@ class BusCoordinator:
         return self.bus.port if self.bus.kind == "rtu" else f"{self.bus.host}:{self.bus.tcp_port}"
 
     async def close(self) -> None:
-        """Close the client (the ActuatorPort's close too)."""
-        if self._client is not None:
-            self._client.close()
+        """Close every connection (the ActuatorPort's close too)."""
+        for lane in [*self._lanes, *([self._suspect] if self._suspect else [])]:
+            lane.client.close()

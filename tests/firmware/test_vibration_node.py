@@ -67,6 +67,12 @@ def test_reports_carry_window_features_and_jitter_is_measured(
     jitter = done["jitter_us"]
     assert jitter["n"] == 6 * 128 and 0 <= jitter["p50"] <= jitter["p99"] <= jitter["max"]
     assert done["sensor_errors"] == 0 and done["link_block_max_ms"] < PERIOD
+    timing = done["window_us"]  # the node's own time per window (tandem bench node)
+    assert timing["features"]["n"] == timing["encode"]["n"] == 6
+    assert timing["send"]["n"] >= 1 and all(
+        0 < timing[part]["mean_us"] <= timing[part]["max_us"] for part in timing)
+    # features exclude the burst's real-time sampling (128 samples at 800 Hz take 160 ms)
+    assert timing["features"]["max_us"] < 100_000
     print(f"\njitter_us={jitter} handshake_ms={node.wait_for('connected')['handshake_ms']} "
           f"peak_heap={done['peak_heap']} live_heap={done['live_heap']} of {done['heap_size']}")
 

@@ -39,11 +39,15 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
     "modbus": (["--seconds", "0.2"],
                ["raw pyserial", "pymodbus sync", "pymodbus async", "coordinator (3.5-char gap)"]),
     "schedule": (["--gateways", "10", "--seconds", "60"], ["simulated tasks"]),
-    "reflex": (["--trips", "3", "--rate", "50", "--devices", "5"],
-               ["reflex", "acked", "action", "notified", "eval"]),
     "training": (["--devices", "6", "--windows", "40", "--epochs", "3", "--versions", "2"],
                  ["training time", "model size", "held-out F1", "worst delta / xz",
                   "inference p50 / p99"]),
+    "modbus-fleet": (["--units", "3", "--dead", "1", "--seconds", "0.5", "--warmup", "0.3"],
+                     ["rate", "accounting", "rss", "cpu"]),
+    "node": (["--seconds", "3", "--pystone-passes", "2000"],
+             ["pystone", "features", "encode", "send", "window"]),
+    "reflex": (["--trips", "3", "--rate", "50", "--devices", "5"],
+               ["reflex", "limits", "acked", "action", "notified", "eval"]),
 }
 # Benches that need an optional extra: skipped without it, except in CI (CI=true installs it).
 NEEDS = {"training": "tensorflow"}
