@@ -76,6 +76,8 @@ class Gateway:
         self.uplink = Uplink(config.uplink, CloudEndpoint.of(config), config.gateway.id,
                              self.outbox, self.keystore, self.metrics) \
             if config.uplink.url else None
+        if self.uplink is not None:  # alarms and events leave at once (the urgent lane)
+            self.outbox.on_urgent.append(self.uplink.urgent.set)
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
         self.nodes.attach(self.access, self.uplink.wakeup.set if self.uplink else lambda: None)
         # Privacy gate on the outbox, revocation list, signed policy (gateway/policy/).
