@@ -28,9 +28,10 @@ from pathlib import Path
 
 import httpx
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 from pymodbus.client import ModbusTcpClient
 
-from tandem.tools.site import REPO, local_site
+from tandem.tools.site import REPO, Site, local_site
 from tandem.wire.clock import now_ms
 
 GOAL_MS = 100.0
@@ -83,9 +84,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ModbusTcpClient("127.0.0.1", port=port) as plc:
                 rtt = _api_rtt(client)
                 samples = _measure(client, plc, args)
+            upload = _upload_mean(site)
         finally:
             site.stop_all()
     _report(samples, rtt, args)
+    print(f"gateway upload      : {upload * 1000:.1f} ms mean (one batch POST until the "
+          "cloud's 200, alarms and summaries)")
     return 0
 
 
@@ -129,6 +133,16 @@ def _api_rtt(client: httpx.Client, rounds: int = 50) -> float:
         client.get("/api/v1/events", params={"device": DEVICE, "limit": 1}).raise_for_status()
         times.append(time.perf_counter() - started)
     return statistics.median(times)
+
+
+def _upload_mean(site: Site) -> float:
+    """Mean seconds of the gateway's batch POSTs (its tandem_gw_uplink_seconds)."""
+    text = httpx.get(f"http://127.0.0.1:{site.ports.metrics}/metrics", timeout=10).text
+    values = {family.name + suffix: sample.value
+              for family in text_string_to_metric_families(text) for sample in family.samples
+              for suffix in ("_sum", "_count") if sample.name == family.name + suffix}
+    count = values.get("tandem_gw_uplink_seconds_count", 0.0)
+    return values.get("tandem_gw_uplink_seconds_sum", 0.0) / count if count else float("nan")
 
 
 def _measure(client: httpx.Client, plc: ModbusTcpClient, args: argparse.Namespace) \
