@@ -24,6 +24,7 @@ from tandem.gateway.modbus.service import ModbusService
 from tandem.gateway.nodes.services import NodeServices
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
+from tandem.gateway.pipeline.latest import LatestValues
 from tandem.gateway.pipeline.quarantine import QuarantineLog
 from tandem.gateway.pipeline.summarise import SummaryPipeline
 from tandem.gateway.pipeline.windows import TumblingWindows
@@ -69,6 +70,9 @@ class Gateway:
                                               commander=self.nodes.commands)
         if self.local is not None:
             self.ingress.observers.append(self.local.reflex.take)
+        # The newest value per channel, for live views (installer page, cloud live lane).
+        self.latest = LatestValues()
+        self.ingress.observers.append(self.latest.take)
         self.pipeline = SummaryPipeline(
             self.ingress.queue, TumblingWindows(int(config.pipeline.window_s * 1000)),
             self.journal, self.metrics)
