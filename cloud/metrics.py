@@ -1,13 +1,18 @@
-"""Prometheus metrics of one app, in a registry of its own (so tests can build many apps)."""
+"""Prometheus metrics of one app, in a registry of its own (so tests can build many apps).
+
+Under gunicorn with several workers the values live in shared files
+(cloud/serving/sharedmetrics.py) and `exposition` sums every worker's.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import cast
 
 from flask import Flask, current_app
 from flask.sansio.app import App
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
 
 _EXTENSION = "tandem.metrics"
 
@@ -65,3 +70,12 @@ def metrics(app: App | None = None) -> Metrics:
     """The metrics of app (default: the current app)."""
     target = app if app is not None else current_app
     return cast(Metrics, target.extensions[_EXTENSION])
+
+
+def exposition(app: App | None = None) -> CollectorRegistry:
+    """What /metrics shows: every worker's metrics summed in multiprocess mode, else app's."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return metrics(app).registry
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry

@@ -26,6 +26,7 @@ from tandem.gateway.models import service as model_service
 from tandem.gateway.nodes.services import NodeServices
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
+from tandem.gateway.pipeline.latest import LatestValues
 from tandem.gateway.pipeline.quarantine import QuarantineLog
 from tandem.gateway.pipeline.summarise import SummaryPipeline
 from tandem.gateway.pipeline.windows import TumblingWindows
@@ -71,6 +72,9 @@ class Gateway:
                                               commander=self.nodes.commands)
         if self.local is not None:
             self.ingress.observers.append(self.local.reflex.take)
+        # The newest value per channel, for live views (installer page, cloud live lane).
+        self.latest = LatestValues()
+        self.ingress.observers.append(self.latest.take)
         self.pipeline = SummaryPipeline(
             self.ingress.queue, TumblingWindows(int(config.pipeline.window_s * 1000)),
             self.journal, self.metrics)
@@ -83,6 +87,8 @@ class Gateway:
                                      self.outbox, CloudEndpoint.of(config), self.keystore,
                                      self.database.call, self.metrics.registry) \
             if config.uplink.url else None
+        if self.uplink is not None:  # alarms and events leave at once (the urgent lane)
+            self.outbox.on_urgent.append(self.uplink.urgent.set)
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
         self.nodes.attach(self.access, self.uplink.wakeup.set if self.uplink else lambda: None)
         # Privacy gate on the outbox, revocation list, signed policy (gateway/policy/).

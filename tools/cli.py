@@ -111,6 +111,7 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "drain": "tandem.tools.bench.drain", "bytes": "tandem.tools.bench.bytes",
             "latency": "tandem.tools.bench.latency",
             "catchup": "tandem.tools.bench.catchup",
+            "alarm": "tandem.tools.bench.alarm",
             "training": "tandem.tools.bench.training",
             "rollout": "tandem.tools.bench.rollout",
             "schedule": "tandem.tools.bench.schedule",

@@ -22,7 +22,7 @@ from tandem.cloud.audit import record as audit
 from tandem.cloud.db import engine as database
 from tandem.cloud.errors import Rejection, StorageUnavailable
 from tandem.cloud.fleet import registry
-from tandem.cloud.metrics import metrics
+from tandem.cloud.metrics import exposition
 from tandem.cloud.query import dataset
 from tandem.cloud.timeseries import store as timeseries
 from tandem.cloud.timeseries.rollup import StoredEvent, StoredSummary
@@ -163,7 +163,7 @@ def healthz() -> tuple[Response, int]:
 def prometheus_metrics() -> Response:
     """Prometheus text exposition of the service's metrics."""
     # content_type, not mimetype: Flask would append a second charset, which Prometheus refuses
-    return Response(generate_latest(metrics().registry), content_type=CONTENT_TYPE_PLAIN_0_0_4)
+    return Response(generate_latest(exposition()), content_type=CONTENT_TYPE_PLAIN_0_0_4)
 
 
 class QueryParams:

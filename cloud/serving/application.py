@@ -26,6 +26,7 @@ from tandem.cloud import close_app, create_app
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
 from tandem.cloud.metrics import metrics
+from tandem.cloud.serving import sharedmetrics
 from tandem.cloud.serving.prunelock import PruneLock
 from tandem.cloud.serving.worker import Deadlines, with_deadlines
 from tandem.cloud.timeseries import retention
@@ -69,6 +70,7 @@ class CloudServer(BaseApplication):  # type: ignore[misc]  # gunicorn has no typ
         self.cfg.set("when_ready", self._when_ready)
         self.cfg.set("post_worker_init", self._post_worker_init)
         self.cfg.set("worker_exit", _worker_exit)
+        self.cfg.set("child_exit", lambda _arbiter, worker: sharedmetrics.worker_gone(worker.pid))
         if self.listening.tls is not None:
             tls = self.listening.tls
             self.cfg.set("ssl_context", lambda _config, _default: tls)
@@ -140,6 +142,7 @@ def serve(config: CloudConfig, listening: Listening,
           on_stopped: Callable[[], None] = lambda: None) -> int:
     """Serve until SIGTERM/SIGINT; return the exit status (0 after a clean stop)."""
     close_app(create_app(config))  # refuse a bad config or database before forking anything
+    sharedmetrics.prepare(config.data_dir)  # the workers' metrics, summed on /metrics
     try:
         CloudServer(config, listening).run()
     except SystemExit as stop:  # gunicorn's arbiter leaves through sys.exit

@@ -10,6 +10,13 @@ leaves within a probe period of the cloud's return instead of a backoff
 period; a cloud that answers with an error gets no probes, only the backoff.
 A 409 `batch_conflict` (the cloud holds this number with other content) moves
 the batch past the cloud's `next_seq`, re-signed, and sends it again.
+
+Alarms and events have an urgent lane: setting `urgent` (the outbox does it
+after an alarm's commit) ends the idle wait at once, and only the urgent
+records are sealed, in a signed batch of their own, so an alarm reaches the
+cloud in one round trip while summaries keep their `interval_s` batching.
+During a backoff `urgent` ends nothing: the alarms wait in the outbox and, being
+most urgent, are the first batch sealed when the cloud answers again.
 """
 
 from __future__ import annotations
@@ -76,6 +83,7 @@ class Uplink:
         self._client = endpoint.async_client(headers={"Content-Type": MEDIA_TYPE})
         self._unreachable = False  # the last attempt could not connect at all
         self.wakeup = asyncio.Event()
+        self.urgent = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until stop is set; sleep between empty polls, back off on failure."""
@@ -84,10 +92,29 @@ class Uplink:
             if outcome in _AT_ONCE:
                 continue
             if outcome is Outcome.EMPTY:
-                await _wait_any(stop, self.wakeup, self._config.interval_s)
-            else:
+                outcome = await self._idle(stop)
+            if outcome is Outcome.RETRY:
                 await self._back_off(stop)
             self.wakeup.clear()
+
+    async def _idle(self, stop: asyncio.Event) -> Outcome:
+        """Wait out the flush interval; urgent records that come meanwhile go at once."""
+        end = self._clock() + self._config.interval_s
+        while not stop.is_set() and (left := end - self._clock()) > 0:
+            if not await _wait_any(stop, self.urgent, left, self.wakeup) or \
+                    not self.urgent.is_set():
+                break  # the interval is over, or stop, or a routine wake-up
+            self.urgent.clear()
+            outcome = await self._deliver_urgent()
+            if outcome is Outcome.RETRY:
+                return outcome
+        return Outcome.EMPTY
+
+    async def _deliver_urgent(self) -> Outcome:
+        """Deliver until no alarm or event waits (a batch sealed earlier goes first)."""
+        while (outcome := await self.deliver_one(Priority.EVENT)) in _AT_ONCE:
+            pass
+        return outcome
 
     async def _back_off(self, stop: asyncio.Event) -> None:
         """Wait out the backoff; while nothing answered, end it early once a probe connects."""
@@ -107,13 +134,13 @@ class Uplink:
             log.info("cloud reachable again: sending the backlog now")
         return reachable
 
-    async def deliver_one(self) -> Outcome:
-        """Seal or pick the oldest batch and try to deliver it once."""
+    async def deliver_one(self, max_priority: Priority = Priority.BULK) -> Outcome:
+        """Seal (records up to max_priority) or pick the oldest batch and deliver it once."""
         routine = self._budget.allows_routine()
         self._metrics.uplink_budget_exhausted.set(0 if routine else 1)
         batch = await self._outbox.seal_or_pending(
             self._config.batch_max_records, self._build_envelope, now_ms(),
-            Priority.BULK if routine else Priority.EVENT)
+            max_priority if routine else Priority.EVENT)
         if batch is None:
             return Outcome.EMPTY
         return await self._send(batch)
@@ -209,9 +236,10 @@ def _status_of(response: httpx.Response) -> str:
         return "?"
 
 
-async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float) -> bool:
-    """Wait until stop or wakeup is set (True) or timeout seconds passed (False)."""
-    waiters = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(wakeup.wait())]
+async def _wait_any(stop: asyncio.Event, wakeup: asyncio.Event, timeout: float,
+                    *more: asyncio.Event) -> bool:
+    """Wait until stop or a wakeup is set (True) or timeout seconds passed (False)."""
+    waiters = [asyncio.ensure_future(e.wait()) for e in (stop, wakeup, *more)]
     try:
         done, _ = await asyncio.wait(waiters, timeout=timeout,
                                      return_when=asyncio.FIRST_COMPLETED)

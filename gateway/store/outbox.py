@@ -17,6 +17,10 @@ the cloud's highest number and re-signs it.
 The outbox is bounded: past `max_records` waiting summaries it degrades
 gracefully, merging the oldest summaries pairwise into coarser windows before
 refusing any. Alarms and events are never merged, refused or dropped.
+
+Alarms and events are urgent: once committed, `put` calls every `on_urgent`
+callback (the uplink's urgent lane), so they leave without waiting for the
+next flush.
 """
 
 from __future__ import annotations
@@ -90,6 +94,8 @@ class Outbox:
         self.merged = 0
         self.degraded = False
         self.admission: Admission | None = None
+        # Called on the event loop after urgent records committed (the uplink's urgent lane).
+        self.on_urgent: list[Callable[[], None]] = []
         self.epoch = database.call_sync(self._epoch)
 
     # -- async facade ----------------------------------------------------------
@@ -97,6 +103,9 @@ class Outbox:
     async def put(self, records: Sequence[Record], priority: Priority) -> None:
         """Store records durably (returns after the commit reached the disk)."""
         await self.database.call(self.put_sync, records, priority)
+        if priority in _NEVER_REFUSED:
+            for notify in self.on_urgent:
+                notify()
 
     async def seal_or_pending(self, max_records: int, build: BuildEnvelope, now_ms: int,
                               max_priority: Priority = Priority.BULK) -> SealedBatch | None:

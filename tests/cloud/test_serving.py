@@ -252,3 +252,27 @@ def test_answers_name_no_server_version_and_metrics_parse_in_prometheus(start_cl
     assert metrics.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     names = {family.name for family in text_string_to_metric_families(metrics.text)}
     assert "tandem_cloud_batches_accepted" in names
+
+
+@pytest.mark.timeout(120)
+def test_metrics_sum_every_worker(start_cloud, kit):
+    """prometheus_client's multiprocess mode: any worker's /metrics counts all workers' work."""
+    cloud = start_cloud(workers=2)
+    uploads = 12
+    with cloud.client() as http:  # a new connection per request: both workers take some
+        for _ in range(uploads):
+            answer = http.post("/ingest/v1/batches", content=cloud.batch(),
+                               headers={"Content-Type": MEDIA_TYPE})
+            assert answer.status_code == 200, answer.text
+    seen = []
+    with cloud.client(headers=kit.bearer(cloud.admin_token)) as http:
+        for _ in range(6):  # whichever worker answers
+            text = http.get("/metrics").text
+            seen.append(sum(sample.value for family in text_string_to_metric_families(text)
+                            for sample in family.samples
+                            if sample.name == "tandem_cloud_batches_accepted_total"))
+            histogram = [sample.value for family in text_string_to_metric_families(text)
+                         for sample in family.samples
+                         if sample.name == "tandem_cloud_ingest_seconds_count"]
+            assert sum(histogram) >= uploads
+    assert seen == [uploads] * 6

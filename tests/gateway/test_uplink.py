@@ -270,3 +270,95 @@ def test_a_cloud_that_answers_with_errors_gets_backoff_and_no_probes(
     asyncio.run(scenario())
     outbox.database.close()
     assert _probes(metrics, "reachable") == _probes(metrics, "unreachable") == 0
+
+
+def test_an_alarm_leaves_at_once_on_its_own_while_summaries_wait_for_the_interval(
+        cloud: ScriptedCloud, tmp_path: Path) -> None:
+    """The urgent lane: an alarm put while the uplink idles is sent without waiting for
+    the next flush, in a signed batch of its own; a summary waiting beside it stays."""
+    outbox = Outbox(GatewayDatabase(tmp_path / "gateway.db"))
+    batches: list[list[str]] = []
+
+    async def scenario() -> None:
+        # An hour between flushes: only the urgent lane can deliver within the test.
+        config = UplinkSection(url=cloud.url, ca=cloud.ca_path, interval_s=3600.0)
+        uplink = Uplink(config, _endpoint(config), "gw-01", outbox, SoftwareSigner(KEY),
+                        GatewayMetrics())
+        outbox.on_urgent.append(uplink.urgent.set)
+        stop = asyncio.Event()
+        task = asyncio.create_task(uplink.run(stop))
+
+        async def idle() -> bool:
+            return (await outbox.depth()) == (0, 0)
+
+        async def alarm_sent() -> bool:
+            return len(cloud.received) == 1
+
+        try:
+            await _until(idle)  # first pass: nothing waiting, the uplink sleeps an hour
+            await outbox.put([_summary(1)], Priority.SUMMARY)
+            await outbox.put([Event("n1", "overheat", 5, 3, {"temp": 99.0})], Priority.ALARM)
+            await _until(alarm_sent)
+        finally:
+            stop.set()
+            await task
+            await uplink.close()
+        for body in cloud.received:
+            batch = decode_batch(verify1(body, lambda kid: KEY.public_key()).payload)
+            batches.append([type(r).__name__ for r in batch.records])
+
+    asyncio.run(scenario())
+    assert batches == [["Event"]]
+    assert outbox.depth_sync() == (1, 0)  # the summary waits for its flush
+    outbox.database.close()
+
+
+def test_alarms_queued_while_the_cloud_is_down_go_first_when_it_returns(
+        tmp_path: Path) -> None:
+    """Down link: alarms queue durably; the first batch after the outage holds only them."""
+    port = free_port()
+    ca = SiteCA.create(tmp_path / "pki", "test")
+    metrics = GatewayMetrics()
+    outbox = Outbox(GatewayDatabase(tmp_path / "gateway.db"))
+    received: list[bytes] = []
+
+    async def scenario() -> None:
+        config = UplinkSection(url=f"https://127.0.0.1:{port}", ca=ca.cert_pem_path,
+                               interval_s=0.05, backoff_max_s=600.0, probe_s=0.05)
+        uplink = Uplink(config, _endpoint(config), "gw-01", outbox, SoftwareSigner(KEY),
+                        metrics, backoff=Backoff(30.0, 600.0, draw=lambda low, high: high),
+                        clock=lambda: 0.0)
+        outbox.on_urgent.append(uplink.urgent.set)
+        await outbox.put([_summary(i) for i in range(3)], Priority.SUMMARY)
+        stop = asyncio.Event()
+        task = asyncio.create_task(uplink.run(stop))
+
+        async def probed_down() -> bool:
+            return _probes(metrics, "unreachable") >= 2
+
+        async def drained() -> bool:
+            return await outbox.depth() == (0, 0)
+
+        try:
+            await _until(probed_down)
+            await outbox.put([Event("n1", "overheat", 5, 3, {"temp": 99.0})], Priority.ALARM)
+            cloud = ScriptedCloud(tmp_path, [], port=port)
+            try:
+                await _until(drained)
+                received.extend(cloud.received)
+            finally:
+                cloud.close()
+        finally:
+            stop.set()
+            await task
+            await uplink.close()
+
+    asyncio.run(scenario())
+    outbox.database.close()
+    kinds = [[type(r).__name__ for r in
+              decode_batch(verify1(b, lambda kid: KEY.public_key()).payload).records]
+             for b in received]
+    # The summary batch sealed before the outage is resent byte for byte, but the alarm
+    # overtakes it in a batch of its own.
+    assert kinds[0] == ["Event"]
+    assert sorted(k for ks in kinds[1:] for k in ks) == ["Summary"] * 3
