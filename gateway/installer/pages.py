@@ -38,8 +38,9 @@ def login(session: Session, error: str, status: int = 200) -> web.Response:
 def status(session: Session, gateway_id: str) -> web.Response:
     """The status page shell; static/status.js polls /api/status and /api/live."""
     body = f"""<header><h1>Gateway <span id="gw">{escape(gateway_id)}</span></h1>
-<form method="post" action="/logout"><input type="hidden" name="csrf"
-value="{escape(session.csrf)}"><button type="submit">Log out</button></form></header>
+<form method="post" action="/logout">
+<input type="hidden" name="csrf" value="{escape(session.csrf)}">
+<button type="submit" id="logout">Log out</button></form></header>
 <main class="status">
 <section id="identity"><h2>Identity</h2><dl id="identity-list"></dl></section>
 <section id="cloud"><h2>Cloud link</h2><dl id="cloud-list"></dl></section>
