@@ -1,0 +1,101 @@
+"""The installer page in a real browser against a real gateway daemon and a MicroPython node.
+
+Debian's Chromium (Playwright) logs in over HTTPS with the password set by
+`tandem-gateway installer-password`, sees the node and its live values update
+without a reload, is refused a forged form, and is throttled after repeated
+wrong passwords. Screenshots go to docs/screenshots.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tandem.tools.site import NodeSpec, Site, local_site
+from tests import browser as harness
+from tests.browser import needs_chromium, screenshot
+
+pytestmark = [pytest.mark.timeout(180), needs_chromium]
+
+browser = harness.browser
+browser_page = harness.browser_page
+
+PASSWORD = "installer-secret-42"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Iterator[Site]:
+    running = local_site(tmp_path / "site", window_s=2.0)
+    try:
+        yield running
+    finally:
+        running.stop_all()
+
+
+@pytest.fixture
+def page_url(site: Site) -> Iterator[str]:
+    """A gateway with a password set and one node reporting twice a second: its page URL."""
+    gateway_cli = str(Path(sys.executable).with_name("tandem-gateway"))
+    done = subprocess.run([gateway_cli, "installer-password", "--config",
+                           str(site.root / "gateway.toml")], input=PASSWORD + "\n",
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    gateway = site.start_gateway()
+    node = NodeSpec("node-07", period_ms=500)
+    site.issue_node(node)
+    site.start_node(node)
+    yield site.installer_url(gateway)
+
+
+def _log_in(page: Any, url: str, password: str) -> None:
+    page.goto(url + "login")
+    page.fill("#password", password)
+    page.click("#login")
+
+
+def test_login_status_and_live_values(browser_page: Any, page_url: str, site: Site) -> None:
+    page = browser_page
+    page.goto(page_url)
+    assert page.url.endswith("/login")  # nothing without a login
+    _log_in(page, page_url, PASSWORD)
+    page.wait_for_url(page_url)
+    page.locator("#node-rows", has_text="node-07").wait_for()
+    assert "online" in page.locator("#node-rows").inner_text()
+    assert "file (matches certificate)" in page.locator("#identity-list").inner_text()
+    latest = page.locator("#live-latest li").first
+    latest.wait_for()
+    shown = latest.get_attribute("data-value")
+    # a new reading replaces the value without a reload (the node reports every 0.5 s)
+    page.wait_for_function(
+        "v => document.querySelector('#live-latest li').dataset.value !== v", arg=shown)
+    assert page.locator("#chart path").count() >= 1
+    screenshot(page, "installer-status")
+
+
+def test_forged_form_without_csrf_is_refused(browser_page: Any, page_url: str) -> None:
+    page = browser_page
+    _log_in(page, page_url, PASSWORD)
+    page.wait_for_url(page_url)
+    # the session cookie goes along, the token does not: what a cross-site form would send
+    forged = page.request.post(page_url + "logout", form={"nothing": "here"})
+    assert forged.status == 403 and "CSRF" in forged.text()
+    page.goto(page_url)
+    assert page.url == page_url  # still logged in: the forged logout did nothing
+    page.click("#logout")
+    page.wait_for_url(page_url + "login")
+
+
+def test_login_throttle_engages(browser_page: Any, page_url: str) -> None:
+    page = browser_page
+    for _ in range(3):
+        _log_in(page, page_url, "not the password")
+        assert page.locator("#error").inner_text() == "Wrong password."
+    _log_in(page, page_url, PASSWORD)  # right, but the address must wait first
+    assert "Too many failed logins" in page.locator("#error").inner_text()
+    screenshot(page, "installer-login-throttled")
+    assert page.url.endswith("/login")
