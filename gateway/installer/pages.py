@@ -14,6 +14,9 @@ _HEAD = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{title}</title><link rel="stylesheet" href="/static/installer.css"></head><body>"""
 
 
+_NAV = '<nav><a href="/">Status</a> <a href="/rules" id="nav-rules">Rules</a></nav>'
+
+
 def _page(session: Session, title: str, body: str, status: int = 200) -> web.Response:
     head = _HEAD.format(csrf=escape(session.csrf), title=escape(title))
     return web.Response(text=head + body + "</body></html>", content_type="text/html",
@@ -37,7 +40,7 @@ def login(session: Session, error: str, status: int = 200) -> web.Response:
 
 def status(session: Session, gateway_id: str) -> web.Response:
     """The status page shell; static/status.js polls /api/status and /api/live."""
-    body = f"""<header><h1>Gateway <span id="gw">{escape(gateway_id)}</span></h1>
+    body = f"""<header><h1>Gateway <span id="gw">{escape(gateway_id)}</span></h1>{_NAV}
 <form method="post" action="/logout">
 <input type="hidden" name="csrf" value="{escape(session.csrf)}">
 <button type="submit" id="logout">Log out</button></form></header>
@@ -57,3 +60,17 @@ def status(session: Session, gateway_id: str) -> web.Response:
 <section id="tasks"><h2>Tasks</h2><p id="task-list"></p><p>Model: <span id="model"></span></p>
 </section></main><script src="/static/status.js"></script>"""
     return _page(session, "Status - Tandem gateway", body)
+
+
+def rules(session: Session, path: str) -> web.Response:
+    """The rules editor; static/rules.js checks, dry-runs and applies through /api/rules."""
+    body = f"""<header><h1>Rules <span id="rules-file">{escape(path)}</span></h1>{_NAV}</header>
+<main class="rules"><section>
+<textarea id="rules-text" spellcheck="false" rows="24"></textarea>
+<p><button id="check">Check</button> <button id="dryrun">Dry run (last hour)</button>
+<button id="apply">Apply</button></p>
+<p id="rules-error" class="error"></p><p id="rules-result"></p>
+<table><thead><tr><th>Time</th><th>Rule</th><th>Node</th><th>Transition</th></tr></thead>
+<tbody id="firings"></tbody></table></section></main>
+<script src="/static/rules.js"></script>"""
+    return _page(session, "Rules - Tandem gateway", body)

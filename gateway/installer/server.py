@@ -23,6 +23,7 @@ from tandem.gateway.installer.audit import AuditTrail
 from tandem.gateway.installer.config import InstallerSection
 from tandem.gateway.installer.livevalues import LiveValues
 from tandem.gateway.installer.password import Credentials
+from tandem.gateway.installer.rulespage import RulesPage
 from tandem.gateway.installer.sessions import COOKIE, Session, SessionTable
 from tandem.gateway.installer.status import StatusSource
 from tandem.gateway.installer.throttle import LoginThrottle
@@ -62,6 +63,8 @@ class InstallerServer:
                         web.get("/api/status", self._status_json),
                         web.get("/api/live", self._live_json),
                         web.static("/static", STATIC)])
+        app.add_routes(RulesPage(self.gateway.config.rules.file, self.live, self.audit,
+                                 SESSION_KEY).routes())
         return app
 
     async def start(self) -> None:
