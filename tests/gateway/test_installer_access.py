@@ -121,7 +121,8 @@ def test_sessions_expire_and_are_bounded() -> None:
 
 
 def _gateway(data_dir: Path) -> Any:
-    config = SimpleNamespace(gateway=SimpleNamespace(id="gw-test", data_dir=data_dir))
+    config = SimpleNamespace(gateway=SimpleNamespace(id="gw-test", data_dir=data_dir),
+                             rules=SimpleNamespace(file=None))
     return SimpleNamespace(config=config)
 
 
