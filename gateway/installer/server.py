@@ -10,16 +10,20 @@ or hand file work to a thread, so the reflex path never waits for the page.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import httpx
 from aiohttp import web
 
+from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.installer import pages
 from tandem.gateway.installer.audit import AuditTrail
+from tandem.gateway.installer.auditlink import AuditLink
 from tandem.gateway.installer.config import InstallerSection
 from tandem.gateway.installer.livevalues import LiveValues
 from tandem.gateway.installer.password import Credentials
@@ -54,6 +58,9 @@ class InstallerServer:
         self.audit = AuditTrail()
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.audit_link: AuditLink | None = None
+        self._stop = asyncio.Event()
+        self._sender: asyncio.Task[None] | None = None
 
     def app(self) -> web.Application:
         """The aiohttp application (tests drive it with aiohttp's test client)."""
@@ -78,12 +85,33 @@ class InstallerServer:
         await web.TCPSite(self._runner, self.section.host, self.section.port,
                           ssl_context=tls).start()
         self.port = int(self._runner.addresses[0][1])
+        self._start_audit_link()
+
+    def _start_audit_link(self) -> None:
+        """With a cloud configured, changes go to its audit log too."""
+        gw = self.gateway
+        if not gw.config.uplink.url:
+            return
+        http = CloudEndpoint.of(gw.config).async_client()
+        self.audit_link = AuditLink(gw.config.gateway.id, self.audit, gw.keystore, http,
+                                    gw.database.call)
+        self._sender = asyncio.create_task(self.audit_link.run(self._stop))
 
     async def stop(self) -> None:
-        """Close the socket and open connections; safe to call twice."""
+        """Close the socket and open connections, send what is pending; safe to call twice."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        self._stop.set()
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            await sender
+        if self.audit_link is not None:
+            with contextlib.suppress(httpx.HTTPError, TimeoutError):
+                async with asyncio.timeout(2.0):  # the logout that ended the visit, say
+                    await self.audit_link.send_once()
+            await self.audit_link.close()
+            self.audit_link = None
 
     # -- sessions, CSRF and login required, for every request -------------------
 

@@ -19,6 +19,7 @@ import pytest
 from tandem.tools.site import NodeSpec, Site, local_site
 from tests import browser as harness
 from tests.browser import needs_chromium, screenshot
+from tests.waiting import eventually
 
 pytestmark = [pytest.mark.timeout(180), needs_chromium]
 
@@ -46,14 +47,18 @@ def site(tmp_path: Path) -> Iterator[Site]:
         running.stop_all()
 
 
-@pytest.fixture
-def page_url(site: Site) -> Iterator[str]:
-    """A gateway with a password set and one node reporting twice a second: its page URL."""
+def _set_password(site: Site) -> None:
     gateway_cli = str(Path(sys.executable).with_name("tandem-gateway"))
     done = subprocess.run([gateway_cli, "installer-password", "--config",
                            str(site.root / "gateway.toml")], input=PASSWORD + "\n",
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def page_url(site: Site) -> Iterator[str]:
+    """A gateway with a password set and one node reporting twice a second: its page URL."""
+    _set_password(site)
     gateway = site.start_gateway()
     node = NodeSpec("node-07", period_ms=500)
     site.issue_node(node)
@@ -140,3 +145,42 @@ def test_rule_edited_checked_dry_run_applied_and_fires(browser_page: Any, page_u
     assert "above = 0.0" in (site.root / "rules.toml").read_text()
     page.goto(page_url)  # the hot reload puts it in force; the next reading fires it
     page.locator("#alarm-list", has_text="warm on node-07").wait_for(timeout=30_000)
+
+
+def _admin_token(site: Site) -> str:
+    cloud = str(Path(sys.executable).with_name("tandem-cloud"))
+    config = ["--config", str(site.cloud_config)]
+    subprocess.run([cloud, "user", "add", "auditor", "--role", "admin", "--no-password",
+                    *config], capture_output=True, check=True, timeout=60)
+    issued = subprocess.run([cloud, "token", "create", "--user", "auditor", "--name", "audit",
+                             *config], capture_output=True, text=True, check=True, timeout=60)
+    return issued.stdout.strip()
+
+
+def test_changes_reach_the_cloud_audit_log(browser_page: Any, site: Site) -> None:
+    site.start_cloud()
+    _set_password(site)
+    url = site.installer_url(site.start_gateway())
+    page = browser_page
+    _log_in(page, url, PASSWORD)
+    page.wait_for_url(url)
+    page.click("#logout")
+    page.wait_for_url(url + "login")
+    with site.cloud_client() as cloud:
+        cloud.headers["Authorization"] = f"Bearer {_admin_token(site)}"
+
+        def installer_rows() -> list[dict[str, Any]] | None:
+            rows = cloud.get("/api/v1/audit", params={"limit": 1000}).json()["entries"]
+            found = [r for r in rows if r["event"].startswith("installer.")]
+            return found if len(found) >= 2 else None
+
+        rows = eventually(installer_rows, "installer changes in the cloud audit log",
+                          timeout=30)
+    assert [(r["event"], r["actor"]) for r in rows] == [
+        ("installer.login", "gateway:gw-01/installer"),
+        ("installer.logout", "gateway:gw-01/installer")]
+    assert rows[0]["detail"]["address"] == "127.0.0.1"
+    verified = subprocess.run([str(Path(sys.executable).with_name("tandem-cloud")), "audit",
+                               "verify", "--config", str(site.cloud_config)],
+                              capture_output=True, text=True, timeout=60)
+    assert verified.returncode == 0, verified.stdout + verified.stderr
