@@ -27,6 +27,7 @@ from tandem.cloud.config import (
 )
 from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import admin as fleet_admin
+from tandem.cloud.fleet import installer_audit
 from tandem.cloud.fleet import routes as enrol_api
 from tandem.cloud.ingest import routes as ingest
 from tandem.cloud.labels import routes as labels_api
@@ -59,6 +60,7 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     enrol_api.init_app(app)  # also accepts installer tokens
     app.register_blueprint(policy_api.bp)
     app.register_blueprint(fleet_admin.bp)
+    app.register_blueprint(installer_audit.bp)
     raw_api.init_app(app)  # raw snippets on demand (operators and gateways)
     labels_api.init_app(app)  # operator labels for training
     models_api.init_app(app)  # model registry and releases (operators and gateways)

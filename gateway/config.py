@@ -21,6 +21,7 @@ from pydantic import Field
 from pydantic.dataclasses import dataclass
 
 from tandem.gateway.access.config import CoapSection, DeviceGrant
+from tandem.gateway.installer.config import InstallerSection
 from tandem.gateway.modbus.config import ModbusSection
 from tandem.wire.tomlconfig import (
     SECTION,
@@ -239,6 +240,7 @@ class GatewayConfig:
     rawcache: RawCacheSection = dataclasses.field(default_factory=RawCacheSection)
     commands: CommandsSection = dataclasses.field(default_factory=CommandsSection)
     status: StatusSection = dataclasses.field(default_factory=StatusSection)
+    installer: InstallerSection = dataclasses.field(default_factory=InstallerSection)
 
 
 def load_config(path: Path, environ: typing.Mapping[str, str] | None = None) -> GatewayConfig:

@@ -19,6 +19,8 @@ from tandem.gateway.config import GatewayConfig
 from tandem.gateway.health import HealthServer
 from tandem.gateway.identity.keystore import GatewayKeyStore
 from tandem.gateway.identity.kinds import open_keystore
+from tandem.gateway.installer.livevalues import LiveValues
+from tandem.gateway.installer.server import InstallerServer
 from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.modbus.fieldbus import CrossLoopSink, FieldbusThread
 from tandem.gateway.modbus.service import ModbusService
@@ -26,7 +28,6 @@ from tandem.gateway.models import service as model_service
 from tandem.gateway.nodes.services import NodeServices
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
-from tandem.gateway.pipeline.latest import LatestValues
 from tandem.gateway.pipeline.quarantine import QuarantineLog
 from tandem.gateway.pipeline.summarise import SummaryPipeline
 from tandem.gateway.pipeline.windows import TumblingWindows
@@ -72,9 +73,10 @@ class Gateway:
                                               commander=self.nodes.commands)
         if self.local is not None:
             self.ingress.observers.append(self.local.reflex.take)
-        # The newest value per channel, for live views (installer page, cloud live lane).
-        self.latest = LatestValues()
-        self.ingress.observers.append(self.latest.take)
+        # Each node's newest values and recent history, fed after the reflex: the installer
+        # page's status, charts and rules dry run (gateway/installer/livevalues.py).
+        self.live = LiveValues()
+        self.ingress.observers.append(self.live.take)
         self.pipeline = SummaryPipeline(
             self.ingress.queue, TumblingWindows(int(config.pipeline.window_s * 1000)),
             self.journal, self.metrics)
@@ -109,6 +111,7 @@ class Gateway:
         self._stop_ingress = asyncio.Event()
         self._supervisor: Supervisor | None = None
         self.health: HealthServer | None = None
+        self.installer: InstallerServer | None = None
 
     @property
     def supervisor(self) -> Supervisor:
@@ -138,6 +141,21 @@ class Gateway:
         if self.config.metrics.port:
             self.health = HealthServer(self.metrics.registry, supervisor)
             await self.health.start(self.config.metrics.host, self.config.metrics.port)
+        if self.config.installer.enabled:
+            await self._start_installer()
+
+    async def _start_installer(self) -> None:
+        """The installer page; a port it cannot bind is a WARNING, not a gateway down."""
+        installer = InstallerServer(self.config.installer, self, self.live)
+        try:
+            await installer.start()
+        except OSError as exc:
+            log.warning("installer page not served on %s:%d: %s", self.config.installer.host,
+                        self.config.installer.port, exc)
+            await installer.stop()
+            return
+        self.installer = installer
+        log.info("installer page on https://%s:%d/", self.config.installer.host, installer.port)
 
     def _task_factories(self) -> list[tuple[str, TaskFactory]]:
         stop, uplink = self._stop, self.uplink
@@ -167,6 +185,8 @@ class Gateway:
         supervisor = self._supervisor
         if supervisor is not None:  # a task down now stays down; the journal keeps its data
             supervisor.stop_restarts()
+        if self.installer is not None:  # no change from the page while layers go down
+            await self.installer.stop()
         await self.access.stop()
         self.nodes.commands.close()  # no node will poll again: waiting commands fail now
         await self.fieldbus.stop_tasks()  # Modbus polls end while the ingress still takes them

@@ -50,6 +50,7 @@ class SitePorts:
     cloud: int
     coap: int
     metrics: int
+    installer: int = 0  # the installer page; 0: a free port, logged at start
 
 
 @dataclass
@@ -163,6 +164,12 @@ class Site:
         gateway.wait_for(r"listening on coaps://", timeout=60)
         return gateway
 
+    @staticmethod
+    def installer_url(gateway: Child) -> str:
+        """The installer page of a started gateway (from its log)."""
+        found = gateway.wait_for(r"installer page on (https://\S+:\d+/)", timeout=10)
+        return found[1]
+
     def start_node(self, spec: NodeSpec, config: Path | None = None) -> Child:
         """Start one MicroPython node with an ESP32-sized heap."""
         config = config or self.root / "nodes" / spec.name / "node.json"
@@ -234,6 +241,10 @@ backoff_max_s = 5.0
 [metrics]
 host = "127.0.0.1"
 port = {self.ports.metrics}
+
+[installer]
+host = "127.0.0.1"
+port = {self.ports.installer}
 {self._rules_section()}{self.gateway_extra}""")
 
     def _rules_section(self) -> str:

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from tandem.gateway import preflight
+from tandem.gateway.cli import installer as installer_cli
 from tandem.gateway.cli import quarantine as quarantine_cli
 from tandem.gateway.cli import security as security_cli
 from tandem.gateway.config import GatewayConfig, load_config
@@ -54,6 +55,8 @@ def _dispatch(args: argparse.Namespace, config: GatewayConfig) -> int:
         return security_cli.run(args, config)
     if args.command in quarantine_cli.COMMANDS:
         return quarantine_cli.run(args, config)
+    if args.command in installer_cli.COMMANDS:
+        return installer_cli.run(args, config)
     return asyncio.run(_run(config))
 
 
@@ -75,6 +78,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="gateway TOML configuration file")
     security_cli.add_commands(sub, config)
     quarantine_cli.add_commands(sub, config)
+    installer_cli.add_commands(sub, config)
     return parser
 
 

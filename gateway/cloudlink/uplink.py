@@ -82,6 +82,8 @@ class Uplink:
         self._clock = clock
         self._client = endpoint.async_client(headers={"Content-Type": MEDIA_TYPE})
         self._unreachable = False  # the last attempt could not connect at all
+        self.last_delivered_ms = 0  # wall time of the last batch the cloud confirmed
+        self.last_failure = ""  # why the last attempt failed ("" after a delivery)
         self.wakeup = asyncio.Event()
         self.urgent = asyncio.Event()
 
@@ -179,6 +181,7 @@ class Uplink:
             self._metrics.uplink_batches.labels(result="delivered").inc()
             self._metrics.uplink_records.inc(batch.records)
             self._backoff.reset()
+            self.last_delivered_ms, self.last_failure = time.time_ns() // 1_000_000, ""
             log.info("batch %d delivered (%d records, %d bytes, %s)", batch.seq, batch.records,
                      len(batch.envelope), _status_of(response))
             return Outcome.DELIVERED
@@ -211,6 +214,7 @@ class Uplink:
 
     def _failed(self, batch: SealedBatch, reason: str) -> Outcome:
         self._metrics.uplink_batches.labels(result="retry").inc()
+        self.last_failure = reason
         log.warning("batch %d not delivered (%s); will retry", batch.seq, reason)
         return Outcome.RETRY
 
