@@ -17,6 +17,7 @@ from flask import Flask
 from tandem.cloud import datadir, errors, metrics
 from tandem.cloud.access import auth, login
 from tandem.cloud.access import routes as access_api
+from tandem.cloud import console
 from tandem.cloud.config import (
     DEFAULT_SECRET,
     ENV_CONFIG_FILE,
@@ -59,6 +60,7 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(fleet_admin.bp)
     raw_api.init_app(app)  # raw snippets on demand (operators and gateways)
     labels_api.init_app(app)  # operator labels for training
+    console.init_app(app)  # the operator console under /admin (last: it declares its routes)
     return app
 
 
