@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from flask_admin import expose
-
 from tandem.cloud.access import accounts
 from tandem.cloud.access.permissions import Permission
-from tandem.cloud.console.view import ConsoleView, matches, page_number, paginate, text_filter
+from tandem.cloud.console.view import (
+    ConsoleView,
+    expose,
+    matches,
+    page_number,
+    paginate,
+    text_filter,
+)
 from tandem.cloud.db import engine as database
 
 
@@ -22,7 +27,7 @@ class UsersView(ConsoleView):
         with database.read_session() as session:
             rows = [(u.name, u.role, u.active) for u in accounts.list_users(session)
                     if matches(query, u.name, u.role)]
-        return self.render("console/users.html", page=paginate(rows, page_number()), q=query)
+        return self.page("console/users.html", page=paginate(rows, page_number()), q=query)
 
 
 class ApiTokensView(ConsoleView):
@@ -38,5 +43,5 @@ class ApiTokensView(ConsoleView):
             rows = [(owner, t.name, t.created_ms, t.expires_ms, t.revoked_ms)
                     for owner, t in accounts.list_tokens(session)
                     if matches(query, owner, t.name)]
-        return self.render("console/api_tokens.html", page=paginate(rows, page_number()),
+        return self.page("console/api_tokens.html", page=paginate(rows, page_number()),
                            q=query)

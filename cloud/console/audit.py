@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from flask import flash, redirect, url_for
-from flask_admin import expose
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select, true
 from werkzeug.wrappers import Response
 
 from tandem.cloud.access.permissions import Permission
 from tandem.cloud.audit import chain
-from tandem.cloud.console.view import PER_PAGE, ConsoleView, Page, page_number, text_filter
+from tandem.cloud.console.view import PER_PAGE, ConsoleView, Page, expose, page_number, text_filter
 from tandem.cloud.db import engine as database
 
 
@@ -24,7 +23,9 @@ class AuditView(ConsoleView):
         query = text_filter()
         number = page_number()
         entry = chain.AuditEntry
-        where = (entry.event.contains(query) | entry.actor.contains(query)) if query else True
+        where: ColumnElement[bool] = true()
+        if query:
+            where = entry.event.contains(query) | entry.actor.contains(query)
         with database.read_session() as session:
             total = session.scalar(select(func.count()).select_from(entry).where(where)) or 0
             pages = max(1, -(-total // PER_PAGE))
@@ -32,9 +33,9 @@ class AuditView(ConsoleView):
             rows = session.scalars(select(entry).where(where).order_by(entry.seq.desc())
                                    .offset((number - 1) * PER_PAGE).limit(PER_PAGE)).all()
             shown = [(r.seq, r.at_ms, r.event, r.actor, r.detail) for r in rows]
-        return self.render("console/audit.html", page=Page(shown, number, pages, total), q=query)
+        return self.page("console/audit.html", page=Page(shown, number, pages, total), q=query)
 
-    @expose("/verify", methods=("POST",))
+    @expose("/verify", ("POST",))
     def verify(self) -> Response:
         """Recompute the chain and say whether it holds, or the first bad row."""
         with database.read_session() as session:

@@ -1,4 +1,4 @@
-"""A channel's summaries and a device's alarms drawn as an inline SVG (server-side, no JS, no CDN)."""
+"""A channel's summaries and a device's alarms as an inline SVG (server-side: no JS, no CDN)."""
 
 from __future__ import annotations
 

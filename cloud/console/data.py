@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections import defaultdict
 
 from flask import flash, redirect, request, url_for
-from flask_admin import expose
 from markupsafe import Markup
 from werkzeug.wrappers import Response
 
 from tandem.cloud.access.permissions import Permission
 from tandem.cloud.audit import record as audit
 from tandem.cloud.console import chart
-from tandem.cloud.console.view import ConsoleView, page_number, paginate
+from tandem.cloud.console.view import ConsoleView, expose, page_number, paginate
 from tandem.cloud.db import engine as database
 from tandem.cloud.errors import Rejection
 from tandem.cloud.labels import routes as label_api
@@ -54,11 +53,11 @@ class AlarmsView(ConsoleView):
             labels = label_store.listed(session, device or None, start_ms, end_ms)
         judged = {(lb.device, lb.alarm_name, lb.alarm_t_ms): lb for lb in labels}
         charts = _charts(device, start_ms, end_ms, events) if device else []
-        return self.render("console/alarms.html", device=device, hours=hours, ranges=RANGES_H,
+        return self.page("console/alarms.html", device=device, hours=hours, ranges=RANGES_H,
                            charts=charts, page=paginate(events, page_number()), judged=judged,
                            kinds=LABEL_NAMES)
 
-    @expose("/label", methods=("POST",))
+    @expose("/label", ("POST",))
     def label(self) -> Response:
         """Store the operator's judgement of one alarm, audited; back to the same page."""
         form = request.form

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask_admin import expose
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tandem.cloud.access.permissions import Permission
-from tandem.cloud.console.view import ConsoleView, matches, page_number, paginate, text_filter
+from tandem.cloud.console.view import (
+    ConsoleView,
+    expose,
+    matches,
+    page_number,
+    paginate,
+    text_filter,
+)
 from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import registry, tokens
 
@@ -37,7 +43,7 @@ class GatewaysView(ConsoleView):
         query = text_filter()
         with database.read_session() as session:
             rows = [r for r in _gateway_rows(session) if matches(query, r.name, r.group, r.status)]
-        return self.render("console/gateways.html", page=paginate(rows, page_number()), q=query)
+        return self.page("console/gateways.html", page=paginate(rows, page_number()), q=query)
 
 
 class NodesView(ConsoleView):
@@ -52,7 +58,7 @@ class NodesView(ConsoleView):
         with database.read_session() as session:
             rows = [(d.device, d.gateway, d.first_seen_ms, d.last_seen_ms)
                     for d in registry.list_devices(session) if matches(query, d.device, d.gateway)]
-        return self.render("console/nodes.html", page=paginate(rows, page_number()), q=query)
+        return self.page("console/nodes.html", page=paginate(rows, page_number()), q=query)
 
 
 class EnrolTokensView(ConsoleView):
@@ -69,7 +75,7 @@ class EnrolTokensView(ConsoleView):
                                     .order_by(tokens.InstallerToken.created_ms.desc())).all()
             rows = [(t.gateway, t.group, t.created_ms, t.expires_ms, t.used_ms)
                     for t in found if matches(query, t.gateway, t.group)]
-        return self.render("console/enrol_tokens.html", page=paginate(rows, page_number()),
+        return self.page("console/enrol_tokens.html", page=paginate(rows, page_number()),
                            q=query)
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from flask_admin import AdminIndexView, expose
+from flask_admin import AdminIndexView
 from sqlalchemy import func, select
 
 from tandem.cloud.access import auth
 from tandem.cloud.access.permissions import Permission
-from tandem.cloud.console.view import ConsoleView
+from tandem.cloud.console.view import ConsoleView, expose
 from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import registry
 from tandem.cloud.timeseries import store as timeseries
@@ -17,7 +17,7 @@ from tandem.cloud.timestamps import now_ms
 DAY_MS = 86400_000
 
 
-class HomeView(ConsoleView, AdminIndexView):
+class HomeView(ConsoleView, AdminIndexView):  # type: ignore[misc]  # untyped base
     """Counts of gateways, nodes and the last day's alarms, each linking to its list."""
 
     permission = Permission.ACCOUNT_SELF
@@ -37,4 +37,4 @@ class HomeView(ConsoleView, AdminIndexView):
             end = now_ms()
             counts["alarms"] = len(timeseries.store().events(
                 EventQuery(start_ms=end - DAY_MS, end_ms=end)))
-        return self.render("console/home.html", counts=counts, principal=principal)
+        return self.page("console/home.html", counts=counts, principal=principal)

@@ -6,10 +6,15 @@ the console shows their state rather than holding that key.
 
 from __future__ import annotations
 
-from flask_admin import expose
-
 from tandem.cloud.access.permissions import Permission
-from tandem.cloud.console.view import ConsoleView, matches, page_number, paginate, text_filter
+from tandem.cloud.console.view import (
+    ConsoleView,
+    expose,
+    matches,
+    page_number,
+    paginate,
+    text_filter,
+)
 from tandem.cloud.db import engine as database
 from tandem.cloud.policy import store as policy_store
 
@@ -27,5 +32,5 @@ class PoliciesView(ConsoleView):
             groups = list(policy_store.groups(session))
             acks = [(a.gateway, a.group, a.version, a.ok, a.reason, a.acked_ms)
                     for a in policy_store.acks(session) if matches(query, a.gateway, a.group)]
-        return self.render("console/policies.html", groups=groups,
+        return self.page("console/policies.html", groups=groups,
                            page=paginate(acks, page_number()), q=query)

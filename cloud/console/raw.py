@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from flask_admin import expose
 from sqlalchemy import select
 
 from tandem.cloud.access.permissions import Permission
-from tandem.cloud.console.view import ConsoleView, matches, page_number, paginate, text_filter
+from tandem.cloud.console.view import (
+    ConsoleView,
+    expose,
+    matches,
+    page_number,
+    paginate,
+    text_filter,
+)
 from tandem.cloud.db import engine as database
 from tandem.cloud.raw import store as raw_store
 
@@ -25,5 +31,5 @@ class RawRequestsView(ConsoleView):
             found = session.scalars(select(row).order_by(row.id.desc())).all()
             rows = [(r.id, r.device, r.gateway, r.t_ms, r.status, r.detail, r.requested_by)
                     for r in found if matches(query, r.device, r.gateway, r.status)]
-        return self.render("console/raw_requests.html", page=paginate(rows, page_number()),
+        return self.page("console/raw_requests.html", page=paginate(rows, page_number()),
                            q=query)

@@ -7,25 +7,38 @@ table like any other route (`declare_views`), and the route x role test covers t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from flask import Flask, request
 from flask_admin import BaseView
+from flask_admin import expose as admin_expose
 
 from tandem.cloud.access import auth
 from tandem.cloud.access.permissions import Permission
 
 PER_PAGE = 50
 T = TypeVar("T")
+ViewFunction = TypeVar("ViewFunction", bound=Callable[..., Any])
 
 
-class ConsoleView(BaseView):
+def expose(url: str = "/", methods: tuple[str, ...] = ("GET",)
+           ) -> Callable[[ViewFunction], ViewFunction]:
+    """Flask-Admin's `expose`, typed (the library's decorator is not)."""
+    decorate: Callable[[ViewFunction], ViewFunction] = admin_expose(url, methods)
+    return decorate
+
+
+class ConsoleView(BaseView):  # type: ignore[misc]  # flask_admin ships no types
     """A console view: `permission` covers its pages, `actions` names stricter endpoints."""
 
     permission: Permission = Permission.ACCOUNT_SELF
     actions: dict[str, Permission] = {}
+
+    def page(self, template: str, **context: Any) -> str:
+        """Render template in the console's layout (Flask-Admin's `render`, typed)."""
+        return str(self.render(template, **context))
 
     def is_visible(self) -> bool:
         """Show the menu entry only to those who may open it."""
