@@ -110,7 +110,8 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "ingest": "tandem.tools.bench.ingest", "coap": "tandem.tools.bench.coap",
             "drain": "tandem.tools.bench.drain", "bytes": "tandem.tools.bench.bytes",
             "latency": "tandem.tools.bench.latency",
-            "catchup": "tandem.tools.bench.catchup"}
+            "catchup": "tandem.tools.bench.catchup",
+            "console": "tandem.tools.bench.console"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

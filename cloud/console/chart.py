@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
-WIDTH, HEIGHT, MARGIN = 800, 240, 30
+WIDTH, HEIGHT, MARGIN = 800, 240, 40
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,8 +55,8 @@ def render(points: Sequence[Point], markers: Sequence[Marker], start_ms: int, en
     for m in markers:
         parts.append(f'<g class="alarm-marker"><line x1="{x(m.t_ms):.1f}" x2="{x(m.t_ms):.1f}" '
                      f'y1="{MARGIN}" y2="{HEIGHT - MARGIN}" stroke="#d62728" stroke-width="2"/>'
-                     f'<text x="{x(m.t_ms) + 3:.1f}" y="{MARGIN + 12}" fill="#d62728" '
-                     f'font-size="12">{escape(m.name)}</text></g>')
+                     f'<text x="{x(m.t_ms) - 3:.1f}" y="{MARGIN - 4}" fill="#d62728" '
+                     f'font-size="12" text-anchor="end">{escape(m.name)}</text></g>')
     parts.append(f'<text x="4" y="{MARGIN}" font-size="11">{high:g}</text>'
                  f'<text x="4" y="{HEIGHT - MARGIN}" font-size="11">{low:g}</text></svg>')
     return "".join(parts)

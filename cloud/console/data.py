@@ -101,6 +101,10 @@ def _charts(device: str, start_ms: int, end_ms: int,
                                                  s.maximum))
     markers = [chart.Marker(e.event.t_ms, e.event.name) for e in events
                if e.event.device == device]
+    # the x axis starts where data does: a node that began 5 minutes ago fills the width
+    first = min([p.t_ms for ps in by_channel.values() for p in ps]
+                + [m.t_ms for m in markers], default=start_ms)
+    shown_from = max(start_ms, first - (end_ms - first) // 20)
     return [(channel, Markup(chart.render(sorted(points, key=lambda p: p.t_ms), markers,
-                                          start_ms, end_ms, f"{device} {channel}")))
+                                          shown_from, end_ms, f"{device} {channel}")))
             for channel, points in sorted(by_channel.items())]

@@ -24,6 +24,7 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
     "bytes": (["--nodes", "1", "--seconds", "2", "--samples", "32", "--window", "1"],
               ["reports acknowledged", "raw waveform bytes", "uplink bytes", "ratio"]),
     "catchup": (["--outage", "1", "--records", "50"], ["catch-up run 1", "catch-up worst"]),
+    "console": (["--nodes", "20", "--loads", "2"], ["console worst p50"]),
     "coap": (["--peers", "2", "--workers", "1", "--seconds", "1", "--handshake-concurrency", "2"],
              ["handshakes", "reports/s", "CoAP RTT", "gateway CPU", "gateway RSS"]),
     "drain": (["--records", "300", "--batch", "100", "--quiet"],
