@@ -14,10 +14,9 @@ from typing import Any
 
 from flask import Flask
 
-from tandem.cloud import datadir, errors, metrics
+from tandem.cloud import console, datadir, errors, metrics
 from tandem.cloud.access import auth, login
 from tandem.cloud.access import routes as access_api
-from tandem.cloud import console
 from tandem.cloud.config import (
     DEFAULT_SECRET,
     ENV_CONFIG_FILE,

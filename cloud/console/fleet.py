@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from flask import flash, redirect, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
+from werkzeug.wrappers import Response
 
 from tandem.cloud.access.permissions import Permission
+from tandem.cloud.audit import record as audit
 from tandem.cloud.console.view import (
     ConsoleView,
     expose,
@@ -18,6 +21,9 @@ from tandem.cloud.console.view import (
 )
 from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import registry, tokens
+from tandem.cloud.timestamps import now_ms
+
+ENROL_TOKEN = "enrol.token"  # the audit event `tandem-cloud enrol token` records
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,9 +68,27 @@ class NodesView(ConsoleView):
 
 
 class EnrolTokensView(ConsoleView):
-    """Installer tokens issued: for which gateway and group, until when, used or not."""
+    """Installer tokens: issue one (its secret shown once), and those issued, used or not."""
 
     permission = Permission.FLEET_ENROL
+
+    @expose("/issue", ("POST",))
+    def issue(self) -> Response:
+        """A one-time installer token for a gateway and group, audited as the CLI does."""
+        gateway, group = request.form.get("gateway", ""), request.form.get("group", "")
+        hours = request.form.get("hours", "24")
+        ttl_s = int(hours) * 3600 if hours.isascii() and hours.isdigit() and len(hours) < 5 else 0
+        try:
+            with database.sessions().begin() as session:
+                secret = tokens.create_token(session, gateway, group or tokens.DEFAULT_GROUP,
+                                             ttl_s, now_ms())
+                audit.record(ENROL_TOKEN, session=session, detail={
+                    "gateway": gateway, "group": group or tokens.DEFAULT_GROUP, "ttl_s": ttl_s})
+        except tokens.EnrolTokenError as refused:
+            flash(f"no token issued: {refused}", "error")
+            return redirect(url_for(".index"))
+        flash(f"installer token for {gateway} (shown once): {secret}", "success")
+        return redirect(url_for(".index"))
 
     @expose("/")
     def index(self) -> str:

@@ -32,6 +32,7 @@ ACTIONS = {
     "/admin/console_alarms/label": Permission.LABELS_WRITE,
     "/admin/console_audit/verify": Permission.AUDIT_READ,
     "/admin/console_policies/push": Permission.POLICY_PUSH,
+    "/admin/console_enrol/issue": Permission.FLEET_ENROL,
 }
 EXPECTED = {  # role -> console pages it may open
     "viewer": {"/admin/", "/admin/console_gateways/", "/admin/console_nodes/",
@@ -106,7 +107,8 @@ def test_forms_without_a_valid_csrf_token_are_refused(app, kit):
     label = {"device": "dev-1", "name": "overheat", "t_ms": "1000", "label": "fault"}
     for path, form in (("/admin/console_alarms/label", label),
                        ("/admin/console_audit/verify", {}),
-                       ("/admin/console_policies/push", {"group": "g", "policy": "version = 1"})):
+                       ("/admin/console_policies/push", {"group": "g", "policy": "version = 1"}),
+                       ("/admin/console_enrol/issue", {"gateway": "gw-new"})):
         for forged in ({}, {"csrf_token": "forged"}):
             response = client.post(path, data=form | forged)
             assert response.status_code == 400, (path, forged)

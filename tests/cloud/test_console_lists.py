@@ -11,7 +11,7 @@ from tandem.cloud.access import accounts
 from tandem.cloud.audit import chain
 from tandem.cloud.console.view import PER_PAGE
 from tandem.cloud.db import engine as database
-from tandem.cloud.fleet import registry
+from tandem.cloud.fleet import registry, tokens
 
 PASSWORD = "correct horse battery staple"
 
@@ -121,3 +121,21 @@ def test_audit_log_filters_and_verifies_its_chain(app, kit):
     response = admin.post("/admin/console_audit/verify", data={"csrf_token": csrf_token(page)},
                           follow_redirects=True)
     assert "audit chain broken at row 1" in response.text
+
+
+def test_an_operator_issues_an_installer_token_shown_once(app, kit):
+    operator = signed_in(app, kit)
+    token = csrf_token(operator.get("/admin/console_enrol/").text)
+    page = operator.post("/admin/console_enrol/issue", follow_redirects=True, data={
+        "csrf_token": token, "gateway": "gw-new", "group": "plant-a", "hours": "1"}).text
+    secret = re.search(r"\(shown once\): (tdi_[\w-]+)", page)
+    assert secret is not None and rows(page) == ["gw-new"]
+    assert secret.group(1) not in operator.get("/admin/console_enrol/").text
+    with database.read_session(app) as session:
+        grant = tokens.find_grant(session, secret.group(1), kit.now_ms())
+        assert grant is not None and (grant.gateway, grant.group) == ("gw-new", "plant-a")
+        assert [e.actor for e in chain.entries(session) if e.event == "enrol.token"] == [
+            "user:operator-1"]
+    refused = operator.post("/admin/console_enrol/issue", follow_redirects=True, data={
+        "csrf_token": token, "gateway": "no spaces", "hours": "1"}).text
+    assert "no token issued: gateway name" in refused and rows(refused) == ["gw-new"]
