@@ -14,7 +14,7 @@ from typing import Any
 
 from flask import Flask
 
-from tandem.cloud import datadir, errors, metrics
+from tandem.cloud import console, datadir, errors, metrics
 from tandem.cloud.access import auth, login
 from tandem.cloud.access import routes as access_api
 from tandem.cloud.config import (
@@ -65,6 +65,7 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     labels_api.init_app(app)  # operator labels for training
     models_api.init_app(app)  # model registry and releases (operators and gateways)
     scheduling_api.init_app(app)  # gateway status in, fleet status and strategies out
+    console.init_app(app)  # the operator console under /admin (last: it declares its routes)
     return app
 
 

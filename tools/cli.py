@@ -116,7 +116,8 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "rollout": "tandem.tools.bench.rollout",
             "schedule": "tandem.tools.bench.schedule",
             "modbus-fleet": "tandem.tools.bench.modbus_fleet",
-            "node": "tandem.tools.bench.node"}
+            "node": "tandem.tools.bench.node",
+            "console": "tandem.tools.bench.console"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

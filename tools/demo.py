@@ -7,8 +7,10 @@ seconds of what reached the cloud. Ctrl-C stops every process.
 
 from __future__ import annotations
 
+import secrets
 import signal
 import ssl
+import subprocess
 import sys
 import threading
 import time
@@ -69,9 +71,12 @@ def run_demo(options: DemoOptions) -> int:
                 window_s=options.window_s, echo=_echo_problems, rules=DEMO_RULES)
     try:
         _start(site, options)
+        console_password = _console_login(site)
         print(f"\nTandem demo is up after {time.monotonic() - started:.1f} s:\n"
               f"  cloud API     {site.cloud_url}/api/v1/summaries   (CA: {site.pki / 'ca.pem'})\n"
               f"  API token     {site.api_token}   (send as Authorization: Bearer)\n"
+              f"  console       {site.cloud_url}/admin/   (user demo, password "
+              f"{console_password})\n"
               f"  gateway CoAP  coaps://127.0.0.1:{options.coap_port}/r\n"
               f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics\n"
               f"  files         {site.root}\n"
@@ -85,6 +90,21 @@ def run_demo(options: DemoOptions) -> int:
         site.stop_all()
     print("demo stopped cleanly")
     return 0
+
+
+def _console_login(site: Site) -> str:
+    """Create the demo's console admin with a fresh password, and return the password."""
+    password = secrets.token_urlsafe(12)
+    secret = site.root / "console-password.txt"
+    secret.write_text(password + "\n")
+    secret.chmod(0o600)
+    added = subprocess.run([str(Path(sys.executable).parent / "tandem-cloud"), "user", "add",
+                            "demo", "--role", "admin", "--password-file", str(secret),
+                            "--config", str(site.cloud_config)],
+                           capture_output=True, text=True, check=False, timeout=60)
+    if added.returncode != 0:
+        raise RuntimeError(f"creating the console user failed:\n{added.stderr}")
+    return password
 
 
 def _start(site: Site, options: DemoOptions) -> None:

@@ -36,6 +36,11 @@ def load_policy_file(path: Path) -> PolicyDocument:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise PolicyFileError(f"{path}: cannot read: {exc}") from None
+    return parse_policy_text(path, text)
+
+
+def parse_policy_text(path: Path, text: str) -> PolicyDocument:
+    """Validate policy text (TOML, or JSON when path ends in .json); errors name path:line."""
     data = _decode(path, text)
     try:
         return parse_policy(data)

@@ -30,6 +30,7 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
     "catchup": (["--outage", "1", "--records", "50"], ["catch-up run 1", "catch-up worst"]),
     "rollout": (["--versions", "1", "--bands", "16", "--chunk", "512", "--rate", "1000000"],
                 ["transfer v1", "resume after a cut"]),
+    "console": (["--nodes", "20", "--loads", "2"], ["console worst p50"]),
     "coap": (["--peers", "2", "--workers", "1", "--seconds", "1", "--handshake-concurrency", "2"],
              ["handshakes", "reports/s", "CoAP RTT", "gateway CPU", "gateway RSS"]),
     "drain": (["--records", "300", "--batch", "100", "--quiet"],
