@@ -20,6 +20,8 @@ from tandem.wire.cose import KeyLookup, Signer, sign1, verify1
 from tandem.wire.errors import WireError
 
 MEDIA_TYPE = 'application/cose; cose-type="cose-sign1"'
+# The header a GET carries its signed request in (base64url), where it has no body.
+SIGNED_HEADER = "X-Tandem-Signed"
 
 
 @dataclass(frozen=True, slots=True)

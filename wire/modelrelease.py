@@ -21,11 +21,10 @@ from typing import Any
 import cbor2
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from tandem.wire import strictcbor
-from tandem.wire.cose import Signer, sign1, verify1
+from tandem.wire.cose import Signer, sign1
 from tandem.wire.errors import WireError
 from tandem.wire.modelcard import ModelCard, from_plain, to_plain
-from tandem.wire.release import policy_key_id
+from tandem.wire.release import open_signed, policy_key_id
 
 MANIFEST_VERSION = 1
 MAX_MANIFEST_BYTES = 256 * 1024
@@ -75,13 +74,7 @@ def sign_manifest(release: ModelRelease, signer: Signer,
 
 def open_manifest(envelope: bytes, trusted: ec.EllipticCurvePublicKey) -> ModelRelease:
     """Verify envelope against the one trusted key and decode it; WireError says why not."""
-    if len(envelope) > MAX_MANIFEST_BYTES:
-        raise WireError("too_large", f"model release of {len(envelope)} bytes")
-    kid = policy_key_id(trusted)
-    verified = verify1(envelope, lambda k: trusted if k == kid else None)
-    obj = strictcbor.loads(verified.payload)
-    if not isinstance(obj, dict) or obj.get("v") != MANIFEST_VERSION:
-        raise WireError("schema", "not a version-1 model release")
+    obj = open_signed(envelope, trusted, MAX_MANIFEST_BYTES, MANIFEST_VERSION, "model release")
     seq, issued, rollback, arts = (obj.get(k) for k in ("seq", "issued", "rollback",
                                                         "artefacts"))
     if type(seq) is not int or seq < 1 or type(issued) is not int \

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 import cbor2
 from cryptography.hazmat.primitives import serialization
@@ -51,15 +52,26 @@ def sign_release(release: Release, signer: Signer, public: ec.EllipticCurvePubli
     return sign1(payload, policy_key_id(public), signer)
 
 
-def open_release(envelope: bytes, trusted: ec.EllipticCurvePublicKey) -> Release:
-    """Verify envelope against the one trusted key and decode it; WireError says why not."""
-    if len(envelope) > MAX_RELEASE_BYTES:
-        raise WireError("too_large", f"policy release of {len(envelope)} bytes")
+def open_signed(envelope: bytes, trusted: ec.EllipticCurvePublicKey, max_bytes: int,
+                version: int, what: str) -> dict[Any, Any]:
+    """The payload map of an envelope signed by the one trusted policy key, at `version`.
+
+    Shared by every release the policy key signs (policies, model releases);
+    WireError says why not (too_large, unknown_key, signature, schema).
+    """
+    if len(envelope) > max_bytes:
+        raise WireError("too_large", f"{what} of {len(envelope)} bytes")
     kid = policy_key_id(trusted)
     verified = verify1(envelope, lambda k: trusted if k == kid else None)
     obj = strictcbor.loads(verified.payload)
-    if not isinstance(obj, dict) or obj.get("v") != RELEASE_VERSION:
-        raise WireError("schema", "not a version-1 policy release")
+    if not isinstance(obj, dict) or obj.get("v") != version:
+        raise WireError("schema", f"not a version-{version} {what}")
+    return obj
+
+
+def open_release(envelope: bytes, trusted: ec.EllipticCurvePublicKey) -> Release:
+    """Verify envelope against the one trusted key and decode it; WireError says why not."""
+    obj = open_signed(envelope, trusted, MAX_RELEASE_BYTES, RELEASE_VERSION, "policy release")
     group, version, issued, doc = (obj.get(k) for k in ("group", "ver", "issued", "doc"))
     if not isinstance(group, str) or not 0 < len(group) <= 64 \
             or type(version) is not int or version < 1 or type(issued) is not int \

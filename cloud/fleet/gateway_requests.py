@@ -18,9 +18,8 @@ from tandem.cloud.errors import Rejection
 from tandem.cloud.fleet import registry
 from tandem.cloud.timestamps import now_ms
 from tandem.wire.errors import WireError
-from tandem.wire.gwrequest import GatewayRequest, open_request
+from tandem.wire.gwrequest import SIGNED_HEADER, GatewayRequest, open_request
 
-SIGNED_HEADER = "X-Tandem-Signed"  # for GETs: the signed request, base64url
 MAX_REQUEST_BYTES = 64 * 1024
 _FAULTS = {"unknown_key": (403, "unknown_gateway"), "signature": (401, "bad_signature"),
            "stale": (401, "stale_request")}

@@ -38,7 +38,7 @@ from tandem.gateway.models.transfer import Download, TokenBucket, TransferError,
 from tandem.gateway.supervisor import periodic
 from tandem.wire.clock import now_ms
 from tandem.wire.errors import WireError
-from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
+from tandem.wire.gwrequest import MEDIA_TYPE, SIGNED_HEADER, sign_request
 from tandem.wire.modelcard import ModelCard
 from tandem.wire.modeldelta import apply_delta
 from tandem.wire.modelrelease import ModelRelease, open_manifest
@@ -47,7 +47,6 @@ log = logging.getLogger(__name__)
 
 CURRENT_PATH = "/models/v1/current"
 REPORT_PATH = "/models/v1/report"
-SIGNED_HEADER = "X-Tandem-Signed"
 SHADOW_HEADER = "X-Model-Shadow"
 STATE_FILE = "state.json"
 

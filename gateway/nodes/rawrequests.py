@@ -32,14 +32,13 @@ from tandem.gateway.store.outbox import Outbox, Priority
 from tandem.gateway.supervisor import periodic
 from tandem.wire.clock import now_ms
 from tandem.wire.cose import Signer
-from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
+from tandem.wire.gwrequest import MEDIA_TYPE, SIGNED_HEADER, sign_request
 from tandem.wire.raw import RawSnippet
 
 log = logging.getLogger(__name__)
 
 REQUESTS_PATH = "/edge/v1/requests"
 RESULT_PATH = "/edge/v1/requests/result"
-SIGNED_HEADER = "X-Tandem-Signed"
 Offload = Callable[..., Awaitable[Any]]  # runs a function where the key store may be used
 
 

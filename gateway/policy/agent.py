@@ -28,14 +28,13 @@ from tandem.gateway.privacy.stage import PrivacyConfigError
 from tandem.gateway.supervisor import periodic
 from tandem.wire.clock import now_ms
 from tandem.wire.errors import WireError
-from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
+from tandem.wire.gwrequest import MEDIA_TYPE, SIGNED_HEADER, sign_request
 from tandem.wire.release import Release, open_release
 
 log = logging.getLogger(__name__)
 
 CURRENT_PATH = "/policy/v1/current"
 ACK_PATH = "/policy/v1/ack"
-SIGNED_HEADER = "X-Tandem-Signed"
 POLICY_FILE = "current.cose"
 
 # Runs a function on the database thread (where the key store is used).
