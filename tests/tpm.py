@@ -9,6 +9,10 @@ dir must be absolute: swtpm silently enters failure mode with a relative one.
 The swtpm TCTI has no control-port option: it uses port+1, so the two ports
 are chosen as a free consecutive pair. `TSS2_LOG=all+none` is set so expected
 TPM errors (a refused unseal) do not flood the test output.
+
+TensorFlow and tpm2-tss segfault when both live in one process (create_primary
+crashes): tests train in child processes, and `start` refuses loudly if a test
+loaded TensorFlow here anyway, instead of letting the whole run die.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,6 +64,9 @@ class SoftwareTpm:
         """Start swtpm on fresh free ports and wait until it accepts connections."""
         if self._proc is not None:
             raise RuntimeError("swtpm already running")
+        if "tensorflow" in sys.modules:
+            raise RuntimeError("TensorFlow is loaded in this test process; tpm2-tss segfaults "
+                               "beside it: train in a child process (tests/cloud/test_training)")
         self.port = _free_port_pair()
         self.ctrl_port = self.port + 1
         began = time.perf_counter()
