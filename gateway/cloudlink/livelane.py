@@ -64,8 +64,10 @@ class LiveMetrics:
                              registry=registry)
         self.values = Counter("tandem_gw_live_values", "Channel values posted on the live lane",
                               registry=registry)
-        self.dropped = Counter("tandem_gw_live_dropped", "Watched devices or channels left out "
-                               "of the live lane by its bounds", ["what"], registry=registry)
+        self.dropped = Counter("tandem_gw_live_dropped_channels", "Changed channels left out "
+                               "of a live post by [live] max_channels", registry=registry)
+        self.unsent = Gauge("tandem_gw_live_unsent_devices", "Watched devices left out of the "
+                            "live lane by [live] max_devices", registry=registry)
         self.watched = Gauge("tandem_gw_live_watched", "Devices the cloud watches live",
                              registry=registry)
         self.link_up = Gauge("tandem_gw_live_link_up", "1 while the last live-lane call "
@@ -94,6 +96,7 @@ class LiveLane:
         self._backoff = Backoff(config.interval_s, config.watch_poll_s)
         self._asked = float("-inf")  # monotonic time of the last watched-set answer
         self._up = True
+        self._unsent = 0  # watched devices over max_devices, as last warned about
 
     async def run(self, stop: asyncio.Event) -> None:
         """Step until stop is set; a step returns how long to wait before the next."""
@@ -124,7 +127,7 @@ class LiveLane:
         for device in self.watched:
             changed = self.board.changed_since(device, self._sent.get(device, 0))
             if len(changed) > self.config.max_channels:
-                self.metrics.dropped.labels("channel").inc(len(changed) - self.config.max_channels)
+                self.metrics.dropped.inc(len(changed) - self.config.max_channels)
                 changed = dict(sorted(changed.items())[:self.config.max_channels])
             if changed:
                 update[device] = changed
@@ -178,11 +181,13 @@ class LiveLane:
     def _watch(self, watches: list[Watch]) -> None:
         now = self._clock_ms()
         live = [w for w in watches if w.until_ms > now]
-        if len(live) > self.config.max_devices:
-            self.metrics.dropped.labels("device").inc(len(live) - self.config.max_devices)
+        unsent = max(0, len(live) - self.config.max_devices)
+        if unsent and unsent != self._unsent:  # warn once per change, not per answer
             log.warning("live lane: the cloud watches %d devices here, %d are sent", len(live),
                         self.config.max_devices)
-            live = live[:self.config.max_devices]
+        self._unsent = unsent
+        self.metrics.unsent.set(unsent)
+        live = live[:self.config.max_devices]
         self.watched = {w.device: w.until_ms for w in live}
         self._forget_unwatched()
         self._asked = time.monotonic()
