@@ -31,6 +31,7 @@ from tandem.cloud.fleet import installer_audit
 from tandem.cloud.fleet import routes as enrol_api
 from tandem.cloud.ingest import routes as ingest
 from tandem.cloud.labels import routes as labels_api
+from tandem.cloud.live import routes as live_api
 from tandem.cloud.models import routes as models_api
 from tandem.cloud.policy import routes as policy_api
 from tandem.cloud.query import routes as api
@@ -64,6 +65,7 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     raw_api.init_app(app)  # raw snippets on demand (operators and gateways)
     labels_api.init_app(app)  # operator labels for training
     models_api.init_app(app)  # model registry and releases (operators and gateways)
+    live_api.init_app(app)  # live values of watched devices (operators and gateways)
     scheduling_api.init_app(app)  # gateway status in, fleet status and strategies out
     console.init_app(app)  # the operator console under /admin (last: it declares its routes)
     return app

@@ -29,6 +29,7 @@ class Metrics:
     slow_clients_closed: Counter
     refusals: Counter
     logins: Counter
+    live_values: Counter
 
 
 def create_metrics() -> Metrics:
@@ -58,6 +59,10 @@ def create_metrics() -> Metrics:
         logins=Counter(
             "tandem_cloud_logins", "Sign-in attempts, by outcome (ok, failed, throttled)",
             ["outcome"], registry=registry),
+        live_values=Counter(
+            "tandem_cloud_live_values", "Live values from gateways, by outcome (accepted; "
+            "skipped: unwatched or over bounds; refused posts: invalid, foreign)", ["outcome"],
+            registry=registry),
     )
 
 

@@ -187,6 +187,24 @@ class StatusSection:
 
 
 @dataclass(frozen=True, config=SECTION)
+class LiveSection:
+    """The live lane to the cloud (gateway/cloudlink/livelane.py): newest values of watched devices.
+
+    The watched set is asked for every `watch_poll_s` (and comes back with every post);
+    while devices are watched, their changed values are posted at most every
+    `interval_s`, at most `max_devices` devices and `max_channels` channels each,
+    with `timeout_s` per post. Lossy by design: live values are not the record.
+    """
+
+    enabled: bool = True
+    interval_s: Annotated[Float, Field(ge=0.05, le=60)] = 0.25
+    watch_poll_s: Annotated[Float, Field(ge=0.1, le=3600)] = 2.0
+    max_devices: Annotated[Int, Field(ge=1, le=10_000)] = 100
+    max_channels: Annotated[Int, Field(ge=1, le=1024)] = 64
+    timeout_s: Annotated[Float, Field(ge=0.1, le=60)] = 2.0
+
+
+@dataclass(frozen=True, config=SECTION)
 class RawCacheSection:
     """Raw snippets nodes upload (POST /raw): cached here, sent to the cloud only on request.
 
@@ -240,6 +258,7 @@ class GatewayConfig:
     rawcache: RawCacheSection = dataclasses.field(default_factory=RawCacheSection)
     commands: CommandsSection = dataclasses.field(default_factory=CommandsSection)
     status: StatusSection = dataclasses.field(default_factory=StatusSection)
+    live: LiveSection = dataclasses.field(default_factory=LiveSection)
     installer: InstallerSection = dataclasses.field(default_factory=InstallerSection)
 
 

@@ -13,13 +13,13 @@ import logging
 from tandem.gateway.access.config import AccessConfig
 from tandem.gateway.access.server import CoapDtlsServer
 from tandem.gateway.cloudlink.client import CloudEndpoint
+from tandem.gateway.cloudlink.livelane import LiveLane
 from tandem.gateway.cloudlink.statusreport import StatusReporter
 from tandem.gateway.cloudlink.uplink import Uplink
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.health import HealthServer
 from tandem.gateway.identity.keystore import GatewayKeyStore
 from tandem.gateway.identity.kinds import open_keystore
-from tandem.gateway.installer.livevalues import LiveValues
 from tandem.gateway.installer.server import InstallerServer
 from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.modbus.fieldbus import CrossLoopSink, FieldbusThread
@@ -28,6 +28,7 @@ from tandem.gateway.models import service as model_service
 from tandem.gateway.nodes.services import NodeServices
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
+from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.pipeline.quarantine import QuarantineLog
 from tandem.gateway.pipeline.summarise import SummaryPipeline
 from tandem.gateway.pipeline.windows import TumblingWindows
@@ -74,7 +75,7 @@ class Gateway:
         if self.local is not None:
             self.ingress.observers.append(self.local.reflex.take)
         # Each node's newest values and recent history, fed after the reflex: the installer
-        # page's status, charts and rules dry run (gateway/installer/livevalues.py).
+        # page's status, charts and rules dry run (gateway/pipeline/livevalues.py).
         self.live = LiveValues()
         self.ingress.observers.append(self.live.take)
         self.pipeline = SummaryPipeline(
@@ -89,6 +90,12 @@ class Gateway:
                                      self.outbox, CloudEndpoint.of(config), self.keystore,
                                      self.database.call, self.metrics.registry) \
             if config.uplink.url else None
+        # The newest values of devices the cloud watches, every [live] interval_s; lossy, off
+        # the record path (it reads the board above, never the outbox).
+        self.live_lane = LiveLane(config.gateway.id, self.live, config.live,
+                                  CloudEndpoint.of(config), self.keystore, self.database.call,
+                                  self.metrics.registry) \
+            if config.uplink.url and config.live.enabled else None
         if self.uplink is not None:  # alarms and events leave at once (the urgent lane)
             self.outbox.on_urgent.append(self.uplink.urgent.set)
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
@@ -165,6 +172,9 @@ class Gateway:
         status = self.status
         if status is not None:
             factories.append(("status-report", lambda: status.run(stop)))
+        lane = self.live_lane
+        if lane is not None:
+            factories.append(("live-lane", lambda: lane.run(stop)))
         if self.local is not None:
             factories += self.local.tasks(stop)
         return factories + self.security.tasks(stop) + self.nodes.tasks(stop) \
@@ -203,6 +213,8 @@ class Gateway:
             await self.uplink.close()
         if self.status is not None:
             await self.status.close()
+        if self.live_lane is not None:
+            await self.live_lane.close()
         await self.security.close()
         if self.models is not None:
             await self.models.close()

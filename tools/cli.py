@@ -112,6 +112,7 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "latency": "tandem.tools.bench.latency",
             "catchup": "tandem.tools.bench.catchup",
             "alarm": "tandem.tools.bench.alarm",
+            "live": "tandem.tools.bench.live",
             "training": "tandem.tools.bench.training",
             "rollout": "tandem.tools.bench.rollout",
             "schedule": "tandem.tools.bench.schedule",

@@ -17,6 +17,7 @@ from tandem.cloud.db.base import Base
 from tandem.cloud.fleet import registry, tokens
 from tandem.cloud.ingest import sealed
 from tandem.cloud.labels import store as label_store
+from tandem.cloud.live import store as live_store
 from tandem.cloud.models import feedback as model_feedback
 from tandem.cloud.models import registry as model_registry
 from tandem.cloud.models import rollout as model_rollout
@@ -30,6 +31,7 @@ from tandem.cloud.timeseries import sql as timeseries_sql
 MODULES: tuple[ModuleType, ...] = (registry, tokens, accounts, throttle, chain, refusals, sealed,
                                    policy_store, raw_store, timeseries_sql, label_store,
                                    model_registry, model_feedback, model_rollout,
-                                   scheduling_status, scheduling_strategy, task_ledger)
+                                   scheduling_status, scheduling_strategy, task_ledger,
+                                   live_store)
 
 metadata: MetaData = Base.metadata

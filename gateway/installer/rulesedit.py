@@ -1,7 +1,7 @@
 """Rules on the installer page: validate a candidate, dry-run it over recent readings, apply it.
 
 Validation is the loader's own (messages read `file:line: field: problem`).
-The dry run replays the readings the page kept (livevalues.py, up to the last
+The dry run replays the readings the page kept (gateway/pipeline/livevalues.py, up to the last
 hour) through a fresh feature bank and rule engine, the same evaluation the
 reflex makes, without actions; model scores are not replayed. Apply writes
 the file atomically; the daemon's rules reloader picks it up.

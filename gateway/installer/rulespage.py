@@ -10,8 +10,8 @@ from aiohttp import web
 
 from tandem.gateway.installer import pages, rulesedit
 from tandem.gateway.installer.audit import AuditTrail
-from tandem.gateway.installer.livevalues import LiveValues
 from tandem.gateway.installer.sessions import Session
+from tandem.gateway.pipeline.livevalues import LiveValues
 
 DRY_RUN_MS = 3_600_000
 SessionOf = web.RequestKey[Session]

@@ -25,12 +25,12 @@ from tandem.gateway.installer import pages
 from tandem.gateway.installer.audit import AuditTrail
 from tandem.gateway.installer.auditlink import AuditLink
 from tandem.gateway.installer.config import InstallerSection
-from tandem.gateway.installer.livevalues import LiveValues
 from tandem.gateway.installer.password import Credentials
 from tandem.gateway.installer.rulespage import RulesPage
 from tandem.gateway.installer.sessions import COOKIE, Session, SessionTable
 from tandem.gateway.installer.status import StatusSource
 from tandem.gateway.installer.throttle import LoginThrottle
+from tandem.gateway.pipeline.livevalues import LiveValues
 
 if TYPE_CHECKING:
     from tandem.gateway.runtime import Gateway

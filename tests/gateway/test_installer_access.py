@@ -18,7 +18,6 @@ from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from tandem.gateway.installer.config import InstallerSection
-from tandem.gateway.installer.livevalues import LiveValues
 from tandem.gateway.installer.password import (
     PASSWORD_FILE,
     Credentials,
@@ -28,6 +27,7 @@ from tandem.gateway.installer.password import (
 from tandem.gateway.installer.server import InstallerServer
 from tandem.gateway.installer.sessions import COOKIE, SessionTable
 from tandem.gateway.installer.throttle import LoginThrottle
+from tandem.gateway.pipeline.livevalues import LiveValues
 
 PASSWORD = "correct horse battery"
 

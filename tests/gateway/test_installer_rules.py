@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tandem.gateway.installer.livevalues import LiveValues
 from tandem.gateway.installer.rulesedit import check, dry_run, write_atomically
+from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.reports import DeviceReport
 from tandem.wire.report import Report
 

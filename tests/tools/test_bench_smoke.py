@@ -25,6 +25,8 @@ _NUMBER = r"[-+]?\d[\d,]*(?:\.\d+)?"
 SMOKE: dict[str, tuple[list[str], list[str]]] = {
     "alarm": (["--alarms", "4"], ["alarms measured", "alarm p50 / p99", "goal p99",
                                   "loopback RTT"]),
+    "live": (["--samples", "3", "--units", "2"], ["values measured", "live p50 / p99",
+                                                 "goal p99", "live lane uplink"]),
     "bytes": (["--nodes", "1", "--seconds", "2", "--samples", "32", "--window", "1"],
               ["reports acknowledged", "raw waveform bytes", "uplink bytes", "ratio"]),
     "catchup": (["--outage", "1", "--records", "50"], ["catch-up run 1", "catch-up worst"]),

@@ -105,9 +105,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 @contextmanager
-def _controller() -> Iterator[int]:
-    """tools/modbus_sim.py in its own process (a controller is another machine)."""
-    proc = subprocess.Popen([sys.executable, "-m", "tandem.tools.modbus_sim"], cwd=REPO,
+def _controller(units: int = 0) -> Iterator[int]:
+    """tools/modbus_sim.py in its own process (a controller is another machine); units: ids 1..n."""
+    proc = subprocess.Popen([sys.executable, "-m", "tandem.tools.modbus_sim",
+                             *(["--units", str(units)] if units else [])], cwd=REPO,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None

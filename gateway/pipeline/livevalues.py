@@ -1,4 +1,10 @@
-"""What the installer page shows of each node: last seen, sequence gaps, recent values.
+"""The gateway's one latest-values board: each node's newest value per channel, recent history.
+
+Read by the installer page (last seen, sequence gaps, charts, rules dry run)
+and by the live lane to the cloud (gateway/cloudlink/livelane.py), which asks
+what changed since its last look through a change cursor: every report taken
+bumps `cursor`, and the node and each channel it carried remember the cursor
+of their last update, so "changed since c" is an integer comparison.
 
 An ingress observer: `take` runs for every accepted report, after the reflex,
 and only appends to bounded deques (no I/O, no allocation beyond the point),
@@ -15,9 +21,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tandem.gateway.reports import DeviceReport
+from tandem.wire.live import LiveValue
 
 MAX_NODES = 2000
 MAX_POINTS = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class Stamp:
+    """When a channel last changed: the board's cursor then, and the reading's time."""
+
+    cursor: int
+    t_ms: int
 
 
 @dataclass(slots=True)
@@ -31,6 +46,8 @@ class NodeTrack:
     reports: int = 0
     last_seen_ms: int = 0
     latest: dict[str, float] = field(default_factory=dict)
+    changed: int = 0  # the board's cursor when this node was last updated
+    stamps: dict[str, Stamp] = field(default_factory=dict)  # channel -> its last update
     history: deque[tuple[int, dict[str, float]]] = field(default_factory=deque)
 
 
@@ -45,6 +62,7 @@ class LiveValues:
         self.max_nodes = max_nodes
         self._clock_ms = clock_ms
         self.nodes: OrderedDict[str, NodeTrack] = OrderedDict()
+        self.cursor = 0  # bumped by every report taken
 
     def take(self, item: DeviceReport) -> None:
         """Observe one accepted report."""
@@ -63,7 +81,20 @@ class LiveValues:
         track.reports += 1
         track.last_seen_ms = item.received_ms
         track.latest.update(report.values)
+        self.cursor += 1
+        track.changed = self.cursor
+        stamp = Stamp(self.cursor, item.t_ms)
+        for name in report.values:
+            track.stamps[name] = stamp
         track.history.append((item.t_ms, report.values))
+
+    def changed_since(self, device: str, cursor: int) -> dict[str, LiveValue]:
+        """Device's channels updated after cursor, each with its newest value (empty if none)."""
+        track = self.nodes.get(device)
+        if track is None or track.changed <= cursor:
+            return {}
+        return {name: LiveValue(track.latest[name], stamp.t_ms)
+                for name, stamp in track.stamps.items() if stamp.cursor > cursor}
 
     def series(self, device: str, since_ms: int) -> list[tuple[int, dict[str, float]]]:
         """A node's reports with t_ms after since_ms (oldest first)."""

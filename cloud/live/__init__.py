@@ -1,0 +1,1 @@
+"""Live values: devices operators watch, and the newest value per channel their gateways send."""
