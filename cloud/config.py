@@ -145,6 +145,10 @@ class SchedulingConfig:
     # A gateway renews its tasks' leases with every claim poll; one silent this long loses them.
     edge_lease_s: Annotated[Float, Field(ge=0.5, le=86_400)] = 30.0
     max_claim: Annotated[Int, Field(ge=1, le=256)] = 8  # tasks handed to a gateway per poll
+    # A queued cloud task this light (score-s) may be pushed down to a spare gateway (0: never).
+    light_compute: Annotated[Float, Field(ge=0, le=1e9)] = 5.0
+    # Worker processes of every `tandem-cloud worker` together (0: one machine's [tasks] workers).
+    cloud_workers: Annotated[Int, Field(ge=0, le=100_000)] = 0
 
 
 @dataclass(frozen=True, config=SECTION)

@@ -9,7 +9,8 @@ every `tandem-cloud worker`) never move the same task twice:
 
 * `place`: a submitted task goes where the site's strategy puts it;
 * `rebalance`: tasks still queued at an overloaded gateway of a site running a
-  dynamic strategy move to the cloud or an idle gateway of the same site;
+  dynamic strategy move to the cloud or an idle gateway of the same site, and
+  light cloud tasks move down to gateways with spare capacity (`push_down`);
 * `reschedule`: a task whose gateway stopped renewing its lease (dead, or cut
   off) is placed again, never at that gateway, never off a private task's site.
 
@@ -59,7 +60,7 @@ class Placed:
 
 @dataclass(slots=True)
 class View:
-    """The engine's fleet, and the specs queued (not yet claimed) at each gateway, oldest first."""
+    """The engine's fleet, and the specs queued (not yet claimed) at each place, oldest first."""
 
     fleet: Fleet
     queues: dict[str, list[TaskSpec]]
@@ -78,13 +79,15 @@ class Scheduler:
         self.config = config
         self._cloud = cloud
         s = config.scheduling
-        self.tuning = Tuning(overload_wait_s=s.overload_wait_s, idle_wait_s=s.idle_wait_s)
+        self.tuning = Tuning(overload_wait_s=s.overload_wait_s, idle_wait_s=s.idle_wait_s,
+                             light_compute=s.light_compute)
 
     @property
     def cloud(self) -> Resources:
         """The cloud worker pool as a place (its score measured on first use)."""
         if self._cloud is None:
-            self._cloud = cloud_pool(self.config.tasks.workers, _cloud_score())
+            workers = self.config.scheduling.cloud_workers or self.config.tasks.workers
+            self._cloud = cloud_pool(workers, _cloud_score())
         return self._cloud
 
     def view(self, session: Session, now: int) -> View:
@@ -94,7 +97,7 @@ class Scheduler:
         for row in ledger.open_tasks(session):
             spec = _job(row).spec
             work[row.placed] = work.get(row.placed, 0.0) + spec.compute
-            if row.state == ledger.QUEUED and row.placed != CLOUD:
+            if row.state == ledger.QUEUED:
                 queues.setdefault(row.placed, []).append(spec)
         fleet = fleet_view(status_store.latest(session), self.cloud, work.get(CLOUD, 0.0), now,
                            self.config.scheduling.unreachable_after)
@@ -120,12 +123,17 @@ class Scheduler:
         return Placed(job.task_id, decision.place, decision.reason, new)
 
     def rebalance(self, session: Session, now: int) -> list[Move]:
-        """Move queued migratable tasks off overloaded gateways of dynamic sites; those moved."""
+        """Move queued migratable tasks off overloaded gateways of dynamic sites, and light
+        cloud tasks down to spare gateways (when the default strategy is dynamic); those moved.
+        """
         view = self.view(session, now)
         dynamic = {name: queue for name, queue in view.queues.items()
-                   if name in view.fleet.places
+                   if name != CLOUD and name in view.fleet.places
                    and self.strategy(session, view.fleet.places[name].res.site) in DYNAMIC}
         moves = scheduling.rebalance(view.fleet, dynamic, now, self.tuning)
+        if self.strategy(session, "") in DYNAMIC:
+            moves += scheduling.push_down(view.fleet, view.queues.get(CLOUD, []), now,
+                                          self.tuning)
         applied = [m for m in moves if ledger.move(session, m.task_id, m.source, m.target)]
         for move in applied:
             log.info("task %s moved %s -> %s (%s, finish in %.1f s)", move.task_id, move.source,

@@ -47,7 +47,8 @@ def job(task_id: str, at: str = "gw-a", privacy: Privacy = Privacy.ANY,
 def scheduler(app: Flask) -> Scheduler:
     config: CloudConfig = app.config["TANDEM"]
     tuned = from_mapping({"mode": "development", "data_dir": str(config.data_dir),
-                          "scheduling": {"overload_wait_s": 4.0, "idle_wait_s": 2.0}})
+                          "scheduling": {"overload_wait_s": 4.0, "idle_wait_s": 2.0,
+                                         "light_compute": 1.0}})
     cloud = Resources(CLOUD, "", 2, 1.0, 1 << 30, 0, (), math.inf, 0.0)
     with database.sessions(app).begin() as session:
         for gateway in SITE:
@@ -144,3 +145,19 @@ def test_an_input_the_fleet_does_not_know_is_refused(app: Flask, scheduler: Sche
     with database.sessions(app).begin() as session, pytest.raises(NoPlace):
         scheduler.place(session, job("v", privacy=Privacy.SITE), NOW)
     assert rows(app) == {}
+
+
+def test_a_light_cloud_task_is_pushed_down_to_a_spare_gateway_and_a_heavy_one_stays(
+        app: Flask, scheduler: Scheduler) -> None:
+    light = Job(TaskSpec("light", "burn", NOW + HOUR, 0.5, CLOUD, "", 1000, Privacy.ANY, True),
+                {"iterations": 1})
+    heavy = Job(TaskSpec("heavy", "burn", NOW + HOUR, 1.5, CLOUD, "", 1000, Privacy.ANY, True),
+                {"iterations": 1})
+    with database.sessions(app).begin() as session:
+        assert scheduler.place(session, light, NOW).place == CLOUD
+        assert scheduler.place(session, heavy, NOW).place == CLOUD
+        moves = scheduler.rebalance(session, NOW)
+    assert [(m.task_id, m.source) for m in moves] == [("light", CLOUD)]
+    after = rows(app)
+    assert after["light"].placed in SITE and after["light"].moves == 1
+    assert after["heavy"].placed == CLOUD

@@ -37,6 +37,8 @@ unreachable_after = 10
 overload_wait_s = 4.0
 idle_wait_s = 2.0
 edge_lease_s = 5.0
+light_compute = 1.0
+cloud_workers = 2
 """
 GATEWAY_ENV = {"TANDEM_GW_STATUS_INTERVAL_S": "0.5", "TANDEM_GW_STATUS_SCORE_ROUNDS": "2",
                "TANDEM_GW_STATUS_SITE": SITE, "TANDEM_GW_TASKS_POLL_S": "0.3"}
