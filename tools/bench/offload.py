@@ -68,11 +68,13 @@ def _iterations_per_score_s() -> float:
 
 def _surge(count: int, seed: int, scale: float) -> list[TaskSpec]:
     """The simulator's surge tasks (sizes, bytes, privacy), scaled, at gw-a of plant-a."""
-    config = replace(SMALL, calm_rate=0.0, fleet_rate=0.0, surge=count, seed=seed)
+    config = replace(SMALL, calm_rate=0.0, burst_rate=0.0, fleet_rate=0.0, surge=count,
+                     seed=seed)
     rng = random.Random(seed)
     places = traces.fleet(config, rng)
     arrivals = traces.arrivals(config, places, rng)
-    return [replace(a.task, compute=a.task.compute * scale, input_place="gw-a", input_site=SITE,
+    return [replace(a.task, kind="burn", compute=a.task.compute * scale, input_place="gw-a",
+                    input_site=SITE,
                     input_bytes=int(a.task.input_bytes * scale),
                     deadline_ms=int((a.task.deadline_ms - a.t_s * 1000) * scale))
             for a in arrivals]
@@ -144,6 +146,9 @@ def _run(site: Site, strategy: Strategy, tasks: list[TaskSpec], per_score_s: flo
 def _figures(strategy: Strategy, tasks: list[TaskSpec], rows: list[dict[str, Any]],
              scale: float, surge: int) -> tuple[str, str]:
     done = [r for r in rows if r["state"] == "done"]
+    for r in rows:
+        if r["state"] != "done":
+            print(f"task {r['id']} failed at {r['placed']}: {r['detail']}")
     hits = sum(1 for r in done if r["finished_ms"] <= r["submitted_ms"] + r["spec"].deadline_ms)
     mean_s = sum(r["finished_ms"] - r["created_ms"] for r in done) / max(1, len(done)) / 1000
     moved = sum(r["spec"].input_bytes for r in done if r["placed"] != "gw-a") / scale
