@@ -124,16 +124,16 @@ class Scheduler:
 
     def rebalance(self, session: Session, now: int) -> list[Move]:
         """Move queued migratable tasks off overloaded gateways of dynamic sites, and light
-        cloud tasks down to spare gateways (when the default strategy is dynamic); those moved.
+        cloud tasks of dynamic sites down to spare gateways; the moves applied.
         """
         view = self.view(session, now)
         dynamic = {name: queue for name, queue in view.queues.items()
                    if name != CLOUD and name in view.fleet.places
                    and self.strategy(session, view.fleet.places[name].res.site) in DYNAMIC}
         moves = scheduling.rebalance(view.fleet, dynamic, now, self.tuning)
-        if self.strategy(session, "") in DYNAMIC:
-            moves += scheduling.push_down(view.fleet, view.queues.get(CLOUD, []), now,
-                                          self.tuning)
+        light = [t for t in view.queues.get(CLOUD, [])
+                 if self.strategy(session, t.input_site) in DYNAMIC]
+        moves += scheduling.push_down(view.fleet, light, now, self.tuning)
         applied = [m for m in moves if ledger.move(session, m.task_id, m.source, m.target)]
         for move in applied:
             log.info("task %s moved %s -> %s (%s, finish in %.1f s)", move.task_id, move.source,
