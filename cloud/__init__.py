@@ -37,6 +37,7 @@ from tandem.cloud.policy import routes as policy_api
 from tandem.cloud.query import routes as api
 from tandem.cloud.raw import routes as raw_api
 from tandem.cloud.scheduling import routes as scheduling_api
+from tandem.cloud.tasks import routes as tasks_api
 from tandem.cloud.timeseries import store as timeseries
 
 __all__ = ["CloudConfig", "ConfigError", "close_app", "create_app"]
@@ -67,6 +68,7 @@ def create_app(config: CloudConfig | Mapping[str, Any] | None = None) -> Flask:
     models_api.init_app(app)  # model registry and releases (operators and gateways)
     live_api.init_app(app)  # live values of watched devices (operators and gateways)
     scheduling_api.init_app(app)  # gateway status in, fleet status and strategies out
+    tasks_api.init_app(app)  # tasks placed by the scheduler, claimed and answered by gateways
     console.init_app(app)  # the operator console under /admin (last: it declares its routes)
     return app
 

@@ -30,6 +30,7 @@ from tandem.wire.tomlconfig import (
     Document,
     FieldError,
     FilePath,
+    Float,
     Int,
     NotFlag,
     convert,
@@ -136,6 +137,18 @@ class SchedulingConfig:
     unreachable_after: Annotated[Int, Field(ge=1, le=1000)] = 3
     strategy: StrategyName = "deadline-cost"  # for sites not named in `sites`
     sites: dict[str, StrategyName] = dataclasses.field(default_factory=dict)  # site -> strategy
+    # Placement and migration (cloud/scheduling/placement.py, wire/scheduling.py Tuning):
+    # a gateway whose queue needs longer than overload_wait_s sheds queued migratable tasks
+    # to the cloud or to a peer whose queue drains within idle_wait_s.
+    overload_wait_s: Annotated[Float, Field(gt=0, le=86_400)] = 30.0
+    idle_wait_s: Annotated[Float, Field(ge=0, le=86_400)] = 2.0
+    # A gateway renews its tasks' leases with every claim poll; one silent this long loses them.
+    edge_lease_s: Annotated[Float, Field(ge=0.5, le=86_400)] = 30.0
+    max_claim: Annotated[Int, Field(ge=1, le=256)] = 8  # tasks handed to a gateway per poll
+    # A queued cloud task this light (score-s) may be pushed down to a spare gateway (0: never).
+    light_compute: Annotated[Float, Field(ge=0, le=1e9)] = 5.0
+    # Worker processes of every `tandem-cloud worker` together (0: one machine's [tasks] workers).
+    cloud_workers: Annotated[Int, Field(ge=0, le=100_000)] = 0
 
 
 @dataclass(frozen=True, config=SECTION)

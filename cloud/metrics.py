@@ -7,12 +7,13 @@ Under gunicorn with several workers the values live in shared files
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import cast
 
 from flask import Flask, current_app
 from flask.sansio.app import App
 from prometheus_client import CollectorRegistry, Counter, Histogram, multiprocess
+from prometheus_client.registry import Collector
 
 _EXTENSION = "tandem.metrics"
 
@@ -30,6 +31,9 @@ class Metrics:
     refusals: Counter
     logins: Counter
     live_values: Counter
+    # Collectors that read shared state (the database) at scrape time: any worker answers
+    # for all, so multiprocess mode shows them as they are (register with `scraped`).
+    read_at_scrape: list[Collector] = field(default_factory=list)
 
 
 def create_metrics() -> Metrics:
@@ -77,10 +81,19 @@ def metrics(app: App | None = None) -> Metrics:
     return cast(Metrics, target.extensions[_EXTENSION])
 
 
+def scraped(app: Flask, collector: Collector) -> None:
+    """Show collector on /metrics, in one process or summed across gunicorn workers alike."""
+    found = metrics(app)
+    found.registry.register(collector)
+    found.read_at_scrape.append(collector)
+
+
 def exposition(app: App | None = None) -> CollectorRegistry:
     """What /metrics shows: every worker's metrics summed in multiprocess mode, else app's."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return metrics(app).registry
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    for collector in metrics(app).read_at_scrape:
+        registry.register(collector)
     return registry

@@ -205,6 +205,23 @@ class LiveSection:
 
 
 @dataclass(frozen=True, config=SECTION)
+class TasksSection:
+    """Tasks the cloud's scheduler places here (gateway/tasks/agent.py, gateway/tasks/pool.py).
+
+    With a cloud URL and `enabled`, `workers` idle-priority processes run the tasks;
+    every `poll_s` (and whenever a task finishes) the gateway claims as many as it
+    has free workers, renews the leases of those it runs and reports results.
+    A worker that dies mid-task is replaced and the task run again up to `attempts`.
+    """
+
+    enabled: bool = True
+    workers: Annotated[Int, Field(ge=1, le=64)] = 1
+    attempts: Annotated[Int, Field(ge=1, le=10)] = 2
+    poll_s: Annotated[Float, Field(ge=0.05, le=3600)] = 2.0
+    unreported: Annotated[Int, Field(ge=1, le=100_000)] = 256  # results kept until delivered
+
+
+@dataclass(frozen=True, config=SECTION)
 class RawCacheSection:
     """Raw snippets nodes upload (POST /raw): cached here, sent to the cloud only on request.
 
@@ -259,6 +276,7 @@ class GatewayConfig:
     commands: CommandsSection = dataclasses.field(default_factory=CommandsSection)
     status: StatusSection = dataclasses.field(default_factory=StatusSection)
     live: LiveSection = dataclasses.field(default_factory=LiveSection)
+    tasks: TasksSection = dataclasses.field(default_factory=TasksSection)
     installer: InstallerSection = dataclasses.field(default_factory=InstallerSection)
 
 

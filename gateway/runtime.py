@@ -44,6 +44,7 @@ from tandem.gateway.supervisor import (
     TaskFactory,
     periodic,
 )
+from tandem.gateway.tasks.agent import TaskAgent
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,12 @@ class Gateway:
                                   CloudEndpoint.of(config), self.keystore, self.database.call,
                                   self.metrics.registry) \
             if config.uplink.url and config.live.enabled else None
+        # Tasks the cloud's scheduler places here, run by idle-priority workers (gateway/tasks/).
+        self.tasks = TaskAgent.of(config.gateway.id, config.tasks, CloudEndpoint.of(config),
+                                  self.keystore, self.database.call, self.metrics.registry) \
+            if config.uplink.url and config.tasks.enabled else None
+        if self.status is not None and self.tasks is not None:
+            self.status.queue, self.status.cores = self.tasks.figures, config.tasks.workers
         if self.uplink is not None:  # alarms and events leave at once (the urgent lane)
             self.outbox.on_urgent.append(self.uplink.urgent.set)
         self.access = CoapDtlsServer(_access_config(config), self.ingress)
@@ -175,6 +182,9 @@ class Gateway:
         lane = self.live_lane
         if lane is not None:
             factories.append(("live-lane", lambda: lane.run(stop)))
+        tasks = self.tasks
+        if tasks is not None:
+            factories.append(("tasks", lambda: tasks.run(stop)))
         if self.local is not None:
             factories += self.local.tasks(stop)
         return factories + self.security.tasks(stop) + self.nodes.tasks(stop) \
@@ -215,6 +225,8 @@ class Gateway:
             await self.status.close()
         if self.live_lane is not None:
             await self.live_lane.close()
+        if self.tasks is not None:
+            await self.tasks.close()
         await self.security.close()
         if self.models is not None:
             await self.models.close()

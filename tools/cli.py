@@ -116,6 +116,7 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "training": "tandem.tools.bench.training",
             "rollout": "tandem.tools.bench.rollout",
             "schedule": "tandem.tools.bench.schedule",
+            "offload": "tandem.tools.bench.offload",
             "modbus-fleet": "tandem.tools.bench.modbus_fleet",
             "node": "tandem.tools.bench.node",
             "console": "tandem.tools.bench.console"}

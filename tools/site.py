@@ -65,6 +65,7 @@ class Site:
     children: list[Child] = field(default_factory=list)
     rules: str = ""  # rules file text (docs/rules.md): written as rules.toml and configured
     gateway_extra: str = ""  # further TOML appended to gateway.toml (e.g. [[modbus.bus]])
+    cloud_extra: str = ""  # further TOML appended to cloud.toml (e.g. [tasks], [scheduling])
     api_token: str = ""  # an operator's API token for the cloud's read API (set by start_cloud)
     parent: Site | None = None  # set on a further gateway of a site (add_gateway)
     gateways: list[Site] = field(default_factory=list)  # the further gateways, for stop_all
@@ -122,6 +123,13 @@ class Site:
         if not self.api_token:
             self.api_token = self._issue_api_token()
         return cloud
+
+    def start_worker(self, name: str = "worker") -> Child:
+        """Start a `tandem-cloud worker` (task-queue consumer and scheduler) of the site's cloud."""
+        worker = self._spawn(name, [_script("tandem-cloud"), "worker", "--config",
+                                    str(self.cloud_config)])
+        worker.wait_for(r"huey consumer started|The following commands are available", 60)
+        return worker
 
     def api_headers(self) -> dict[str, str]:
         """Headers authenticating a client of the cloud API (after start_cloud)."""
@@ -209,7 +217,7 @@ port = {self.ports.cloud}
 tls_cert = "{server / 'cert.pem'}"
 tls_key = "{server / 'key.pem'}"
 trust_ca = "{self.pki / 'ca.pem'}"
-""")
+{self.cloud_extra}""")
 
     def _write_gateway_config(self) -> None:
         identity = self.pki / "gateway" / self.gateway_id

@@ -8,3 +8,7 @@ class WireError(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+    def __reduce__(self) -> "tuple[type[WireError], tuple[str, str]]":
+        """Pickle by (reason, detail): a worker process's error reaches its parent intact."""
+        return type(self), (self.reason, self.detail)

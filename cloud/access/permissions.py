@@ -32,6 +32,7 @@ class Permission(enum.StrEnum):
     AUDIT_READ = "audit:read"  # read the audit log
     USERS_MANAGE = "users:manage"  # users and API tokens
     LABELS_WRITE = "labels:write"  # label windows and alarms (fault / false alarm / normal)
+    TASKS_RUN = "tasks:run"  # submit analysis tasks to the edge-cloud scheduler, read results
 
 
 class Role(enum.StrEnum):
@@ -51,6 +52,7 @@ _VIEWER = frozenset({
 _OPERATOR = _VIEWER | {
     Permission.DATA_EXPORT, Permission.FLEET_MANAGE, Permission.FLEET_ENROL,
     Permission.POLICY_PUSH, Permission.DATA_RAW, Permission.LABELS_WRITE, Permission.MODELS_MANAGE,
+    Permission.TASKS_RUN,
 }
 _ADMIN = _OPERATOR | {Permission.AUDIT_READ, Permission.USERS_MANAGE,
                       Permission.FLEET_READMIT, Permission.MODELS_FORCE}

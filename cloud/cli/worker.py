@@ -1,4 +1,10 @@
-"""`tandem-cloud worker`: a task-queue consumer (huey) with its lease reaper."""
+"""`tandem-cloud worker`: a task-queue consumer (huey) with its lease reaper and the scheduler.
+
+Beside the consumer, two threads: the reaper requeues cloud tasks whose worker
+died; the scheduler (cloud/scheduling/placement.py) places again the tasks of
+gateways that stopped renewing their leases and moves queued tasks off
+overloaded gateways. Several workers may run both: every change is conditional.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ from collections.abc import Callable
 from tandem.cloud.cli.db import Subparsers
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
+from tandem.cloud.scheduling import placement
 from tandem.cloud.tasks.queue import TaskQueue, run_reaper
 
 
@@ -31,12 +38,17 @@ def _worker(config: CloudConfig) -> int:
         pass  # the schema is at the code's revision before any task runs
     queue = TaskQueue(config)
     stop = threading.Event()
-    reaper = threading.Thread(target=run_reaper, args=(queue, stop), name="lease-reaper",
-                              daemon=True)
-    reaper.start()
+    threads = [threading.Thread(target=run_reaper, args=(queue, stop), name="lease-reaper",
+                                daemon=True),
+               threading.Thread(target=placement.run,
+                                args=(placement.Scheduler(config), queue, stop),
+                                name="scheduler", daemon=True)]
+    for thread in threads:
+        thread.start()
     try:
         queue.consumer().run()
     finally:
         stop.set()
-        reaper.join()
+        for thread in threads:
+            thread.join()
     return 0

@@ -28,7 +28,7 @@ from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
 from tandem.cloud.errors import Rejection
 from tandem.cloud.fleet.gateway_requests import signed_request
-from tandem.cloud.metrics import metrics
+from tandem.cloud.metrics import scraped
 from tandem.cloud.scheduling import status as status_store
 from tandem.cloud.scheduling import strategy as strategies
 from tandem.cloud.timeseries import store as timeseries
@@ -51,7 +51,7 @@ MIN_INTERVAL_MS, MAX_INTERVAL_MS = 500, 3_600_000
 def init_app(app: Flask) -> None:
     """Register the routes and the /metrics collector of gateway status."""
     app.register_blueprint(bp)
-    metrics(app).registry.register(StatusCollector(app))
+    scraped(app, StatusCollector(app))
 
 
 @bp.post("/edge/v1/status")

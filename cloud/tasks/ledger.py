@@ -7,6 +7,11 @@ only while none is stored, so a retried task or one answered twice (a gateway
 that came back after its task was moved) keeps its first result. A worker or
 gateway that dies mid-task leaves its lease to expire; `expired` lists those
 tasks so they are placed again.
+
+A task placed at a gateway waits here (queued, `placed` = the gateway) until
+that gateway claims it; until then the scheduler may move it (`move`, counted
+in `moves`). A gateway renews the leases of the tasks it runs with every claim
+poll, so a lease expires only when the gateway stops asking.
 """
 
 from __future__ import annotations
@@ -41,13 +46,14 @@ class CloudTask(Base):
     finished_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     result_json: Mapped[str | None] = mapped_column(Text, nullable=True)
     detail: Mapped[str] = mapped_column(Text, default="")
+    moves: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 def submit(session: Session, job: Job, placed: str, now_ms: int) -> bool:
     """Record job as queued at `placed`; False (and no change) when its id is known."""
     row = {"task_id": job.task_id, "kind": job.kind, "job_json": json.dumps(job_to_plain(job)),
            "state": QUEUED, "placed": placed, "attempts": 0, "lease_ms": 0,
-           "created_ms": now_ms, "detail": ""}
+           "created_ms": now_ms, "detail": "", "moves": 0}
     table = CloudTask.__table__
     assert isinstance(table, Table)
     statement = insert_missing_statement(session.connection(), table, ["task_id"])
@@ -56,10 +62,13 @@ def submit(session: Session, job: Job, placed: str, now_ms: int) -> bool:
 
 def claim(session: Session, task_id: str, placed: str, now_ms: int,
           lease_ms: int) -> Job | None:
-    """Lease the task to `placed` if queued or its lease expired; its job, or None."""
+    """Lease the task to `placed` if queued there or its lease expired; its job, or None.
+
+    A task queued at another place is not taken: the scheduler moved it there.
+    """
     claimed = _changed(session.execute(
         update(CloudTask).where(CloudTask.task_id == task_id,
-                                (CloudTask.state == QUEUED)
+                                ((CloudTask.state == QUEUED) & (CloudTask.placed == placed))
                                 | ((CloudTask.state == RUNNING) & (CloudTask.lease_ms < now_ms)))
         .values(state=RUNNING, placed=placed, lease_ms=lease_ms,
                 attempts=CloudTask.attempts + 1)))
@@ -84,10 +93,72 @@ def fail(session: Session, task_id: str, reason: str, now_ms: int) -> bool:
         .values(state=FAILED, detail=reason[:2000], finished_ms=now_ms)))
 
 
-def expired(session: Session, now_ms: int) -> Sequence[str]:
-    """Ids of running tasks whose lease passed: their worker or gateway is presumed dead."""
-    return session.scalars(select(CloudTask.task_id).where(
-        CloudTask.state == RUNNING, CloudTask.lease_ms < now_ms)).all()
+def expired(session: Session, now_ms: int, at: str | None = None) -> Sequence[str]:
+    """Ids of running tasks (held `at` one place) whose lease passed: holder presumed dead."""
+    query = select(CloudTask.task_id).where(CloudTask.state == RUNNING,
+                                            CloudTask.lease_ms < now_ms)
+    if at is not None:
+        query = query.where(CloudTask.placed == at)
+    return session.scalars(query).all()
+
+
+def expired_at_gateways(session: Session, now_ms: int, cloud: str) -> Sequence[CloudTask]:
+    """Running tasks held by a gateway (not `cloud`) whose lease passed."""
+    return session.scalars(select(CloudTask).where(
+        CloudTask.state == RUNNING, CloudTask.lease_ms < now_ms, CloudTask.placed != cloud)
+        .order_by(CloudTask.created_ms, CloudTask.task_id)).all()
+
+
+def open_tasks(session: Session) -> Sequence[CloudTask]:
+    """Every queued or running task, oldest first (the scheduler's view of placed work)."""
+    return session.scalars(select(CloudTask).where(CloudTask.state.in_((QUEUED, RUNNING)))
+                           .order_by(CloudTask.created_ms, CloudTask.task_id)).all()
+
+
+def move(session: Session, task_id: str, source: str, target: str) -> bool:
+    """Move a task still queued at source to target; True when this call moved it."""
+    return _changed(session.execute(
+        update(CloudTask).where(CloudTask.task_id == task_id, CloudTask.state == QUEUED,
+                                CloudTask.placed == source)
+        .values(placed=target, moves=CloudTask.moves + 1)))
+
+
+def claim_queued(session: Session, place: str, limit: int, now_ms: int,
+                 lease_ms: int) -> list[Job]:
+    """Lease up to limit of the tasks queued at place (oldest first); their jobs."""
+    ids = session.scalars(select(CloudTask.task_id).where(
+        CloudTask.state == QUEUED, CloudTask.placed == place)
+        .order_by(CloudTask.created_ms, CloudTask.task_id).limit(limit)).all()
+    return [job for job in (claim(session, i, place, now_ms, lease_ms) for i in ids)
+            if job is not None]
+
+
+def renew(session: Session, place: str, task_ids: Sequence[str], lease_ms: int) -> int:
+    """Extend the leases of place's running tasks among task_ids; how many were extended."""
+    if not task_ids:
+        return 0
+    result = session.execute(update(CloudTask).where(
+        CloudTask.task_id.in_(list(task_ids)), CloudTask.placed == place,
+        CloudTask.state == RUNNING).values(lease_ms=lease_ms))
+    return int(getattr(result, "rowcount", 0))
+
+
+def finish_at(session: Session, task_id: str, place: str, result: dict[str, Any],
+              now_ms: int) -> bool:
+    """Store the result of a task place holds (running there); True when this call stored it."""
+    return _changed(session.execute(
+        update(CloudTask).where(CloudTask.task_id == task_id, CloudTask.placed == place,
+                                CloudTask.state == RUNNING)
+        .values(state=DONE, result_json=json.dumps(result, sort_keys=True),
+                finished_ms=now_ms, detail="")))
+
+
+def fail_at(session: Session, task_id: str, place: str, reason: str, now_ms: int) -> bool:
+    """Mark a task place holds failed with reason; True when this call did."""
+    return _changed(session.execute(
+        update(CloudTask).where(CloudTask.task_id == task_id, CloudTask.placed == place,
+                                CloudTask.state == RUNNING)
+        .values(state=FAILED, detail=reason[:2000], finished_ms=now_ms)))
 
 
 def requeue(session: Session, task_id: str, now_ms: int, placed: str) -> bool:

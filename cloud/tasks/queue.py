@@ -70,6 +70,10 @@ class TaskQueue:
             self._execute(job.task_id)
         return new
 
+    def enqueue(self, task_id: str) -> None:
+        """Hand a task the ledger placed at the cloud to the workers."""
+        self._execute(task_id)
+
     def execute(self, task_id: str) -> None:
         """Claim, run and store the result of one task (the body huey workers run)."""
         lease = now_ms() + self.settings.lease_s * 1000
@@ -95,7 +99,7 @@ class TaskQueue:
         requeued = []
         now = now_ms()
         with Session(self.engine()) as session, session.begin():
-            candidates = ledger.expired(session, now)
+            candidates = ledger.expired(session, now, at=CLOUD)
         for task_id in candidates:
             with Session(self.engine()) as session, session.begin():
                 if ledger.requeue(session, task_id, now, CLOUD):

@@ -49,9 +49,13 @@ class QueueFigures:
     running: int = 0
 
 
-def describe(gateway: str, site: str, config: StatusSection, data_dir: Path) -> Resources:
-    """This machine in standard units (runs the compute benchmark: call off the event loop)."""
-    return Resources(place=gateway, site=site or gateway, cores=os.cpu_count() or 1,
+def describe(gateway: str, site: str, config: StatusSection, data_dir: Path,
+             cores: int | None = None) -> Resources:
+    """This machine in standard units (runs the compute benchmark: call off the event loop).
+
+    cores: the task workers it runs (default: every CPU).
+    """
+    return Resources(place=gateway, site=site or gateway, cores=cores or os.cpu_count() or 1,
                      score=computescore.measure(config.score_rounds),
                      memory_bytes=os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
                      storage_free_bytes=shutil.disk_usage(data_dir).free,
@@ -77,6 +81,7 @@ class StatusReporter:
                  queue: Callable[[], QueueFigures] = QueueFigures) -> None:
         self.gateway = gateway
         self.queue = queue  # the worker pool replaces this when it is attached
+        self.cores: int | None = None  # task workers, set with queue (default: every CPU)
         self.resources: Resources | None = None
         self._config = config
         self._data_dir = data_dir
@@ -93,7 +98,8 @@ class StatusReporter:
         """Describe the machine once, then report every interval until stop is set."""
         if self.resources is None:
             self.resources = await asyncio.to_thread(
-                describe, self.gateway, self._config.site, self._config, self._data_dir)
+                describe, self.gateway, self._config.site, self._config, self._data_dir,
+                self.cores)
         await periodic(stop, self._config.interval_s, self._report_guarded)
 
     async def _report_guarded(self) -> None:

@@ -133,6 +133,10 @@ class WorkerPool:
         """Tasks waiting or running."""
         return len(self._entries)
 
+    def jobs(self) -> list[tuple[Job, bool]]:
+        """Every job waiting or running, and whether it has started (for status reports)."""
+        return [(e.job, e.started) for e in self._entries.values()]
+
     def worker_pids(self) -> list[int]:
         """The live worker processes (for tests and the status report)."""
         processes = getattr(self._executor, "_processes", None) or {}

@@ -64,8 +64,9 @@ def test_the_ledger_records_a_task_once_and_keeps_its_first_result(config: Cloud
 def test_an_expired_lease_is_requeued_by_exactly_one_reaper(config: CloudConfig) -> None:
     engine = database.open_engine(config.database.url)
     with Session(engine) as session, session.begin():
-        ledger.submit(session, burn("t2", 10), "cloud", T)
-        ledger.claim(session, "t2", "gw-1", T, T + 1000)
+        ledger.submit(session, burn("t2", 10), "gw-1", T)
+        assert ledger.claim(session, "t2", "cloud", T, T + 1000) is None  # queued for gw-1
+        assert ledger.claim(session, "t2", "gw-1", T, T + 1000) is not None
         assert ledger.expired(session, T + 500) == []
         assert ledger.expired(session, T + 1001) == ["t2"]
         assert ledger.requeue(session, "t2", T + 1001, "cloud")

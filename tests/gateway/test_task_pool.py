@@ -132,3 +132,11 @@ def test_a_task_that_raises_fails_with_its_reason_and_is_not_retried(tmp_path: P
         assert metric(registry, "failed") == 1
     asyncio.run(with_pool(PoolSettings(workers=1), taskprobes.gated, body))
     assert runs(tmp_path) == ["fail"]
+
+
+def test_a_real_task_with_bad_args_fails_with_its_reason_not_as_a_dead_worker() -> None:
+    async def body(pool: WorkerPool, registry: CollectorRegistry) -> None:
+        with pytest.raises(TaskFailed, match="bad drift task args"):
+            await pool.submit(spec("d", "drift", split_ms=0))
+        assert (metric(registry, "failed"), metric(registry, "retried")) == (1, 0)
+    asyncio.run(with_pool(PoolSettings(workers=1), tasks.run, body))
