@@ -41,7 +41,7 @@ VIEWS: list[tuple[ViewFactory, str]] = [
     (lambda: AlarmsView(name="Charts and alarms", endpoint="console_alarms"), "Data"),
     (lambda: RawRequestsView(name="Raw snippets", endpoint="console_raw"), "Data"),
     (lambda: PoliciesView(name="Policies", endpoint="console_policies"), "Policies"),
-    (lambda: ModelsView(name="Models and rollouts", endpoint="console_models"), "Models"),
+    (lambda: ModelsView(name="Versions and rollouts", endpoint="console_models"), "Models"),
     (lambda: UsersView(name="Users", endpoint="console_users"), "Access"),
     (lambda: ApiTokensView(name="API tokens", endpoint="console_tokens"), "Access"),
     (lambda: AuditView(name="Audit log", endpoint="console_audit"), "Access"),
