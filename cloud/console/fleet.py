@@ -2,8 +2,9 @@
 
 A gateway's health comes from its latest status report (cloud/scheduling/status.py):
 `unreachable` once `[scheduling] unreachable_after` report intervals pass without
-one, `degraded` while its link is down, its outbox holds DEGRADED_BACKLOG sealed
-batches or more, or its load exceeds DEGRADED_LOAD; `no report` if it never sent one.
+one, `degraded` while its link is down or its outbox holds DEGRADED_BACKLOG sealed
+batches or more (data is late); `no report` if it never sent one. Load is shown but
+does not degrade: a busy gateway that still delivers is doing its job.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ from tandem.cloud.timestamps import now_ms
 ENROL_TOKEN = "enrol.token"  # the audit event `tandem-cloud enrol token` records
 OK, DEGRADED, UNREACHABLE, NO_REPORT = "ok", "degraded", "unreachable", "no report"
 DEGRADED_BACKLOG = 10   # sealed batches waiting in the outbox: the uplink is not keeping up
-DEGRADED_LOAD = 1.0     # load average per core
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,8 +161,6 @@ def health(report: gateway_status.Latest | None, now: int, unreachable_after: in
         reasons.append("link down")
     if s.outbox_depth >= DEGRADED_BACKLOG:
         reasons.append(f"outbox backlog {s.outbox_depth} batches")
-    if s.load > DEGRADED_LOAD:
-        reasons.append(f"load {s.load:.2f}")
     state = UNREACHABLE if not report.reachable(now, unreachable_after) else \
         DEGRADED if reasons else OK
     return Health(state, tuple(reasons), report.received_ms, s.outbox_depth, s.load, s.rtt_s,

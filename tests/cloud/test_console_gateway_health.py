@@ -63,7 +63,8 @@ def test_each_gateway_shows_its_backlog_load_and_link_and_the_degraded_are_marke
     assert '<td class="outbox">3</td>' in healthy and '<td class="load">0.40</td>' in healthy
     assert "up, rtt 40 ms, 2400 kB/s" in healthy
     assert 'data-health="degraded"' in degraded and "table-warning" in degraded
-    assert "link down; outbox backlog 25 batches; load 1.70" in degraded
+    assert "link down; outbox backlog 25 batches</small>" in degraded
+    assert '<td class="load">1.70</td>' in degraded  # shown, but busy is not degraded
     assert 'data-health="no report"' in rows["gw-old"]
 
 
