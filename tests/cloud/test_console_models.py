@@ -76,6 +76,20 @@ def row_of(html: str, css: str, key: str) -> str:
     return html.split(f'class="{css}', 1)[1].split(f'"{key}"', 1)[1].split("</tr>", 1)[0]
 
 
+def pass_gate(app: Flask, t_ms: int) -> str:
+    """Both gateways report good figures for m-0002 at t_ms, the gate is judged; the new stage."""
+    report = {"version": "m-0002", "role": "shadow", "windows": 40, "score_mean": 1.0,
+              "score_max": 2.0, "alarms": 1, "errors": 0, "latency_p99_ms": 3.5,
+              "latency_bounds_ms": [1.0], "latency": [40]}
+    with database.sessions(app).begin() as session:
+        for gateway in ("gw-01", "gw-02"):
+            feedback.record(session, gateway, {"reports": [report]}, t_ms)
+        row = rollout.current(session, "plant-a")
+        assert row is not None
+        assert rollout.advance(session, row, t_ms + 1) == "passed"
+        return row.stage
+
+
 def act(client: FlaskClient, path: str, **form: str) -> str:
     response = client.post(path, data={"csrf_token": csrf(client), **form},
                            follow_redirects=True)
@@ -103,15 +117,7 @@ def test_versions_show_their_card_figures_and_the_promoted_one(models_app):
 
 def test_a_rollout_shows_its_stage_state_and_the_figures_of_its_last_gate(models_app):
     start_rollout(models_app)
-    with database.sessions(models_app).begin() as session:
-        report = {"version": "m-0002", "role": "shadow", "windows": 40, "score_mean": 1.0,
-                  "score_max": 2.0, "alarms": 1, "errors": 0, "latency_p99_ms": 3.5,
-                  "latency_bounds_ms": [1.0], "latency": [40]}
-        for gateway in ("gw-01", "gw-02"):
-            feedback.record(session, gateway, {"reports": [report]}, now_ms())
-        row = rollout.current(session, "plant-a")
-        assert row is not None
-        assert rollout.advance(session, row, now_ms() + 1) == "passed"
+    assert pass_gate(models_app, now_ms()) == "canary"
     page = signed_in(models_app, "viewer").get(PAGE).text
     shown = row_of(page, "rollout", "plant-a")
     assert 'data-state="running"' in page and '<td class="stage">canary</td>' in shown
@@ -175,3 +181,13 @@ def test_viewers_cannot_pause_abort_or_roll_back(models_app):
         releases = session.scalars(select(registry.ModelReleaseRow)).all()
     # only the rollout's own: m-0002 and the way back to m-0001
     assert [(r.version, r.rollback) for r in releases] == [("m-0002", False), ("m-0001", True)]
+
+
+def test_a_completed_rollout_offers_a_rollback_to_the_version_it_replaced(models_app):
+    start_rollout(models_app)
+    t = now_ms()
+    assert [pass_gate(models_app, t + i * 10) for i in range(3)] == ["canary", "wave:1", "done"]
+    page = signed_in(models_app, "operator").get(PAGE).text
+    shown = row_of(page, "rollout", "plant-a")
+    assert "roll back to m-0001" in shown and 'name="version" value="m-0001"' in shown
+    assert "rollout-action" not in shown and 'data-state="completed"' in page
