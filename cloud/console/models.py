@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import flash, redirect, request, url_for
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 from werkzeug.wrappers import Response
 
 from tandem.cloud.access.permissions import Permission
@@ -125,16 +125,16 @@ def _version_row(row: registry.ModelVersion) -> VersionRow:
 
 
 def _rollout_rows(session: Session) -> list[RolloutRow]:
-    """Each group's newest rollout, by group name."""
-    groups = session.scalars(select(rollout.Rollout.group).distinct()
-                             .order_by(rollout.Rollout.group)).all()
+    """Each group's newest rollout (as rollout.latest picks it), by group name; one query."""
+    newest: dict[str, rollout.Rollout] = {}
+    query = select(rollout.Rollout).order_by(rollout.Rollout.id.desc()).options(
+        defer(rollout.Rollout.release), defer(rollout.Rollout.back))  # signed blobs: not shown
+    for row in session.scalars(query):
+        newest.setdefault(row.group, row)
     rows = []
-    for group in groups:
-        row = rollout.latest(session, group)
-        if row is None:
-            continue
+    for group, row in sorted(newest.items()):
         log = row.log()
-        gates = [step for step in log if "windows" in step]
-        rows.append(RolloutRow(row.group, row.version, row.previous, row.stage, row.state,
+        gates = [step for step in log if "windows" in step]  # the steps rollout.gate judged
+        rows.append(RolloutRow(group, row.version, row.previous, row.stage, row.state,
                                row.stage_started_ms, gates[-1] if gates else {}, log))
     return rows
