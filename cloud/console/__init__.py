@@ -25,6 +25,7 @@ from tandem.cloud.console.audit import AuditView
 from tandem.cloud.console.data import AlarmsView
 from tandem.cloud.console.fleet import EnrolTokensView, GatewaysView, NodesView
 from tandem.cloud.console.home import HomeView
+from tandem.cloud.console.models import ModelsView
 from tandem.cloud.console.policies import PoliciesView
 from tandem.cloud.console.raw import RawRequestsView
 from tandem.cloud.console.view import ConsoleView, declare_views
@@ -40,6 +41,7 @@ VIEWS: list[tuple[ViewFactory, str]] = [
     (lambda: AlarmsView(name="Charts and alarms", endpoint="console_alarms"), "Data"),
     (lambda: RawRequestsView(name="Raw snippets", endpoint="console_raw"), "Data"),
     (lambda: PoliciesView(name="Policies", endpoint="console_policies"), "Policies"),
+    (lambda: ModelsView(name="Versions and rollouts", endpoint="console_models"), "Models"),
     (lambda: UsersView(name="Users", endpoint="console_users"), "Access"),
     (lambda: ApiTokensView(name="API tokens", endpoint="console_tokens"), "Access"),
     (lambda: AuditView(name="Audit log", endpoint="console_audit"), "Access"),

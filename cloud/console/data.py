@@ -9,6 +9,7 @@ cloud/labels and is audited in the same transaction, as through the API.
 from __future__ import annotations
 
 from collections import defaultdict
+from urllib.parse import urlencode
 
 from flask import flash, redirect, request, url_for
 from markupsafe import Markup
@@ -17,7 +18,14 @@ from werkzeug.wrappers import Response
 from tandem.cloud.access.permissions import Permission
 from tandem.cloud.audit import record as audit
 from tandem.cloud.console import chart
-from tandem.cloud.console.view import ConsoleView, expose, page_number, paginate
+from tandem.cloud.console.view import (
+    ConsoleView,
+    expose,
+    page_number,
+    paginate,
+    utc_input,
+    utc_ms,
+)
 from tandem.cloud.db import engine as database
 from tandem.cloud.errors import Rejection
 from tandem.cloud.labels import routes as label_api
@@ -28,6 +36,7 @@ from tandem.cloud.timeseries.rollup import StoredEvent
 from tandem.cloud.timestamps import now_ms
 
 RANGES_H = (1, 6, 24, 168, 720)  # the ranges an operator picks from, in hours
+MAX_RANGE_MS = 366 * 24 * 3600_000  # a from/to range longer than a year is refused
 MAX_POINTS = 2000
 LABEL_NAMES = {label_store.FAULT: "confirmed fault", label_store.FALSE_ALARM: "false alarm",
                label_store.NORMAL: "normal"}
@@ -44,8 +53,7 @@ class AlarmsView(ConsoleView):
         """Charts per channel of the chosen device, and its alarms with their labels."""
         device = request.args.get("device", "")[:64].strip()
         hours = _hours()
-        end_ms = now_ms()
-        start_ms = end_ms - hours * 3600_000
+        start_ms, end_ms = _range(hours)
         events = timeseries.store().events(EventQuery(
             device=device or None, start_ms=start_ms, end_ms=end_ms, limit=MAX_POINTS))
         events.sort(key=lambda e: e.event.t_ms, reverse=True)
@@ -54,6 +62,8 @@ class AlarmsView(ConsoleView):
         judged = {(lb.device, lb.alarm_name, lb.alarm_t_ms): lb for lb in labels}
         charts = _charts(device, start_ms, end_ms, events) if device else []
         return self.page("console/alarms.html", device=device, hours=hours, ranges=RANGES_H,
+                         start=utc_input(start_ms), end=utc_input(end_ms),
+                         custom="start" in request.args,
                            charts=charts, page=paginate(events, page_number()), judged=judged,
                            kinds=LABEL_NAMES)
 
@@ -80,13 +90,28 @@ class AlarmsView(ConsoleView):
                                  "label": stored.label, "start": stored.start_ms,
                                  "end": stored.end_ms})
         flash(f"{new.alarm_name} on {new.device} labelled {LABEL_NAMES[new.label]}", "success")
-        return redirect(url_for(".index", device=new.device, hours=form.get("hours", "24")))
+        back = {"device": new.device, "hours": form.get("hours", "24"),
+                **{k: form[k] for k in ("start", "end") if form.get(k)}}
+        return redirect(f"{url_for('.index')}?{urlencode(back)}")
 
 
 def _hours() -> int:
     """The chosen range in hours (24 unless one of RANGES_H was asked for)."""
     text = request.args.get("hours", "24")
     return int(text) if text in {str(h) for h in RANGES_H} else 24
+
+
+def _range(hours: int) -> tuple[int, int]:
+    """The chosen [start, end) in ms: the from/to inputs (UTC) when valid, else the last hours."""
+    args = request.args
+    if "start" in args or "end" in args:
+        start, end = utc_ms(args.get("start", "")), utc_ms(args.get("end", ""))
+        if start is not None and end is not None and 0 <= start < end <= start + MAX_RANGE_MS:
+            return start, end
+        flash("give a range as from < to (UTC), at most a year long; showing the last "
+              f"{hours} h", "error")
+    end_ms = now_ms()
+    return end_ms - hours * 3600_000, end_ms
 
 
 def _charts(device: str, start_ms: int, end_ms: int,

@@ -1,10 +1,17 @@
-"""Fleet pages: gateways with their group and last batch, nodes with last seen, enrolment tokens."""
+"""Fleet pages: gateways with their group, last batch and health, nodes, enrolment tokens.
+
+A gateway's health comes from its latest status report (cloud/scheduling/status.py):
+`unreachable` once `[scheduling] unreachable_after` report intervals pass without
+one, `degraded` while its link is down or its outbox holds DEGRADED_BACKLOG sealed
+batches or more (data is late); `no report` if it never sent one. Load is shown but
+does not degrade: a busy gateway that still delivers is doing its job.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import flash, redirect, request, url_for
+from flask import current_app, flash, redirect, request, url_for
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
@@ -21,9 +28,26 @@ from tandem.cloud.console.view import (
 )
 from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import registry, tokens
+from tandem.cloud.scheduling import status as gateway_status
 from tandem.cloud.timestamps import now_ms
 
 ENROL_TOKEN = "enrol.token"  # the audit event `tandem-cloud enrol token` records
+OK, DEGRADED, UNREACHABLE, NO_REPORT = "ok", "degraded", "unreachable", "no report"
+DEGRADED_BACKLOG = 10   # sealed batches waiting in the outbox: the uplink is not keeping up
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """A gateway's latest status report as the fleet list shows it, and what is wrong."""
+
+    state: str
+    reasons: tuple[str, ...]
+    reported_ms: int | None = None
+    outbox_depth: int | None = None
+    load: float | None = None
+    rtt_s: float | None = None
+    bandwidth_bps: float | None = None
+    link_up: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,10 +60,11 @@ class GatewayRow:
     devices: int
     last_batch_ms: int | None
     batches: int
+    health: Health
 
 
 class GatewaysView(ConsoleView):
-    """Gateways, their group, status, node count and when their last batch arrived."""
+    """Gateways: group, status, nodes, last batch, and backlog, load, link and health reported."""
 
     permission = Permission.FLEET_READ
 
@@ -48,7 +73,8 @@ class GatewaysView(ConsoleView):
         """The filtered, paginated gateway list."""
         query = text_filter()
         with database.read_session() as session:
-            rows = [r for r in _gateway_rows(session) if matches(query, r.name, r.group, r.status)]
+            rows = [r for r in _gateway_rows(session) if matches(
+                query, r.name, r.group, r.status, r.health.state)]
         return self.page("console/gateways.html", page=paginate(rows, page_number()), q=query)
 
 
@@ -104,7 +130,7 @@ class EnrolTokensView(ConsoleView):
 
 
 def _gateway_rows(session: Session) -> list[GatewayRow]:
-    """Every gateway with its group, node count and batch ledger totals (three queries)."""
+    """Every gateway with its group, nodes, batch ledger totals and health (four queries)."""
     groups = {g: group for g, group in session.execute(
         select(tokens.GatewayGroup.gateway, tokens.GatewayGroup.group))}
     devices = {g: n for g, n in session.execute(
@@ -112,6 +138,30 @@ def _gateway_rows(session: Session) -> list[GatewayRow]:
     batches = {g: (last, n) for g, last, n in session.execute(
         select(registry.IngestedBatch.gateway, func.max(registry.IngestedBatch.received_ms),
                func.count()).group_by(registry.IngestedBatch.gateway))}
-    return [GatewayRow(g.name, g.status, groups.get(g.name, tokens.DEFAULT_GROUP),
-                       devices.get(g.name, 0), *batches.get(g.name, (None, 0)))
-            for g in registry.list_gateways(session)]
+    reports = {r.gateway: r for r in gateway_status.latest(session)}
+    after, now = current_app.config["TANDEM"].scheduling.unreachable_after, now_ms()
+    rows = []
+    for g in registry.list_gateways(session):
+        last, count = batches.get(g.name, (None, 0))
+        rows.append(GatewayRow(g.name, g.status, groups.get(g.name, tokens.DEFAULT_GROUP),
+                               devices.get(g.name, 0), last, count,
+                               health(reports.get(g.name), now, after)))
+    return rows
+
+
+def health(report: gateway_status.Latest | None, now: int, unreachable_after: int) -> Health:
+    """Judge a gateway's latest status report (None: it never sent one)."""
+    if report is None:
+        return Health(NO_REPORT, ())
+    s = report.status
+    reasons = []
+    if not report.reachable(now, unreachable_after):
+        reasons.append(f"no report for {(now - report.received_ms) // 1000} s")
+    if not s.link_up:
+        reasons.append("link down")
+    if s.outbox_depth >= DEGRADED_BACKLOG:
+        reasons.append(f"outbox backlog {s.outbox_depth} batches")
+    state = UNREACHABLE if not report.reachable(now, unreachable_after) else \
+        DEGRADED if reasons else OK
+    return Health(state, tuple(reasons), report.received_ms, s.outbox_depth, s.load, s.rtt_s,
+                  s.bandwidth_bps, s.link_up)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from flask import Flask, request
@@ -94,3 +95,17 @@ def matches(query: str, *fields: Any) -> bool:
     """True when query is empty or a substring of any field (case-insensitive)."""
     needle = query.lower()
     return not needle or any(needle in str(f).lower() for f in fields)
+
+
+def utc_ms(text: str) -> int | None:
+    """A datetime-local input's value ("YYYY-MM-DDTHH:MM[:SS]", read as UTC) in Unix ms."""
+    try:
+        moment = datetime.fromisoformat(text.strip()[:19])
+    except ValueError:
+        return None
+    return int(moment.replace(tzinfo=UTC).timestamp() * 1000) if moment.tzinfo is None else None
+
+
+def utc_input(ms: int) -> str:
+    """Unix ms as a datetime-local input's value in UTC (the inverse of `utc_ms`)."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")

@@ -125,6 +125,12 @@ def promote(version: str) -> tuple[Response, int]:
 def release(version: str) -> tuple[Response, int]:
     """Sign version's manifest; gateways fetch it next poll."""
     rollback = bool(_json_map().get("rollback", False))
+    release_version(version, rollback)
+    return jsonify(status="released", version=version, rollback=rollback), 200
+
+
+def release_version(version: str, rollback: bool) -> None:
+    """Sign version's manifest (rollback: a deliberate downgrade), audited; the API and console."""
     config: CloudConfig = current_app.config["TANDEM"]
     with database.sessions().begin() as session:
         try:
@@ -133,7 +139,6 @@ def release(version: str) -> tuple[Response, int]:
             raise Rejection(404, "not_found", str(exc)) from None
         audit.record(audit.MODEL_RELEASE, session=session,
                      detail={"version": version, "rollback": rollback})
-    return jsonify(status="released", version=version, rollback=rollback), 200
 
 
 @bp.get("/models/v1/current")
@@ -207,6 +212,11 @@ def show_rollout(group: str) -> Response:
 @require(Permission.MODELS_MANAGE)
 def control_rollout(group: str, action: str) -> tuple[Response, int]:
     """Pause, resume or abort the group's rollout."""
+    return jsonify(control_group(group, action)), 200
+
+
+def control_group(group: str, action: str) -> dict[str, Any]:
+    """Pause, resume or abort group's rollout, audited; the rollout after (the API and console)."""
     with database.sessions().begin() as session:
         row = rollout.current(session, group)
         if row is None:
@@ -217,7 +227,7 @@ def control_rollout(group: str, action: str) -> tuple[Response, int]:
             raise Rejection(409, "not_allowed", str(exc)) from None
         audit.record(audit.MODEL_ROLLOUT, session=session,
                      detail={"group": group, "version": row.version, "step": action})
-        return jsonify(rollout.to_plain(row)), 200
+        return rollout.to_plain(row)
 
 
 @bp.get("/models/v1/artefact/<digest>")

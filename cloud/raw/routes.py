@@ -48,7 +48,14 @@ def create() -> tuple[Response, int]:
     body = request.get_json(silent=True)
     if not isinstance(body, dict) or set(body) - {"device", "t_ms"}:
         raise Rejection(400, "bad_parameter", 'send a JSON object {"device": ..., "t_ms": ...}')
-    device, t_ms = body.get("device"), body.get("t_ms", now_ms())
+    answer = request_snippet(body.get("device"), body.get("t_ms", now_ms()))
+    response = jsonify(answer)
+    response.headers["Location"] = f"/api/v1/raw-requests/{answer['id']}"
+    return response, 202
+
+
+def request_snippet(device: object, t_ms: object) -> dict[str, Any]:
+    """Validate, file and audit a request for device's snippet around t_ms (the API and console)."""
     if not isinstance(device, str) or not 0 < len(device) <= 64 or not device.isprintable():
         raise Rejection(400, "bad_parameter", "device must be 1..64 printable chars")
     if type(t_ms) is not int or not 0 <= t_ms <= _MAX_T_MS:
@@ -66,10 +73,7 @@ def create() -> tuple[Response, int]:
         row = raw_store.create(session, device, gateway, t_ms, audit.request_actor(), now)
         audit.record(RAW_REQUESTED, session=session,
                      detail={"id": row.id, "device": device, "gateway": gateway, "t": t_ms})
-        answer = _request_json(row, None)
-    response = jsonify(answer)
-    response.headers["Location"] = f"/api/v1/raw-requests/{answer['id']}"
-    return response, 202
+        return _request_json(row, None)
 
 
 @bp.get("/api/v1/raw-requests/<request_id>")

@@ -24,6 +24,7 @@ PAGES = {
     "/admin/console_alarms/": Permission.DATA_READ,
     "/admin/console_raw/": Permission.DATA_RAW,
     "/admin/console_policies/": Permission.POLICY_READ,
+    "/admin/console_models/": Permission.MODELS_READ,
     "/admin/console_users/": Permission.USERS_MANAGE,
     "/admin/console_tokens/": Permission.USERS_MANAGE,
     "/admin/console_audit/": Permission.AUDIT_READ,
@@ -33,13 +34,16 @@ ACTIONS = {
     "/admin/console_audit/verify": Permission.AUDIT_READ,
     "/admin/console_policies/push": Permission.POLICY_PUSH,
     "/admin/console_enrol/issue": Permission.FLEET_ENROL,
+    "/admin/console_models/control": Permission.MODELS_MANAGE,
+    "/admin/console_models/rollback": Permission.MODELS_MANAGE,
+    "/admin/console_raw/request": Permission.DATA_RAW,
 }
 EXPECTED = {  # role -> console pages it may open
     "viewer": {"/admin/", "/admin/console_gateways/", "/admin/console_nodes/",
-               "/admin/console_alarms/", "/admin/console_policies/"},
+               "/admin/console_alarms/", "/admin/console_policies/", "/admin/console_models/"},
     "operator": {"/admin/", "/admin/console_gateways/", "/admin/console_nodes/",
                  "/admin/console_enrol/", "/admin/console_alarms/", "/admin/console_raw/",
-                 "/admin/console_policies/"},
+                 "/admin/console_policies/", "/admin/console_models/"},
     "admin": set(PAGES),
 }
 
@@ -108,7 +112,10 @@ def test_forms_without_a_valid_csrf_token_are_refused(app, kit):
     for path, form in (("/admin/console_alarms/label", label),
                        ("/admin/console_audit/verify", {}),
                        ("/admin/console_policies/push", {"group": "g", "policy": "version = 1"}),
-                       ("/admin/console_enrol/issue", {"gateway": "gw-new"})):
+                       ("/admin/console_enrol/issue", {"gateway": "gw-new"}),
+                       ("/admin/console_models/control", {"group": "g", "action": "abort"}),
+                       ("/admin/console_models/rollback", {"version": "m-0001"}),
+                       ("/admin/console_raw/request", {"device": "dev-1"})):
         for forged in ({}, {"csrf_token": "forged"}):
             response = client.post(path, data=form | forged)
             assert response.status_code == 400, (path, forged)

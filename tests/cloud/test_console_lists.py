@@ -9,7 +9,7 @@ from sqlalchemy import text
 
 from tandem.cloud.access import accounts
 from tandem.cloud.audit import chain
-from tandem.cloud.console.view import PER_PAGE
+from tandem.cloud.console.view import PER_PAGE, utc_input
 from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import registry, tokens
 
@@ -34,7 +34,7 @@ def csrf_token(html: str) -> str:
 
 def rows(html: str) -> list[str]:
     body = html.split('id="rows"', 1)[1].split("</tbody>", 1)[0]
-    return re.findall(r"<tr><td>([^<]+)</td>", body)
+    return re.findall(r"<tr[^>]*><td>([^<]+)</td>", body)
 
 
 def test_nodes_paginate_and_filter(app, kit):
@@ -88,6 +88,28 @@ def test_an_ingested_alarm_is_charted_and_labelled(app, client, kit, pki):
     with database.read_session(app) as session:
         assert [e.actor for e in chain.entries(session) if e.event == "label.add"] == [
             "user:operator-1"]
+
+
+def test_the_chart_shows_a_chosen_from_to_range_not_only_the_last_hours(app, client, kit, pki):
+    t0 = kit.now_ms() - 3 * 24 * 3600_000  # three days ago: outside the last 24 h
+    records = [kit.summary(t0_ms=t0 + i * 60_000, mean=20.0 + i) for i in range(5)]
+    records.append(kit.event(t_ms=t0 + 150_000, name="overheat"))
+    assert kit.post(client, kit.envelope(pki.gateway, 1, records)).status_code == 200
+    viewer = signed_in(app, kit, "viewer")
+    assert "No summaries of dev-1 in this range" in viewer.get(
+        "/admin/console_alarms/?device=dev-1&hours=24").text
+    start, end = utc_input(t0 - 3600_000), utc_input(t0 + 3600_000)
+    page = viewer.get(f"/admin/console_alarms/?device=dev-1&start={start}&end={end}").text
+    assert 'data-channel="temp"' in page and page.count('class="alarm-marker"') == 1
+    assert f'name="start" value="{start}"' in page and f'name="end" value="{end}"' in page
+    label_form = page.split('class="form-inline label-form"', 1)[1].split("</form>", 1)[0]
+    assert f'name="start" value="{start}"' in label_form  # labelling keeps the range
+    later = utc_input(t0 + 7200_000)
+    assert "No summaries" in viewer.get(
+        f"/admin/console_alarms/?device=dev-1&start={end}&end={later}").text
+    backwards = viewer.get(f"/admin/console_alarms/?device=dev-1&start={end}&end={start}").text
+    assert "give a range as from &lt; to (UTC)" in backwards
+    assert "showing the last 24 h" in backwards and "No summaries" in backwards
 
 
 def test_a_bad_label_is_refused_with_a_message_and_stores_nothing(app, client, kit):

@@ -1,0 +1,193 @@
+"""Models and rollouts in the console: versions with their card's figures and promoted flag,
+each group's rollout with its stage, state and last gate's figures; operators pause, resume,
+abort and roll back through the API's own functions (same checks, same audit); viewers only look.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from sqlalchemy import select
+
+from tandem.cloud import close_app, create_app
+from tandem.cloud.access import accounts
+from tandem.cloud.audit import chain
+from tandem.cloud.db import engine as database
+from tandem.cloud.fleet import tokens
+from tandem.cloud.models import feedback, registry, rollout
+from tandem.cloud.timestamps import now_ms
+from tandem.tools.pki import SiteCA
+from tandem.wire.modelrelease import open_manifest
+from tests.cloud.conftest import bearer, token_for
+from tests.enrolkit import cloud_mapping, policy_key
+from tests.modelkit import write_version
+
+PASSWORD = "correct horse battery staple"
+PAGE = "/admin/console_models/"
+ROLLOUT = {"group": "plant-a", "version": "m-0002", "previous": "m-0001",
+           "canaries": ["gw-01"], "wave_size": 1, "limits": {"soak_s": 0}}
+
+
+@pytest.fixture
+def models_app(tmp_path: Path) -> Iterator[Flask]:
+    """A cloud with a release signing key, m-0001 (promoted) and its child m-0002 registered."""
+    app = create_app(cloud_mapping(tmp_path, SiteCA.create(tmp_path / "pki", "site-a")))
+    with database.sessions(app).begin() as session:
+        for version, seed, parent, f1 in (("m-0001", 1, None, 0.8), ("m-0002", 2, "m-0001", 0.9)):
+            output = write_version(tmp_path / version, version, seed, parent=parent, f1=f1)
+            registry.register(session, app.config["TANDEM"], output, "trainer", now_ms())
+        registry.promote(session, "m-0001")
+        for gateway in ("gw-01", "gw-02"):
+            tokens.set_group(session, gateway, "plant-a")
+    yield app
+    close_app(app)
+
+
+def signed_in(app: Flask, role: str) -> FlaskClient:
+    with database.sessions(app).begin() as session:
+        accounts.add_user(session, f"{role}-1", role, PASSWORD, 0)
+    client = app.test_client()
+    assert client.post("/login", data={"user": f"{role}-1", "password": PASSWORD,
+                                       "csrf_token": csrf(client, "/login")}).status_code == 302
+    return client
+
+
+def csrf(client: FlaskClient, path: str = PAGE) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', client.get(path).text)
+    assert found
+    return found.group(1)
+
+
+def start_rollout(app: Flask) -> None:
+    answer = app.test_client().post("/api/v1/rollouts", json=ROLLOUT,
+                                    headers=bearer(token_for(app, "operator")))
+    assert answer.status_code == 200, answer.json
+
+
+def row_of(html: str, css: str, key: str) -> str:
+    """The <tr> of a table row marked data-<kind>="key" (up to its end)."""
+    return html.split(f'class="{css}', 1)[1].split(f'"{key}"', 1)[1].split("</tr>", 1)[0]
+
+
+def pass_gate(app: Flask, t_ms: int) -> str:
+    """Both gateways report good figures for m-0002 at t_ms, the gate is judged; the new stage."""
+    report = {"version": "m-0002", "role": "shadow", "windows": 40, "score_mean": 1.0,
+              "score_max": 2.0, "alarms": 1, "errors": 0, "latency_p99_ms": 3.5,
+              "latency_bounds_ms": [1.0], "latency": [40]}
+    with database.sessions(app).begin() as session:
+        for gateway in ("gw-01", "gw-02"):
+            feedback.record(session, gateway, {"reports": [report]}, t_ms)
+        row = rollout.current(session, "plant-a")
+        assert row is not None
+        assert rollout.advance(session, row, t_ms + 1) == "passed"
+        return row.stage
+
+
+def act(client: FlaskClient, path: str, **form: str) -> str:
+    response = client.post(path, data={"csrf_token": csrf(client), **form},
+                           follow_redirects=True)
+    assert response.status_code == 200
+    return html.unescape(response.text)
+
+
+def audited(app: Flask, event: str) -> list[tuple[str, dict[str, object]]]:
+    with database.read_session(app) as session:
+        return [(e.actor, json.loads(e.detail)) for e in chain.entries(session)
+                if e.event == event]
+
+
+def test_versions_show_their_card_figures_and_the_promoted_one(models_app):
+    page = signed_in(models_app, "viewer").get(PAGE).text
+    versions = re.findall(r'<tr class="version" data-version="([^"]+)"', page)
+    assert versions == ["m-0002", "m-0001"]  # newest first
+    child, first = row_of(page, "version", "m-0002"), row_of(page, "version", "m-0001")
+    assert '<td class="metric-f1">0.900</td>' in child and "<td>m-0001</td>" in child
+    assert '<td class="metric-roc_auc">\u2013</td>' in child  # a figure not given
+    assert "<td>2.0</td>" in child and "0" * 12 in child  # threshold, dataset hash
+    assert "promoted" in first and "promoted" not in child
+    assert "No rollout yet" in page
+
+
+def test_a_rollout_shows_its_stage_state_and_the_figures_of_its_last_gate(models_app):
+    start_rollout(models_app)
+    assert pass_gate(models_app, now_ms()) == "canary"
+    page = signed_in(models_app, "viewer").get(PAGE).text
+    shown = row_of(page, "rollout", "plant-a")
+    assert 'data-state="running"' in page and '<td class="stage">canary</td>' in shown
+    assert '<td class="gate-windows">80</td>' in shown
+    assert '<td class="gate-p99_ms">3.5</td>' in shown
+    assert '<td class="gate-alarm_rate">0.025</td>' in shown
+    assert "gate passed" in page  # the log
+    assert "rollout-action" not in page and "rollback-form" not in page  # a viewer's page
+
+
+def test_an_operator_pauses_resumes_and_aborts_audited_as_through_the_api(models_app):
+    start_rollout(models_app)
+    operator = signed_in(models_app, "operator")
+    control = PAGE + "control"
+    assert "plant-a: pause done, now paused" in act(operator, control, group="plant-a",
+                                                    action="pause")
+    page = act(operator, control, group="plant-a", action="pause")
+    assert "rollout of plant-a not changed: cannot pause a rollout that is paused" in page
+    assert "now running" in act(operator, control, group="plant-a", action="resume")
+    page = act(operator, control, group="plant-a", action="abort")
+    assert "now aborted" in page and 'data-state="aborted"' in page
+    assert "rollout-action" not in row_of(page, "rollout", "plant-a")  # nothing left to do
+    page = act(operator, control, group="plant-a", action="resume")
+    assert "not changed: no rollout in progress for group 'plant-a'" in page
+    assert "no rollout action 'explode'" in act(operator, control, group="plant-a",
+                                                 action="explode")
+    shown = models_app.test_client().get("/api/v1/rollouts/plant-a",
+                                         headers=bearer(token_for(models_app, "viewer"))).json
+    assert shown["state"] == "aborted"
+    assert [s["step"] for s in shown["log"]] == ["started", "pause", "resume", "abort"]
+    steps = [(actor, detail["step"]) for actor, detail in audited(models_app, "model.rollout")]
+    assert steps == [("token:operator-user/t1", "started"), ("user:operator-1", "pause"),
+                     ("user:operator-1", "resume"), ("user:operator-1", "abort")]
+
+
+def test_an_operator_releases_an_earlier_version_as_a_signed_rollback(models_app, tmp_path):
+    operator = signed_in(models_app, "operator")
+    page = act(operator, PAGE + "rollback", version="m-0001")
+    assert "rollback to m-0001 released" in page
+    with database.read_session(models_app) as session:
+        row = registry.latest_release(session, "m-0001")
+        assert row is not None
+        release = open_manifest(row.envelope, policy_key(tmp_path).public_key())
+    assert release.rollback and release.card.version == "m-0001"
+    assert audited(models_app, "model.release") == [
+        ("user:operator-1", {"version": "m-0001", "rollback": True})]
+    page = act(operator, PAGE + "rollback", version="m-9999")
+    assert "no rollback released: no model version m-9999" in page
+
+
+def test_viewers_cannot_pause_abort_or_roll_back(models_app):
+    start_rollout(models_app)
+    viewer = signed_in(models_app, "viewer")
+    for path, form in (("control", {"group": "plant-a", "action": "abort"}),
+                       ("rollback", {"version": "m-0001"})):
+        response = viewer.post(PAGE + path, data={"csrf_token": csrf(viewer), **form})
+        assert response.status_code == 403, path
+    with database.read_session(models_app) as session:
+        row = rollout.latest(session, "plant-a")
+        assert row is not None and row.state == rollout.RUNNING
+        releases = session.scalars(select(registry.ModelReleaseRow)).all()
+    # only the rollout's own: m-0002 and the way back to m-0001
+    assert [(r.version, r.rollback) for r in releases] == [("m-0002", False), ("m-0001", True)]
+
+
+def test_a_completed_rollout_offers_a_rollback_to_the_version_it_replaced(models_app):
+    start_rollout(models_app)
+    t = now_ms()
+    assert [pass_gate(models_app, t + i * 10) for i in range(3)] == ["canary", "wave:1", "done"]
+    page = signed_in(models_app, "operator").get(PAGE).text
+    shown = row_of(page, "rollout", "plant-a")
+    assert "roll back to m-0001" in shown and 'name="version" value="m-0001"' in shown
+    assert "rollout-action" not in shown and 'data-state="completed"' in page
