@@ -84,6 +84,8 @@ def artefact_dir(config: CloudConfig) -> Path:
 def register(session: Session, config: CloudConfig, directory: Path, created_by: str,
              now_ms: int, chunk_bytes: int = CHUNK_BYTES) -> ModelVersion:
     """Check and store the trainer's output in `directory` as a new version."""
+    if chunk_bytes < 1:
+        raise ModelRegistryError(f"chunk size must be >= 1 byte, not {chunk_bytes}")
     card, model = _read_output(directory)
     if session.scalar(select(ModelVersion).where(ModelVersion.version == card.version)):
         raise ModelRegistryError(f"version {card.version} is already registered")
