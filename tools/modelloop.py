@@ -190,7 +190,8 @@ class ModelLoop:
         """`tandem-cloud model train`: the new version's card figures."""
         extra = ["--parent", str(parent)] if parent is not None else []
         result: dict[str, Any] = json.loads(_run([  # training reads no cloud configuration
-            _script("tandem-cloud"), "model", "train", "--dataset", str(dataset), "--out", str(out), "--version", version,
+            _script("tandem-cloud"), "model", "train", "--dataset", str(dataset),
+            "--out", str(out), "--version", version,
             "--epochs", str(epochs), "--created-by", "model-loop", *extra]))
         return result
 
