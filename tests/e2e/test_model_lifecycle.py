@@ -7,9 +7,7 @@ generator filing a simulated fleet's window summaries. The loop runs through
 the operator's own commands and API: labels -> dataset -> training -> register
 -> promote -> release; then a staged rollout shadow -> canary -> rest with
 each gate's figures in the rollout log, and a model that raises an alarm storm
-stopped at the canary and rolled back before the rest ever run it. Transfers
-survive a cut link and a SIGKILL with at most one chunk sent again, and a
-tampered chunk is caught by its hash with nothing swapped.
+stopped at the canary and rolled back before the rest ever run it.
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ import hashlib
 import json
 import lzma
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +24,14 @@ import httpx
 import pytest
 
 from tandem.tools.modelloop import LoopError, LoopGateway, ModelLoop, recent_fleet
-from tandem.tools.procs import Child
 from tandem.tools.simfleet import SimFleet
-from tests.modelkit import model_bytes, write_version
 from tests.netcut import CuttableLink
-from tests.waiting import wait_until
 
 GROUPS = {"gw-01": "plant-a", "gw-02": "plant-a", "gw-03": "plant-b"}
 CHUNK = 256
+# Small models fit the token bucket's burst: small chunks (one request each) make a transfer
+# last long enough to be cut at half.
+SMALL_CHUNK = 32
 WINDOWS = 60
 EPOCHS = 5
 LIMITS: dict[str, float] = {"soak_s": 2, "min_windows": 4, "max_alarm_rate": 0.2,
@@ -126,88 +124,6 @@ def test_labels_to_a_staged_rollout_and_a_bad_model_is_stopped_at_the_canary(
     roles = {(r["gateway"], r["role"]) for r in loop.reports("m-0003")}
     assert ("gw-01", "active") in roles and ("gw-02", "shadow") in roles
     assert ("gw-02", "active") not in roles and not any(g == "gw-03" for g, _ in roles)
-
-
-def test_transfers_resume_after_a_cut_link_and_a_sigkill_and_a_tampered_chunk_is_refused(
-        loop: ModelLoop, link: CuttableLink, tmp_path: Path) -> None:
-    gw = loop.gateways["gw-03"]
-    # Versions of a model over the 8 band energies, each a different fit (full artefacts).
-    for n, seed in ((4, 41), (5, 51), (6, 61)):
-        version = f"m-{n:04d}"
-        write_version(tmp_path / version, version, seed, features=8,
-                      content=model_bytes(seed, bands=8))
-        loop.register(tmp_path / version, CHUNK)
-
-    # 1. The link is cut at about half of the transfer, then restored: it resumes.
-    size, progress, resumed = _interrupt(loop, gw, "m-0004", link.set_mode)
-    assert 0 < resumed < size
-    assert progress - resumed <= CHUNK  # accepted before the cut, fetched again: <= one chunk
-    loop.wait_active(["gw-03"], "m-0004", timeout=60)
-
-    # 2. SIGKILL during the next transfer, restart: it resumes from the partial file.
-    def crash(mode: str) -> None:
-        if mode != "pass":
-            assert gw.process is not None
-            gw.process.kill()
-            gw.site.forget(gw.process)
-        else:
-            loop.start_gateway("gw-03")
-
-    size, progress, resumed = _interrupt(loop, gw, "m-0005", crash)
-    assert 0 < resumed < size and progress - resumed <= CHUNK
-    loop.wait_active(["gw-03"], "m-0005", timeout=60)
-
-    # 3. A chunk tampered with on the server is refused by its hash; nothing is swapped.
-    artefact = _artefact(loop, tmp_path / "m-0006")
-    original = artefact.read_bytes()
-    tampered = bytearray(original)
-    tampered[CHUNK + 7] ^= 0xFF
-    process = _process(gw)
-    mark = process.mark()
-    link.set_mode("refuse")  # signed (from the genuine bytes) before the gateway can fetch it
-    loop.release("m-0006")
-    artefact.write_bytes(bytes(tampered))
-    try:
-        link.set_mode("pass")
-        process.wait_for(r"model release REFUSED \(transfer: chunk_hash", timeout=60, since=mark)
-        assert _metric(gw, "tandem_gw_model_chunks_refused_total") >= 3
-        assert gw.active() == "m-0005"
-    finally:
-        artefact.write_bytes(original)
-    loop.wait_active(["gw-03"], "m-0006", timeout=60)  # the genuine bytes are taken afterwards
-    assert _metric(gw, 'tandem_gw_model_refused_total{reason="transfer"}') >= 1
-
-
-def _interrupt(loop: ModelLoop, gw: LoopGateway, version: str,
-               interrupt: Callable[[str], None]) -> tuple[int, int, int]:
-    """Release version, interrupt ("refuse") once half of it is in, then "pass" again.
-
-    Returns (artefact size, bytes accepted before the interruption, offset resumed at).
-    """
-    process = _process(gw)
-    mark = process.mark()
-    loop.release(version)
-    first = process.wait_for(r"model artefact (\w+): \d+/(\d+) bytes", timeout=60, since=mark)
-    digest, size = first[1], int(first[2])
-    wait_until(lambda: _accepted(process, digest) >= size // 2, f"half of {version}", 60)
-    interrupt("refuse")
-    progress = _accepted(process, digest)  # the lines of the process before the interruption
-    interrupt("pass")
-    resumed = _process(gw).wait_for(rf"model artefact {digest}: resuming at (\d+) of {size}",
-                                    timeout=60)
-    return size, progress, int(resumed[1])
-
-
-def _accepted(process: Child, digest: str) -> int:
-    """The most bytes of the artefact the gateway logged as accepted (verified, fsynced)."""
-    found = [int(m[1]) for line in process.lines()
-             if (m := re.search(rf"model artefact {digest}: (\d+)/", line))]
-    return max(found, default=0)
-
-
-def _process(gw: LoopGateway) -> Child:
-    assert gw.process is not None
-    return gw.process
 
 
 def _assert_gate_figures(gates: list[dict[str, Any]], loop: ModelLoop, version: str) -> None:
