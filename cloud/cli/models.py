@@ -27,6 +27,9 @@ def add_actions(actions: Subparsers, config: argparse.ArgumentParser,
     register.add_argument("directory", type=Path)
     register.add_argument("--by", default=os.environ.get("USER", "cli"),
                           help="who registers it (default: $USER)")
+    register.add_argument("--chunk-bytes", type=int, default=registry.CHUNK_BYTES,
+                          metavar="N", help="artefact chunk size for resumable transfer "
+                                            f"(default {registry.CHUNK_BYTES})")
     register.set_defaults(handler=_register, load_config=load)
     listing = actions.add_parser("list", parents=[config], help="list versions (JSON)")
     listing.set_defaults(handler=_list, load_config=load)
@@ -48,7 +51,8 @@ def add_actions(actions: Subparsers, config: argparse.ArgumentParser,
 def _register(args: argparse.Namespace) -> int:
     config = _config(args)
     with database.cli_session(config) as session, session.begin():
-        row = registry.register(session, config, args.directory, args.by, now_ms())
+        row = registry.register(session, config, args.directory, args.by, now_ms(),
+                                args.chunk_bytes)
         audit.record(audit.MODEL_REGISTER, session=session,
                      detail={"version": row.version, "sha256": row.sha256})
         print(f"model {row.version} registered ({row.size} bytes, "

@@ -84,6 +84,8 @@ def artefact_dir(config: CloudConfig) -> Path:
 def register(session: Session, config: CloudConfig, directory: Path, created_by: str,
              now_ms: int, chunk_bytes: int = CHUNK_BYTES) -> ModelVersion:
     """Check and store the trainer's output in `directory` as a new version."""
+    if chunk_bytes < 1:
+        raise ModelRegistryError(f"chunk size must be >= 1 byte, not {chunk_bytes}")
     card, model = _read_output(directory)
     if session.scalar(select(ModelVersion).where(ModelVersion.version == card.version)):
         raise ModelRegistryError(f"version {card.version} is already registered")
@@ -166,8 +168,13 @@ def promote(session: Session, version: str, force: bool = False) -> ModelVersion
 
 
 def sign_release(session: Session, config: CloudConfig, version: str, now_ms: int,
-                 rollback: bool = False) -> bytes:
-    """Sign and store the manifest of version (rollback: an operator's deliberate downgrade)."""
+                 rollback: bool = False, fleet_wide: bool = True) -> bytes:
+    """Sign the manifest of version (rollback: an operator's deliberate downgrade).
+
+    A fleet-wide release is stored: every gateway whose group has no rollout runs
+    the newest one. A rollout's manifests are not (the rollout keeps them), so a
+    version on trial in one group never reaches another.
+    """
     row = find(session, version)
     if row is None:
         raise ModelRegistryError(f"no model version {version}")
@@ -184,10 +191,17 @@ def sign_release(session: Session, config: CloudConfig, version: str, now_ms: in
         raise ModelRegistryError(f"{version}: a stored artefact is unreadable: {exc}") from None
     release = ModelRelease(row.seq, now_ms, row.card(), (full, *deltas), rollback)
     envelope = sign_manifest(release, SoftwareSigner(key), key.public_key())
-    session.add(ModelReleaseRow(version=version, rollback=rollback, issued_ms=now_ms,
-                                envelope=envelope))
-    session.flush()
+    if fleet_wide:
+        session.add(ModelReleaseRow(version=version, rollback=rollback, issued_ms=now_ms,
+                                    envelope=envelope))
+        session.flush()
     return envelope
+
+
+def newest_release(session: Session) -> ModelReleaseRow | None:
+    """The newest fleet-wide release: what a gateway whose group has no rollout runs."""
+    return session.scalars(select(ModelReleaseRow).order_by(ModelReleaseRow.id.desc())
+                           .limit(1)).first()
 
 
 def _deltas(session: Session, config: CloudConfig, row: ModelVersion,

@@ -27,7 +27,6 @@ import re
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file
-from sqlalchemy import select
 
 from tandem.cloud.access.auth import current_principal, public, require
 from tandem.cloud.access.permissions import Permission, granted
@@ -156,9 +155,7 @@ def current() -> Response:
                              detail={"group": group, "version": row.version, **row.log()[-1]})
         plan = rollout.assignment(row, signed.gateway, rollout.members(session, group))
         if plan is None:
-            newest = session.scalars(select(registry.ModelReleaseRow)
-                                     .order_by(registry.ModelReleaseRow.id.desc())
-                                     .limit(1)).first()
+            newest = registry.newest_release(session)
             plan = rollout.Assignment(newest.envelope if newest else None, None)
     headers = {} if plan.shadow is None else {
         "X-Model-Shadow": base64.urlsafe_b64encode(plan.shadow).decode().rstrip("=")}
@@ -182,12 +179,15 @@ def start_rollout() -> tuple[Response, int]:
     config: CloudConfig = current_app.config["TANDEM"]
     now = now_ms()
     with database.sessions().begin() as session:
-        previous = body.get("previous") or rollout.completed_version(session, group)
+        # What the group runs now: its last rollout's version, else the fleet-wide release.
+        fleet = registry.newest_release(session)
+        previous = body.get("previous") or rollout.completed_version(session, group) \
+            or (fleet.version if fleet is not None else None)
         try:
             gates = rollout.Limits(**{str(k): v for k, v in limits.items()})
-            release = registry.sign_release(session, config, version, now)
+            release = registry.sign_release(session, config, version, now, fleet_wide=False)
             back = None if previous is None else registry.sign_release(
-                session, config, str(previous), now, rollback=True)
+                session, config, str(previous), now, rollback=True, fleet_wide=False)
             row = rollout.start(session, group, version, previous, release, back,
                                 [str(c) for c in canaries], wave, gates, now)
         except (TypeError, registry.ModelRegistryError, rollout.RolloutError) as exc:

@@ -82,7 +82,8 @@ def test_a_rollout_goes_shadow_canary_waves_and_a_bad_model_stops_at_the_canary(
     assert steps == [("started", "shadow"), ("gate passed", "shadow"),
                      ("gate passed", "canary"), ("gate passed", "wave:1")]
     assert all("alarm_rate" in s and "p99_ms" in s for s in state["log"][1:])
-    assert gws["gw-03"].check() == "applied"  # plant-b has no rollout: the newest release
+    # plant-b has no rollout and nothing was released fleet-wide: plant-a's trial stays there.
+    assert gws["gw-03"].check() == "none"
 
     assert start("m-0002").status_code == 200
     for _ in range(3):
