@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,6 +25,7 @@ from tandem.gateway.installer.audit import AuditTrail
 from tandem.gateway.installer.auditlink import AuditLink
 from tandem.gateway.installer.config import InstallerSection
 from tandem.gateway.installer.livevalues import LiveValues
+from tandem.gateway.installer.pagecert import PageCert, page_cert
 from tandem.gateway.installer.password import Credentials
 from tandem.gateway.installer.rulespage import RulesPage
 from tandem.gateway.installer.sessions import COOKIE, Session, SessionTable
@@ -57,6 +57,7 @@ class InstallerServer:
         self.credentials = Credentials(gateway.config.gateway.data_dir)
         self.audit = AuditTrail()
         self._runner: web.AppRunner | None = None
+        self.cert: PageCert | None = None
         self.port = 0
         self.audit_link: AuditLink | None = None
         self._stop = asyncio.Event()
@@ -76,14 +77,14 @@ class InstallerServer:
 
     async def start(self) -> None:
         """Announce the login (one-time code if no password), bind HTTPS."""
-        identity = self.gateway.config.identity
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        await asyncio.to_thread(tls.load_cert_chain, identity.cert, identity.key)
+        config = self.gateway.config
+        self.cert = await asyncio.to_thread(page_cert, config.identity, config.gateway.data_dir,
+                                            config.gateway.id)
         self.credentials.announce()
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.section.host, self.section.port,
-                          ssl_context=tls).start()
+                          ssl_context=self.cert.tls).start()
         self.port = int(self._runner.addresses[0][1])
         self._start_audit_link()
 
