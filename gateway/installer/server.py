@@ -24,7 +24,9 @@ from tandem.gateway.installer import pages
 from tandem.gateway.installer.audit import AuditTrail
 from tandem.gateway.installer.auditlink import AuditLink
 from tandem.gateway.installer.config import InstallerSection
+from tandem.gateway.installer.enrolpage import EnrolPage
 from tandem.gateway.installer.livevalues import LiveValues
+from tandem.gateway.installer.nodespage import NodeAccess, NodesPage
 from tandem.gateway.installer.pagecert import PageCert, page_cert
 from tandem.gateway.installer.password import Credentials
 from tandem.gateway.installer.rulespage import RulesPage
@@ -62,6 +64,9 @@ class InstallerServer:
         self.audit_link: AuditLink | None = None
         self._stop = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+        self.enrol_page = EnrolPage(lambda: self.gateway.config, gateway.keystore, self.audit,
+                                    SESSION_KEY, self._connect_cloud, lambda: self.cert)
+        self.nodes_page = NodesPage(_node_access(gateway), live, self.audit, SESSION_KEY)
 
     def app(self) -> web.Application:
         """The aiohttp application (tests drive it with aiohttp's test client)."""
@@ -73,6 +78,7 @@ class InstallerServer:
                         web.static("/static", STATIC)])
         app.add_routes(RulesPage(self.gateway.config.rules.file, self.live, self.audit,
                                  SESSION_KEY).routes())
+        app.add_routes(self.enrol_page.routes() + self.nodes_page.routes())
         return app
 
     async def start(self) -> None:
@@ -97,6 +103,13 @@ class InstallerServer:
         self.audit_link = AuditLink(gw.config.gateway.id, self.audit, gw.keystore, http,
                                     gw.database.call)
         self._sender = asyncio.create_task(self.audit_link.run(self._stop))
+
+    async def _connect_cloud(self, url: str) -> list[str]:
+        """Enrolled on the page: the gateway starts its cloud link, changes go to the cloud too."""
+        started = await self.gateway.connect_cloud(url)
+        if self.audit_link is None:
+            self._start_audit_link()
+        return started
 
     async def stop(self) -> None:
         """Close the socket and open connections, send what is pending; safe to call twice."""
@@ -193,6 +206,14 @@ class InstallerServer:
         since = max(since, self.live.now_ms() - LIVE_WINDOW_MS)
         points = self.live.series(device, since)
         return web.json_response({"device": device, "points": [[t, v] for t, v in points]})
+
+
+def _node_access(gateway: Gateway) -> NodeAccess:
+    """The nodes screen's view of the gateway: revocation list, device policy, DTLS server."""
+    config = gateway.config
+    return NodeAccess(gateway.security.revocations, gateway.access.policy.permits,
+                      gateway.access.drop_device, config.gateway.id, config.coap.host,
+                      lambda: gateway.coap_port, config.identity.ca)
 
 
 def set_cookie(response: web.StreamResponse, session: Session) -> None:
