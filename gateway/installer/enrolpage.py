@@ -29,7 +29,8 @@ SessionOf = web.RequestKey[Session]
 class EnrolPage:
     """GET /enrol shows the state and the form; POST /enrol runs the wizard."""
 
-    def __init__(self, config: Callable[[], GatewayConfig], keystore: GatewayKeyStore,
+    def __init__(self, config: Callable[[], GatewayConfig],
+                 keystore: Callable[[], GatewayKeyStore],
                  audit: AuditTrail, session_key: SessionOf, connect: Connect,
                  cert: Callable[[], PageCert | None]) -> None:
         self._config = config
@@ -56,7 +57,7 @@ class EnrolPage:
                                       409)
         async with self._busy:
             outcome = await asyncio.to_thread(enrolwizard.run, self._config(), url, token,
-                                              self._keystore, self.clients)
+                                              self._keystore(), self.clients)
             if outcome.enrolment is not None:
                 started = await self._connect(outcome.enrolment.cloud)
                 outcome.add("link", True, _link_text(started))

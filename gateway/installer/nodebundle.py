@@ -34,6 +34,7 @@ class BundleRequest:
     gateway_name: str
     period_ms: int = 1000
     board: str = "esp32-devkitc"
+    raw: bool = True  # raw snippets: the default board carries an accelerometer
 
 
 def provision_command(request: BundleRequest) -> list[str]:
@@ -48,7 +49,7 @@ def make_bundle(request: BundleRequest, site_ca_pem: Path) -> bytes:
     check_name(request.name)
     ca = x509.load_pem_x509_certificate(site_ca_pem.read_bytes())
     spec = NodeConfigSpec(request.name, "esp32", request.gateway_host, request.gateway_port,
-                          request.gateway_name, request.period_ms)
+                          request.gateway_name, request.period_ms, raw=request.raw)
     files: dict[str, str | bytes] = {"node.json": json.dumps(node_config(spec), indent=1) + "\n",
              "ca.der": ca.public_bytes(serialization.Encoding.DER),
              "README.txt": _readme(request)}

@@ -46,12 +46,17 @@ class NodeAccess:
 class NodesPage:
     """GET /nodes, POST /nodes/revoke and /nodes/allow, GET /nodes/bundle?name=."""
 
-    def __init__(self, access: NodeAccess, live: LiveValues, audit: AuditTrail,
+    def __init__(self, access: Callable[[], NodeAccess], live: LiveValues, audit: AuditTrail,
                  session_key: SessionOf) -> None:
-        self.access = access
+        self._access = access
         self.live = live
         self.audit = audit
         self._session = session_key
+
+    @property
+    def access(self) -> NodeAccess:
+        """The gateway's parts this screen acts on."""
+        return self._access()
 
     def routes(self) -> list[web.RouteDef]:
         """The routes to add to the installer app."""

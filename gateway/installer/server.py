@@ -64,9 +64,12 @@ class InstallerServer:
         self.audit_link: AuditLink | None = None
         self._stop = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
-        self.enrol_page = EnrolPage(lambda: self.gateway.config, gateway.keystore, self.audit,
-                                    SESSION_KEY, self._connect_cloud, lambda: self.cert)
-        self.nodes_page = NodesPage(_node_access(gateway), live, self.audit, SESSION_KEY)
+        # Both read the gateway when asked (it may be a stand-in with less in unit tests).
+        self.enrol_page = EnrolPage(lambda: self.gateway.config, lambda: self.gateway.keystore,
+                                    self.audit, SESSION_KEY, self._connect_cloud,
+                                    lambda: self.cert)
+        self.nodes_page = NodesPage(lambda: _node_access(self.gateway), live, self.audit,
+                                    SESSION_KEY)
 
     def app(self) -> web.Application:
         """The aiohttp application (tests drive it with aiohttp's test client)."""
