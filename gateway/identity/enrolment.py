@@ -36,14 +36,17 @@ from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
 class EnrolError(Exception):
     """Enrolment that did not succeed; the message says what the cloud or the store said.
 
-    `status` and `reason` carry the cloud's HTTP status and error code (0 and ""
-    when the cloud did not answer), so a caller can explain them in its own words.
+    `status`, `reason` and `detail` carry the cloud's HTTP status, error code and
+    words (0, "" and "" when the cloud did not answer), so a caller can explain
+    them in its own words.
     """
 
-    def __init__(self, message: str, status: int = 0, reason: str = "") -> None:
+    def __init__(self, message: str, status: int = 0, reason: str = "",
+                 detail: str = "") -> None:
         super().__init__(message)
         self.status = status
         self.reason = reason
+        self.detail = detail
 
 
 def enrol(config: GatewayConfig, cloud_url: str, token: str,
@@ -119,7 +122,7 @@ def _accept(config: GatewayConfig, store: GatewayKeyStore, url: str,
     if response.status_code != 200:
         reason, detail = _error_of(response)
         raise EnrolError(f"cloud refused: {response.status_code} {reason}: {detail}",
-                         response.status_code, reason)
+                         response.status_code, reason, detail)
     answer: dict[str, Any] = response.json()
     cert = x509.load_pem_x509_certificate(answer["cert"].encode())
     mine = store.public_key().public_bytes(serialization.Encoding.DER,

@@ -163,15 +163,16 @@ def explain_refusal(exc: enrol_client.EnrolError) -> str:
     if exc.reason == "invalid_token":
         return ("Wrong or expired token: the cloud does not know this token, or it was "
                 "already used or has expired. Ask the operator for a new one-time token.")
-    if exc.reason == "bad_csr" and "gateway" in str(exc):
-        return (f"This token is for another gateway: {exc}. Check the gateway id "
-                "or ask for a token for this gateway.")
+    if exc.reason == "bad_csr" and "this token enrols" in exc.detail:
+        return (f"This token is for another gateway ({exc.detail}): ask the operator for a "
+                "token made for this gateway.")
     if exc.reason in ("revoked_gateway", "revoked_key"):
         return ("This gateway was revoked in the cloud: an administrator must re-admit it "
                 f"before it can enrol ({exc.reason}).")
     if exc.status == 0:
         return f"Enrolment failed: {exc}"
-    return f"The cloud refused the enrolment ({exc.status} {exc.reason or 'error'}): {exc}"
+    return (f"The cloud refused the enrolment ({exc.status} {exc.reason or 'error'}): "
+            f"{exc.detail or exc}")
 
 
 def explain_transport(exc: httpx.HTTPError, url: str) -> str:
