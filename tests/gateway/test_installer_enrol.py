@@ -39,8 +39,14 @@ from tandem.gateway.installer.password import set_password
 from tandem.gateway.installer.server import InstallerServer
 from tandem.tools.pki import Role, SiteCA
 from tandem.wire.certprofile import CertRequest, Issuer, issue
-from tests.enrolkit import PASSPHRASE, PASSPHRASE_ENV, gateway_config, make_app, new_token, \
-    wsgi_client
+from tests.enrolkit import (
+    PASSPHRASE,
+    PASSPHRASE_ENV,
+    gateway_config,
+    make_app,
+    new_token,
+    wsgi_client,
+)
 from tests.gateway.test_enrol_flow import _upload
 from tests.gateway.test_installer_access import PASSWORD, Browser, _csrf
 from tests.httpsserver import HttpsServer
