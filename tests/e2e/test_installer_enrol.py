@@ -116,6 +116,8 @@ def test_an_installer_enrols_a_fresh_gateway_then_revokes_a_node(
     page.locator("#nodes-result", has_text="node-07 revoked").wait_for()
     assert "revoked here" in page.locator("#nodes-table tr[data-device='node-07']").inner_text()
     screenshot(page, "installer-nodes")
+    bundle = page.request.get(url + "nodes/bundle?name=node-09")
+    assert bundle.ok and bundle.headers["content-type"] == "application/zip"
     node = Identity(NODE.name, Role.DEVICE, site.pki / "device" / NODE.name)
     with DtlsClient(site.ports.coap, node, site.pki / "ca.pem") as peer, \
             pytest.raises(SSL.Error):
