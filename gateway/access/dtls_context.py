@@ -89,7 +89,7 @@ class _Verifier:
             peer.rejection = (exc.reason, exc.detail)
             return False
         if self._admits is not None and not self._admits(peer.device):
-            peer.rejection = ("device_revoked", f"{peer.device} is revoked or not allowed")
+            peer.rejection = ("device_revoked", f"{peer.device} is revoked")
             return False
         return True
 

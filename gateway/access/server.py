@@ -103,6 +103,6 @@ class CoapDtlsServer:
                                             config.max_peers)
         assert config.cert_pem and config.key_pem and config.ca_pem  # checked by AccessConfig
         context = server_context(config.cert_pem, config.key_pem, config.ca_pem, CookieJar(),
-                                 self.policy.permits)
+                                 self.policy.admits)
         return await DtlsEndpoint.open(config.host, config.port, context, handler, self.stats,
                                        config.limits)
