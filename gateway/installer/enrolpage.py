@@ -9,6 +9,7 @@ started. One enrolment at a time; every attempt goes to the audit trail.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from html import escape
 
@@ -21,6 +22,8 @@ from tandem.gateway.installer import enrolwizard, pages
 from tandem.gateway.installer.audit import AuditTrail
 from tandem.gateway.installer.pagecert import PageCert
 from tandem.gateway.installer.sessions import Session
+
+log = logging.getLogger(__name__)
 
 Connect = Callable[[str], Awaitable[list[str]]]
 SessionOf = web.RequestKey[Session]
@@ -63,6 +66,9 @@ class EnrolPage:
                 outcome.add("link", True, _link_text(started))
         session = request[self._session]
         failed = next((s for s in outcome.steps if not s.ok), None)
+        if failed is not None:
+            log.warning("installer: enrolment with %s failed at step %s: %s", url.strip(),
+                        failed.name, failed.text)
         self._audit.record("enrol", session.user, request.remote or "?", cloud=url.strip(),
                            ok=outcome.ok, step=failed.name if failed else "",
                            group=outcome.enrolment.group if outcome.enrolment else "")

@@ -37,6 +37,7 @@ from tandem.gateway.installer.livevalues import LiveValues
 from tandem.gateway.installer.pagecert import page_cert
 from tandem.gateway.installer.password import set_password
 from tandem.gateway.installer.server import InstallerServer
+from tandem.gateway.runtime import with_enrolled_cloud
 from tandem.tools.pki import Role, SiteCA
 from tandem.wire.certprofile import CertRequest, Issuer, issue
 from tests.enrolkit import (
@@ -51,6 +52,7 @@ from tests.gateway.test_enrol_flow import _upload
 from tests.gateway.test_installer_access import PASSWORD, Browser, _csrf
 from tests.httpsserver import HttpsServer
 from tests.ports import free_port
+from tests.tpm import SoftwareTpm, needs_swtpm
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -105,6 +107,28 @@ def test_wrong_token_is_explained_then_the_right_one_enrols_and_uploads_verify(
     assert _upload(app.test_client(), "gw-01", 1, store) == (200, "")
     again = enrolwizard.run(config, "http://cloud", token, store, _in_process(app))
     assert again.steps[-1].text.startswith("Wrong or expired token")  # it worked once
+
+
+@needs_swtpm
+def test_the_csr_is_made_in_the_tpm_when_the_key_lives_there(tmp_path: Path, ca: SiteCA,
+                                                            app: Flask) -> None:
+    with SoftwareTpm(tmp_path / "swtpm") as tpm:
+        config = gateway_config(tmp_path / "gw-tpm", ca, keystore="tpm", tcti=tpm.tcti)
+        with open_or_create_keystore(config) as store:
+            outcome = enrolwizard.run(config, "http://cloud", new_token(app, "gw-01"), store,
+                                      _in_process(app))
+            assert outcome.ok
+            assert outcome.steps[2].text.startswith("Signing request made with the key in "
+                                                    "the TPM")
+            assert _upload(app.test_client(), "gw-01", 1, store) == (200, "")
+
+
+def test_a_restarted_gateway_without_uplink_url_uploads_where_it_enrolled(
+        config: GatewayConfig, store: GatewayKeyStore, app: Flask) -> None:
+    assert with_enrolled_cloud(config) is config  # not enrolled: nothing to upload to
+    assert enrolwizard.run(config, "http://cloud", new_token(app, "gw-01"), store,
+                           _in_process(app)).ok
+    assert with_enrolled_cloud(config).uplink.url == "http://cloud"
 
 
 def test_a_token_for_another_gateway_says_so(config: GatewayConfig, store: GatewayKeyStore,
