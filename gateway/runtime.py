@@ -257,7 +257,11 @@ def with_enrolled_cloud(config: GatewayConfig) -> GatewayConfig:
     """No uplink.url configured but enrolled (on the installer page): the enrolment's cloud."""
     if config.uplink.url:
         return config
-    enrolment = enrolled.load(config.gateway.data_dir)
+    try:
+        enrolment = enrolled.load(config.gateway.data_dir)
+    except enrolled.EnrolmentFilesError as exc:
+        log.warning("enrolment files unreadable, no cloud link: %s", exc)
+        return config
     if enrolment is None:
         return config
     return dataclasses.replace(config, uplink=dataclasses.replace(config.uplink,
