@@ -25,7 +25,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from tandem.gateway.config import IdentitySection
 from tandem.gateway.identity.keystore import KeyStoreError, passphrase_from
-from tandem.wire.certprofile import CertRequest, Role, issue, new_site_ca
+from tandem.wire.certprofile import (
+    CertRequest,
+    ProfileError,
+    Role,
+    check_name,
+    issue,
+    new_site_ca,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +77,13 @@ def bootstrap_files(directory: Path, name: str) -> tuple[Path, Path]:
         return cert, key
     directory.mkdir(parents=True, exist_ok=True)
     private = ec.generate_private_key(ec.SECP256R1())
-    issuer = new_site_ca(f"{name}-installer")  # its key is dropped: nothing else is signed
-    leaf = issue(issuer, CertRequest(name, private.public_key()), Role.SERVER,
-                 ("localhost", "127.0.0.1", socket.gethostname()))
+    try:
+        check_name(name)
+    except ProfileError:
+        name = "tandem-gateway"  # an id that cannot be a CN still gets a page
+    issuer = new_site_ca("installer-bootstrap")  # its key is dropped: it signs nothing else
+    hosts = tuple(h for h in ("localhost", "127.0.0.1", socket.gethostname()) if h.isascii())
+    leaf = issue(issuer, CertRequest(name, private.public_key()), Role.SERVER, hosts)
     _write(key, private.private_bytes(serialization.Encoding.PEM,
                                       serialization.PrivateFormat.PKCS8,
                                       serialization.NoEncryption()), 0o600)
