@@ -27,7 +27,7 @@ from tandem.gateway.installer.config import InstallerSection
 from tandem.gateway.installer.enrolpage import EnrolPage
 from tandem.gateway.installer.livevalues import LiveValues
 from tandem.gateway.installer.nodespage import NodeAccess, NodesPage
-from tandem.gateway.installer.pagecert import PageCert, page_cert
+from tandem.gateway.installer.pagecert import PageCert, page_cert, upgrade
 from tandem.gateway.installer.password import Credentials
 from tandem.gateway.installer.rulespage import RulesPage
 from tandem.gateway.installer.sessions import COOKIE, Session, SessionTable
@@ -110,6 +110,10 @@ class InstallerServer:
     async def _connect_cloud(self, url: str) -> list[str]:
         """Enrolled on the page: the gateway starts its cloud link, changes go to the cloud too."""
         started = await self.gateway.connect_cloud(url)
+        config = self.gateway.config
+        if self.cert is not None:
+            self.cert = await asyncio.to_thread(upgrade, self.cert, config.identity,
+                                                config.gateway.data_dir)
         if self.audit_link is None:
             self._start_audit_link()
         return started

@@ -34,7 +34,7 @@ from tandem.gateway.identity.keystore import GatewayKeyStore
 from tandem.gateway.installer import enrolwizard
 from tandem.gateway.installer.config import InstallerSection
 from tandem.gateway.installer.livevalues import LiveValues
-from tandem.gateway.installer.pagecert import page_cert
+from tandem.gateway.installer.pagecert import fingerprint, page_cert, upgrade
 from tandem.gateway.installer.password import set_password
 from tandem.gateway.installer.server import InstallerServer
 from tandem.gateway.runtime import with_enrolled_cloud
@@ -232,11 +232,24 @@ def test_the_page_bootstrap_certificate_is_made_once_and_shown_by_fingerprint(
     assert first.bootstrap and first.fingerprint in caplog.text
     assert page_cert(config.identity, config.gateway.data_dir, "gw-01").fingerprint == \
         first.fingerprint  # kept: the installer checks the same fingerprint every visit
+    assert upgrade(first, config.identity, config.gateway.data_dir) is first  # not enrolled
     issued = ca.issue("gw-01", Role.GATEWAY, ("127.0.0.1",))
     own = SimpleNamespace(cert=issued.cert_pem, key=issued.key_pem, passphrase_env="",
                           passphrase_file=None)
     mine = page_cert(own, config.gateway.data_dir, "gw-01")  # type: ignore[arg-type]
     assert not mine.bootstrap and mine.fingerprint != first.fingerprint
+
+
+def test_after_enrolment_the_page_switches_to_the_enrolled_certificate(
+        config: GatewayConfig, store: GatewayKeyStore, app: Flask) -> None:
+    bootstrap = page_cert(config.identity, config.gateway.data_dir, "gw-01")
+    assert bootstrap.bootstrap
+    outcome = enrolwizard.run(config, "http://cloud", new_token(app, "gw-01"), store,
+                              _in_process(app))
+    assert outcome.enrolment is not None
+    enrolled_cert = upgrade(bootstrap, config.identity, config.gateway.data_dir)
+    assert not enrolled_cert.bootstrap and enrolled_cert.tls is bootstrap.tls
+    assert enrolled_cert.fingerprint == fingerprint(outcome.enrolment.cert_pem.encode())
 
 
 # -- the screen ---------------------------------------------------------------------
