@@ -160,7 +160,7 @@ def _enrol(config: GatewayConfig, url: str, token: str, store: GatewayKeyStore,
 
 def explain_refusal(exc: enrol_client.EnrolError) -> str:
     """The cloud's refusal of the token or the request, in an installer's words."""
-    if exc.reason == "invalid_token":
+    if exc.reason == "invalid_token" or exc.status == 401:  # also a token of the wrong form
         return ("Wrong or expired token: the cloud does not know this token, or it was "
                 "already used or has expired. Ask the operator for a new one-time token.")
     if exc.reason == "bad_csr" and "this token enrols" in exc.detail:

@@ -99,6 +99,8 @@ def test_wrong_token_is_explained_then_the_right_one_enrols_and_uploads_verify(
     assert wrong.steps[-1].text.startswith("Wrong or expired token")
     assert "encrypted file" in wrong.steps[2].text
     assert not wrong.ok and enrolled.load(config.gateway.data_dir) is None
+    pasted = enrolwizard.run(config, "http://cloud", "hello", store, _in_process(app))
+    assert pasted.steps[-1].text.startswith("Wrong or expired token")  # not even a tdi_ token
     token = new_token(app, "gw-01", "plant-a")
     right = enrolwizard.run(config, "http://cloud/", f"  {token}\n", store, _in_process(app))
     assert right.ok and all(s.ok for s in right.steps)
