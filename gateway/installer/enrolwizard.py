@@ -107,6 +107,12 @@ def _probe(config: GatewayConfig, url: str, clients: ClientFactory | None,
             response = http.get("/healthz")
     except httpx.HTTPError as exc:
         raise StepFailed(explain_transport(exc, url)) from None
+    if response.status_code == 503:
+        raise StepFailed("The cloud answered but is not ready (its database or time-series "
+                         "store is down): try again later; the token was not used.")
+    if response.status_code != 200:
+        raise StepFailed(f"{url} answers, but not as a Tandem cloud (GET /healthz: "
+                         f"{response.status_code}). Check the address.")
     check_clock(response.headers.get("Date"), clock())
     trusted = "" if url.startswith("http://") else " over a trusted connection"
     return f"The cloud answered{trusted}; the clocks agree."

@@ -175,8 +175,16 @@ class Healthy(BaseHTTPRequestHandler):
         pass
 
 
-def _serve(cert: Path, key: Path) -> Iterator[HttpsServer]:
-    server = HttpsServer(Healthy, cert, key)
+class NotTandem(Healthy):
+    """Some other web server at the address: no /healthz."""
+
+    def do_GET(self) -> None:
+        self.send_error(404)
+
+
+def _serve(cert: Path, key: Path,
+           handler: type[BaseHTTPRequestHandler] = Healthy) -> Iterator[HttpsServer]:
+    server = HttpsServer(handler, cert, key)
     try:
         yield server
     finally:
@@ -192,6 +200,16 @@ def test_a_cloud_certificate_from_another_ca_is_not_trusted(
         assert _texts(outcome)[-1] == ("cloud", False)
         assert outcome.steps[-1].text.startswith("Certificate not trusted: the cloud's "
                                                  "certificate is not signed by the site CA")
+
+
+def test_another_web_server_at_the_address_is_not_taken_for_the_cloud(
+        ca: SiteCA, config: GatewayConfig, store: GatewayKeyStore) -> None:
+    other = ca.issue("cloud", Role.SERVER, ("127.0.0.1",))
+    for server in _serve(other.cert_pem, other.key_pem, NotTandem):
+        outcome = enrolwizard.run(config, server.url, "tdi_x", store)
+        assert outcome.steps[-1] == enrolwizard.Step(
+            "cloud", False, f"{server.url} answers, but not as a Tandem cloud (GET /healthz: "
+                            "404). Check the address.")
 
 
 def test_clock_skew_is_named_from_the_date_header_and_from_an_expired_certificate(
