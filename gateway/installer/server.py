@@ -20,6 +20,8 @@ import httpx
 from aiohttp import web
 
 from tandem.gateway.cloudlink.client import CloudEndpoint
+from tandem.gateway.identity.keystore import GatewayKeyStore
+from tandem.gateway.identity.onthread import KeyStoreOnThread
 from tandem.gateway.installer import pages
 from tandem.gateway.installer.audit import AuditTrail
 from tandem.gateway.installer.auditlink import AuditLink
@@ -65,9 +67,8 @@ class InstallerServer:
         self._stop = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
         # Both read the gateway when asked (it may be a stand-in with less in unit tests).
-        self.enrol_page = EnrolPage(lambda: self.gateway.config, lambda: self.gateway.keystore,
-                                    self.audit, SESSION_KEY, self._connect_cloud,
-                                    lambda: self.cert)
+        self.enrol_page = EnrolPage(lambda: self.gateway.config, self._keystore, self.audit,
+                                    SESSION_KEY, self._connect_cloud, lambda: self.cert)
         self.nodes_page = NodesPage(lambda: _node_access(self.gateway), live, self.audit,
                                     SESSION_KEY)
 
@@ -106,6 +107,10 @@ class InstallerServer:
         self.audit_link = AuditLink(gw.config.gateway.id, self.audit, gw.keystore, http,
                                     gw.database.call)
         self._sender = asyncio.create_task(self.audit_link.run(self._stop))
+
+    def _keystore(self) -> GatewayKeyStore:
+        """The daemon's key store, used on its database thread as the daemon does."""
+        return KeyStoreOnThread(self.gateway.keystore, self.gateway.database.call_sync)
 
     async def _connect_cloud(self, url: str) -> list[str]:
         """Enrolled on the page: the gateway starts its cloud link, changes go to the cloud too."""

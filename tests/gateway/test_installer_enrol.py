@@ -13,8 +13,10 @@ import asyncio
 import datetime as dt
 import logging
 import re
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from types import SimpleNamespace
@@ -282,6 +284,18 @@ class StandIn:
         self.config = config
         self.keystore = store
         self.connected: list[str] = []
+        self.database = SimpleNamespace(call_sync=self._on_database_thread)
+        self.key_calls: list[tuple[str, str]] = []  # (call, thread it ran on)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="database")
+
+    def _on_database_thread(self, fn: Callable[..., Any], *args: Any) -> Any:
+        def run() -> Any:
+            self.key_calls.append((fn.__name__, threading.current_thread().name))
+            return fn(*args)
+        return self._thread.submit(run).result()
+
+    def close(self) -> None:
+        self._thread.shutdown()
 
     async def connect_cloud(self, url: str) -> list[str]:
         self.connected.append(url)
@@ -317,9 +331,13 @@ def test_the_screen_shows_each_step_and_starts_the_cloud_link(
             assert "Cloud link started in the running gateway: uplink, status-report" in text
             assert "Enrolled with http://cloud in group default" in text
             assert gateway.connected == ["http://cloud"]
+            # the key store was used only on the daemon's database thread, as the uplink does
+            assert {"public_key", "sign_der"} <= {name for name, _ in gateway.key_calls}
+            assert all(t.startswith("database") for _, t in gateway.key_calls)
             assert [(e.event, e.detail.get("ok")) for e in server.audit.pending] == [
                 ("login", None), ("enrol", False), ("enrol", True)]
         finally:
             await client.close()
+            gateway.close()
 
     asyncio.run(scenario())
