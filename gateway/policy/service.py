@@ -71,6 +71,9 @@ class SecurityService:
         """After an in-process enrolment: the policy agent (restored) as a task to spawn, if new."""
         if self.agent is not None:
             return []
+        if self.enforcer.recipient is None:  # the data key enrolment just saved
+            self.enforcer.recipient = _key(config.policy.data_key, config.gateway.data_dir,
+                                           enrolled.DATA_KEY)
         agent = self.agent = self._agent(config, database, keystore, None)
         if agent is None:
             return []

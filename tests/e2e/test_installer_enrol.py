@@ -46,11 +46,16 @@ def _cli(name: str, *args: str) -> str:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Iterator[Site]:
-    """A cloud that can enrol (the site CA signs CSRs) and has never seen gw-01."""
+    """A cloud that can enrol (the site CA signs CSRs), signs policies, has never seen gw-01."""
     running = local_site(tmp_path / "site", window_s=1.0)
+    keys = running.root / "cloud-keys"
+    for name in ("policy.pem", "data.pem"):
+        _cli("tandem-cloud", "policy", "keygen", "--out", str(keys / name))
     with running.cloud_config.open("a") as f:
         f.write(f'\n[enrol]\nca_cert = "{running.pki / "ca.pem"}"\n'
-                f'ca_key = "{running.pki / "ca.key.pem"}"\n')
+                f'ca_key = "{running.pki / "ca.key.pem"}"\n'
+                f'\n[policy]\nsigning_key = "{keys / "policy.pem"}"\n'
+                f'data_key = "{keys / "data.pem"}"\n')
     try:
         running.start_cloud(register=False)
         yield running
@@ -101,8 +106,8 @@ def test_an_installer_enrols_a_fresh_gateway_then_revokes_a_node(
     page.click("#enrol")
     page.locator("#enrol-result", has_text="Enrolled.").wait_for(timeout=30_000)
     assert "in group plant-a" in page.locator("#enrol-state").inner_text()
-    assert "Cloud link started in the running gateway: uplink" in \
-        page.locator('#enrol-steps li[data-step="link"]').inner_text()
+    assert "Cloud link started in the running gateway: uplink, status-report, policy-agent" \
+        in page.locator('#enrol-steps li[data-step="link"]').inner_text()
     screenshot(page, "installer-enrol")
     # the same process now uploads, signed with its key store's key, and the cloud accepts it
     with site.cloud_client() as cloud:
