@@ -8,6 +8,7 @@ inwards and stores every open window before the outbox closes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 
 from tandem.gateway.access.config import AccessConfig
@@ -18,6 +19,7 @@ from tandem.gateway.cloudlink.statusreport import StatusReporter
 from tandem.gateway.cloudlink.uplink import Uplink
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.health import HealthServer
+from tandem.gateway.identity import enrolled
 from tandem.gateway.identity.keystore import GatewayKeyStore
 from tandem.gateway.identity.kinds import open_keystore
 from tandem.gateway.installer.server import InstallerServer
@@ -53,7 +55,7 @@ class Gateway:
     """One running gateway instance."""
 
     def __init__(self, config: GatewayConfig, keystore: GatewayKeyStore | None = None) -> None:
-        self.config = config
+        config = self.config = with_enrolled_cloud(config)
         self.metrics = GatewayMetrics()
         self.keystore = keystore or open_keystore(config.identity, config.gateway.data_dir)
         self.database = GatewayDatabase(config.gateway.data_dir / DATABASE_FILE)
@@ -190,6 +192,33 @@ class Gateway:
         return factories + self.security.tasks(stop) + self.nodes.tasks(stop) \
             + model_service.tasks(self.models, stop)
 
+    async def connect_cloud(self, url: str) -> list[str]:
+        """After an enrolment on the installer page: upload to url from now on, in-process.
+
+        The identity key is the key store's, already open, so starting the cloud
+        tasks is all the new identity needs. Returns what started; a gateway
+        already uploading elsewhere keeps its link until the service restarts.
+        """
+        if self.uplink is not None:
+            same = self.config.uplink.url.rstrip("/") == url.rstrip("/")
+            return [] if same else [f"restart the service to upload to {url}"]
+        config = self.config = dataclasses.replace(
+            self.config, uplink=dataclasses.replace(self.config.uplink, url=url))
+        uplink = self.uplink = Uplink(config.uplink, CloudEndpoint.of(config), config.gateway.id,
+                                      self.outbox, self.keystore, self.metrics)
+        self.outbox.on_urgent.append(uplink.urgent.set)
+        status = self.status = StatusReporter(
+            config.gateway.id, config.status, config.gateway.data_dir, self.outbox,
+            CloudEndpoint.of(config), self.keystore, self.database.call, self.metrics.registry)
+        stop = self._stop
+        started: list[tuple[str, TaskFactory]] = [
+            ("uplink", lambda: uplink.run(stop)), ("status-report", lambda: status.run(stop))]
+        started += await self.security.start_agent(config, self.database, self.keystore, stop)
+        for name, factory in started:
+            self.supervisor.spawn(name, factory)
+        log.info("cloud link to %s started: %s", url, ", ".join(n for n, _ in started))
+        return [name for name, _ in started]
+
     @property
     def coap_port(self) -> int:
         """The UDP port devices connect to (useful when configured as 0)."""
@@ -246,6 +275,21 @@ class Gateway:
         # Degraded also while a task is down: the gateway is not moving data as it should.
         degraded = self.outbox.degraded or not self.supervisor.ready
         self.metrics.outbox_degraded.set(1 if degraded else 0)
+
+
+def with_enrolled_cloud(config: GatewayConfig) -> GatewayConfig:
+    """No uplink.url configured but enrolled (on the installer page): the enrolment's cloud."""
+    if config.uplink.url:
+        return config
+    try:
+        enrolment = enrolled.load(config.gateway.data_dir)
+    except enrolled.EnrolmentFilesError as exc:
+        log.warning("enrolment files unreadable, no cloud link: %s", exc)
+        return config
+    if enrolment is None:
+        return config
+    return dataclasses.replace(config, uplink=dataclasses.replace(config.uplink,
+                                                                  url=enrolment.cloud))
 
 
 def _access_config(config: GatewayConfig) -> AccessConfig:

@@ -70,13 +70,16 @@ def run_demo(options: DemoOptions) -> int:
                 SitePorts(options.cloud_port, options.coap_port, options.metrics_port),
                 window_s=options.window_s, echo=_echo_problems, rules=DEMO_RULES)
     try:
-        _start(site, options)
+        installer_password = _installer_login(site)
+        installer_url = _start(site, options)
         console_password = _console_login(site)
         print(f"\nTandem demo is up after {time.monotonic() - started:.1f} s:\n"
               f"  cloud API     {site.cloud_url}/api/v1/summaries   (CA: {site.pki / 'ca.pem'})\n"
               f"  API token     {site.api_token}   (send as Authorization: Bearer)\n"
               f"  console       {site.cloud_url}/admin/   (user demo, password "
               f"{console_password})\n"
+              f"  installer     {installer_url}   (gateway page; password {installer_password},"
+              " certificate from the demo CA)\n"
               f"  gateway CoAP  coaps://127.0.0.1:{options.coap_port}/r\n"
               f"  metrics       http://127.0.0.1:{options.metrics_port}/metrics\n"
               f"  files         {site.root}\n"
@@ -107,18 +110,34 @@ def _console_login(site: Site) -> str:
     return password
 
 
-def _start(site: Site, options: DemoOptions) -> None:
+def _installer_login(site: Site) -> str:
+    """Prepare the site and set the gateway's installer password; return the password."""
     print(f"preparing site in {site.root} (PKI, configs) ...", flush=True)
     site.prepare()
+    password = secrets.token_urlsafe(12)
+    (site.root / "installer-password.txt").write_text(password + "\n")
+    (site.root / "installer-password.txt").chmod(0o600)
+    done = subprocess.run([str(Path(sys.executable).parent / "tandem-gateway"),
+                           "installer-password", "--config", str(site.root / "gateway.toml")],
+                          input=password + "\n", capture_output=True, text=True, check=False,
+                          timeout=60)
+    if done.returncode != 0:
+        raise RuntimeError(f"setting the installer password failed:\n{done.stderr}")
+    return password
+
+
+def _start(site: Site, options: DemoOptions) -> str:
+    """Start cloud, gateway and nodes on the prepared site; return the installer page URL."""
     site.start_cloud()
     print(f"cloud up on {site.cloud_url}", flush=True)
-    site.start_gateway()
+    gateway = site.start_gateway()
     print(f"gateway {site.gateway_id} up on coaps://127.0.0.1:{options.coap_port}", flush=True)
     for index in range(options.nodes):
         spec = NodeSpec(f"node-{index + 1:02d}", SCENARIOS[index % len(SCENARIOS)], seed=index + 1)
         site.issue_node(spec)
         site.start_node(spec)
         print(f"node {spec.name} started ({spec.scenario})", flush=True)
+    return site.installer_url(gateway)
 
 
 def _live(site: Site, stop: threading.Event, started: float, duration_s: float) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 
 from tandem.tools.boards import Board
 from tandem.tools.pki import Role, SiteCA
+from tandem.wire import nodeconfig
 
 PASSWORD_ENV = "TANDEM_WIFI_PASSWORD"
 
@@ -36,24 +37,11 @@ class NodeSpec:
 
 
 def node_config(spec: NodeSpec, wifi_password: str | None = None) -> dict[str, Any]:
-    """node.json for the node (firmware/config.py reads it)."""
-    config: dict[str, Any] = {
-        "version": 1,
-        "device_id": spec.name,
-        "board": spec.board.mcu,
-        "gateway": {"host": spec.gateway_host, "port": spec.gateway_port,
-                    "name": spec.gateway_name},
-        "tls": {"cert": "cert.der", "key": "key.der", "ca": "ca.der"},
-        "period_ms": spec.period_ms,
-        "log": "info",
-        "commands": {"poll_ms": spec.command_poll_ms},
-        "raw": {"enabled": spec.board.sensor_model == "accel"},
-        "spill": {"max_bytes": 65536},
-    }
-    if spec.wifi_ssid:
-        config["board_options"] = {"wifi": {"ssid": spec.wifi_ssid,
-                                            "password": wifi_password or ""}}
-    return config
+    """node.json for the node (firmware/config.py reads it; tandem.wire.nodeconfig writes it)."""
+    return nodeconfig.node_config(nodeconfig.NodeConfigSpec(
+        spec.name, spec.board.mcu, spec.gateway_host, spec.gateway_port, spec.gateway_name,
+        spec.period_ms, spec.command_poll_ms, spec.board.sensor_model == "accel",
+        spec.wifi_ssid), wifi_password)
 
 
 def staged_files(staging: Path, name: str) -> list[Path]:

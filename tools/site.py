@@ -114,12 +114,13 @@ class Site:
 
     # -- processes -----------------------------------------------------------
 
-    def start_cloud(self) -> Child:
-        """Start the cloud, wait until it listens, register the gateway."""
+    def start_cloud(self, register: bool = True) -> Child:
+        """Start the cloud, wait until it listens, register the gateway (unless it will enrol)."""
         cloud = self._spawn("cloud", [_script("tandem-cloud"), "serve", "--config",
                                       str(self.root / "cloud.toml")])
         cloud.wait_for(r"listening on https://", timeout=60)
-        self.register_gateway()
+        if register:
+            self.register_gateway()
         if not self.api_token:
             self.api_token = self._issue_api_token()
         return cloud

@@ -44,7 +44,8 @@ class CoapSection:
     max_datagram: Annotated[Int, Field(ge=256, le=65507)] = 1200
     allowed_devices: tuple[str, ...] = ()  # empty: every device of the site CA
     insecure_plain_coap: Flag = False  # plain CoAP without DTLS, for tests and the demo only
-    revocation_file: FilePath | None = None  # device names, one a line; reloaded on change
+    # device names, one a line; reloaded on change (unset: <data_dir>/revoked-devices.txt)
+    revocation_file: FilePath | None = None
     grant: tuple[DeviceGrant, ...] = ()
 
     @property

@@ -4,7 +4,8 @@ Three sources combine: the configuration (an allow-list, per-device grants),
 the revocation list file (reloaded when it changes) and the signed security
 policy from the cloud (allow-list, revocations, grants). A device is refused
 if any source revokes it; an allow-list or a grant, when set, must name it.
-Changes apply to the next request, also on a DTLS session already open.
+Changes apply to the next request, also on a DTLS session already open; a
+revoked device's next DTLS handshake is refused as well.
 """
 
 from __future__ import annotations
@@ -24,9 +25,18 @@ class DevicePolicy:
         self._listed: frozenset[str] = frozenset()  # from the revocation list file
         self._policy = PolicyLayer()
 
+    def revoked(self, device: str) -> bool:
+        """True if any source revokes the device (the DTLS handshake is refused then)."""
+        return device in self._revoked or device in self._listed \
+            or device in self._policy.revoked
+
+    def admits(self, device: str) -> bool:
+        """The handshake's verdict: not revoked (allow-lists and grants apply per request)."""
+        return not self.revoked(device)
+
     def permits(self, device: str, path: str = "/r") -> bool:
         """True unless revoked, missing from an allow-list, or not granted path."""
-        if device in self._revoked or device in self._listed or device in self._policy.revoked:
+        if self.revoked(device):
             return False
         for allowed in (self._allowed, self._policy.allowed):
             if allowed is not None and device not in allowed:

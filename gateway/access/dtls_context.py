@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -43,8 +44,12 @@ class CookieJar:
         return hmac.compare_digest(self.make(address), cookie)
 
 
-def server_context(cert_pem: Path, key_pem: Path, ca_pem: Path, jar: CookieJar) -> SSL.Context:
-    """A DTLS 1.2 server context that demands a device certificate issued by the site CA."""
+def server_context(cert_pem: Path, key_pem: Path, ca_pem: Path, jar: CookieJar,
+                   admits: Callable[[str], bool] | None = None) -> SSL.Context:
+    """A DTLS 1.2 server context that demands a device certificate issued by the site CA.
+
+    `admits(device)` False (a revoked device) ends the handshake with an alert.
+    """
     ctx = SSL.Context(SSL.DTLS_SERVER_METHOD)
     ctx.set_min_proto_version(_DTLS_1_2)
     ctx.set_cipher_list(_CIPHERS)
@@ -54,7 +59,7 @@ def server_context(cert_pem: Path, key_pem: Path, ca_pem: Path, jar: CookieJar) 
     # Only the site CA: no default paths, so no public CA can vouch for a device.
     ctx.load_verify_locations(str(ca_pem))
     # No CA names in the CertificateRequest: a device holds one certificate; the flight stays small.
-    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _verify)
+    ctx.set_verify(SSL.VERIFY_PEER | SSL.VERIFY_FAIL_IF_NO_PEER_CERT, _Verifier(admits))
     ctx.set_verify_depth(2)
     ctx.set_mode(_MODE_NO_AUTO_CHAIN)
     ctx.set_options(SSL.OP_NO_QUERY_MTU | SSL.OP_NO_TICKET | _no_renegotiation())
@@ -64,20 +69,29 @@ def server_context(cert_pem: Path, key_pem: Path, ca_pem: Path, jar: CookieJar) 
     return ctx
 
 
-def _verify(conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int, ok: int) -> bool:
-    """Record why a chain is refused, and the device name of an accepted leaf."""
-    peer = _peer(conn)
-    if not ok:
-        peer.rejection = ("cert_rejected", f"depth {depth}: X509 error {errno}")
-        return False
-    if depth > 0:
+class _Verifier:
+    """Records why a chain is refused, and the device name of an accepted, admitted leaf."""
+
+    def __init__(self, admits: Callable[[str], bool] | None) -> None:
+        self._admits = admits
+
+    def __call__(self, conn: SSL.Connection, cert: crypto.X509, errno: int, depth: int,
+                 ok: int) -> bool:
+        peer = _peer(conn)
+        if not ok:
+            peer.rejection = ("cert_rejected", f"depth {depth}: X509 error {errno}")
+            return False
+        if depth > 0:
+            return True
+        try:
+            peer.device = device_identity(cert.to_cryptography())
+        except IdentityError as exc:
+            peer.rejection = (exc.reason, exc.detail)
+            return False
+        if self._admits is not None and not self._admits(peer.device):
+            peer.rejection = ("device_revoked", f"{peer.device} is revoked")
+            return False
         return True
-    try:
-        peer.device = device_identity(cert.to_cryptography())
-    except IdentityError as exc:
-        peer.rejection = (exc.reason, exc.detail)
-        return False
-    return True
 
 
 def _peer(conn: SSL.Connection) -> HandshakePeer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from types import TracebackType
 
@@ -58,6 +59,17 @@ class CoapDtlsServer:
         if context is not None:
             await context.shutdown()
 
+    def drop_device(self, device: str) -> int:
+        """Close the device's open DTLS sessions (after a revocation: it must handshake again)."""
+        endpoint = self._interface.endpoint if self._interface is not None else None
+        if not isinstance(endpoint, DtlsEndpoint):
+            return 0
+        mine = [s for s in endpoint.sessions if s.device == device]
+        for session in mine:
+            session.close("revoked_session_closed", f"{device} at {session.address}",
+                          logging.WARNING)
+        return len(mine)
+
     @property
     def port(self) -> int:
         """The bound UDP port (useful when configured as 0)."""
@@ -90,6 +102,7 @@ class CoapDtlsServer:
             return await PlainEndpoint.open(config.host, config.port, handler, self.stats,
                                             config.max_peers)
         assert config.cert_pem and config.key_pem and config.ca_pem  # checked by AccessConfig
-        context = server_context(config.cert_pem, config.key_pem, config.ca_pem, CookieJar())
+        context = server_context(config.cert_pem, config.key_pem, config.ca_pem, CookieJar(),
+                                 self.policy.admits)
         return await DtlsEndpoint.open(config.host, config.port, context, handler, self.stats,
                                        config.limits)

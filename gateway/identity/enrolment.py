@@ -34,22 +34,41 @@ from tandem.wire.gwrequest import MEDIA_TYPE, sign_request
 
 
 class EnrolError(Exception):
-    """Enrolment that did not succeed; the message says what the cloud or the store said."""
+    """Enrolment that did not succeed; the message says what the cloud or the store said.
+
+    `status`, `reason` and `detail` carry the cloud's HTTP status, error code and
+    words (0, "" and "" when the cloud did not answer), so a caller can explain
+    them in its own words.
+    """
+
+    def __init__(self, message: str, status: int = 0, reason: str = "",
+                 detail: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+        self.detail = detail
 
 
 def enrol(config: GatewayConfig, cloud_url: str, token: str,
           client: httpx.Client | None = None,
-          environ: Mapping[str, str] | None = None) -> enrolled.Enrolment:
-    """Create (or reuse) the identity key, send its CSR with the token, save the certificate."""
-    store = open_or_create_keystore(config, environ)
+          environ: Mapping[str, str] | None = None,
+          store: GatewayKeyStore | None = None) -> enrolled.Enrolment:
+    """Create (or reuse) the identity key, send its CSR with the token, save the certificate.
+
+    `store` is a key store already open (the running daemon's, left open); by
+    default the configured one is opened, or created, and closed afterwards.
+    """
+    own = store is None
+    key = open_or_create_keystore(config, environ) if store is None else store
     try:
-        csr = build_csr(store, config.gateway.id).decode()
+        csr = build_csr(key, config.gateway.id).decode()
         with _client(config, cloud_url, client) as http:
             response = http.post("/enrol/v1/csr", json={"csr": csr},
                                  headers={"Authorization": f"Bearer {token}"})
-        return _accept(config, store, cloud_url, response)
+        return _accept(config, key, cloud_url, response)
     finally:
-        store.close()
+        if own:
+            key.close()
 
 
 def renew(config: GatewayConfig, cloud_url: str | None = None,
@@ -101,7 +120,9 @@ def _client(config: GatewayConfig, url: str,
 def _accept(config: GatewayConfig, store: GatewayKeyStore, url: str,
             response: httpx.Response) -> enrolled.Enrolment:
     if response.status_code != 200:
-        raise EnrolError(f"cloud refused: {response.status_code} {_error_of(response)}")
+        reason, detail = _error_of(response)
+        raise EnrolError(f"cloud refused: {response.status_code} {reason}: {detail}",
+                         response.status_code, reason, detail)
     answer: dict[str, Any] = response.json()
     cert = x509.load_pem_x509_certificate(answer["cert"].encode())
     mine = store.public_key().public_bytes(serialization.Encoding.DER,
@@ -118,9 +139,12 @@ def _accept(config: GatewayConfig, store: GatewayKeyStore, url: str,
     return result
 
 
-def _error_of(response: httpx.Response) -> str:
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    """The cloud's (error code, detail); a body that is not the cloud's JSON: ("", its text)."""
     try:
         body = response.json()
-        return f"{body.get('error')}: {body.get('detail')}"
     except ValueError:
-        return response.text[:200]
+        return "", response.text[:200]
+    if not isinstance(body, dict):
+        return "", response.text[:200]
+    return str(body.get("error") or ""), str(body.get("detail") or "")

@@ -14,7 +14,9 @@ _HEAD = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>{title}</title><link rel="stylesheet" href="/static/installer.css"></head><body>"""
 
 
-_NAV = '<nav><a href="/">Status</a> <a href="/rules" id="nav-rules">Rules</a></nav>'
+_NAV = ('<nav><a href="/">Status</a> <a href="/rules" id="nav-rules">Rules</a> '
+        '<a href="/nodes" id="nav-nodes">Nodes</a> <a href="/enrol" id="nav-enrol">Enrolment</a>'
+        '</nav>')
 
 
 def _page(session: Session, title: str, body: str, status: int = 200) -> web.Response:
@@ -24,6 +26,13 @@ def _page(session: Session, title: str, body: str, status: int = 200) -> web.Res
                                                 "X-Frame-Options": "DENY",
                                                 "Content-Security-Policy":
                                                     "default-src 'self'; frame-ancestors 'none'"})
+
+
+def screen(session: Session, title: str, heading: str, body: str,
+           status: int = 200) -> web.Response:
+    """A screen of the page: heading and navigation, then body (HTML, escaped by the caller)."""
+    return _page(session, f"{title} - Tandem gateway",
+                 f"<header><h1>{heading}</h1>{_NAV}</header>{body}", status)
 
 
 def login(session: Session, error: str, status: int = 200) -> web.Response:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -21,10 +20,15 @@ import httpx
 from aiohttp import web
 
 from tandem.gateway.cloudlink.client import CloudEndpoint
+from tandem.gateway.identity.keystore import GatewayKeyStore
+from tandem.gateway.identity.onthread import KeyStoreOnThread
 from tandem.gateway.installer import pages
 from tandem.gateway.installer.audit import AuditTrail
 from tandem.gateway.installer.auditlink import AuditLink
 from tandem.gateway.installer.config import InstallerSection
+from tandem.gateway.installer.enrolpage import EnrolPage
+from tandem.gateway.installer.nodespage import NodeAccess, NodesPage
+from tandem.gateway.installer.pagecert import PageCert, page_cert, upgrade
 from tandem.gateway.installer.password import Credentials
 from tandem.gateway.installer.rulespage import RulesPage
 from tandem.gateway.installer.sessions import COOKIE, Session, SessionTable
@@ -57,10 +61,16 @@ class InstallerServer:
         self.credentials = Credentials(gateway.config.gateway.data_dir)
         self.audit = AuditTrail()
         self._runner: web.AppRunner | None = None
+        self.cert: PageCert | None = None
         self.port = 0
         self.audit_link: AuditLink | None = None
         self._stop = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+        # Both read the gateway when asked (it may be a stand-in with less in unit tests).
+        self.enrol_page = EnrolPage(lambda: self.gateway.config, self._keystore, self.audit,
+                                    SESSION_KEY, self._connect_cloud, lambda: self.cert)
+        self.nodes_page = NodesPage(lambda: _node_access(self.gateway), live, self.audit,
+                                    SESSION_KEY)
 
     def app(self) -> web.Application:
         """The aiohttp application (tests drive it with aiohttp's test client)."""
@@ -72,18 +82,19 @@ class InstallerServer:
                         web.static("/static", STATIC)])
         app.add_routes(RulesPage(self.gateway.config.rules.file, self.live, self.audit,
                                  SESSION_KEY).routes())
+        app.add_routes(self.enrol_page.routes() + self.nodes_page.routes())
         return app
 
     async def start(self) -> None:
         """Announce the login (one-time code if no password), bind HTTPS."""
-        identity = self.gateway.config.identity
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        await asyncio.to_thread(tls.load_cert_chain, identity.cert, identity.key)
+        config = self.gateway.config
+        self.cert = await asyncio.to_thread(page_cert, config.identity, config.gateway.data_dir,
+                                            config.gateway.id)
         self.credentials.announce()
         self._runner = web.AppRunner(self.app(), access_log=None)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.section.host, self.section.port,
-                          ssl_context=tls).start()
+                          ssl_context=self.cert.tls).start()
         self.port = int(self._runner.addresses[0][1])
         self._start_audit_link()
 
@@ -96,6 +107,21 @@ class InstallerServer:
         self.audit_link = AuditLink(gw.config.gateway.id, self.audit, gw.keystore, http,
                                     gw.database.call)
         self._sender = asyncio.create_task(self.audit_link.run(self._stop))
+
+    def _keystore(self) -> GatewayKeyStore:
+        """The daemon's key store, used on its database thread as the daemon does."""
+        return KeyStoreOnThread(self.gateway.keystore, self.gateway.database.call_sync)
+
+    async def _connect_cloud(self, url: str) -> list[str]:
+        """Enrolled on the page: the gateway starts its cloud link, changes go to the cloud too."""
+        started = await self.gateway.connect_cloud(url)
+        config = self.gateway.config
+        if self.cert is not None:
+            self.cert = await asyncio.to_thread(upgrade, self.cert, config.identity,
+                                                config.gateway.data_dir)
+        if self.audit_link is None:
+            self._start_audit_link()
+        return started
 
     async def stop(self) -> None:
         """Close the socket and open connections, send what is pending; safe to call twice."""
@@ -192,6 +218,14 @@ class InstallerServer:
         since = max(since, self.live.now_ms() - LIVE_WINDOW_MS)
         points = self.live.series(device, since)
         return web.json_response({"device": device, "points": [[t, v] for t, v in points]})
+
+
+def _node_access(gateway: Gateway) -> NodeAccess:
+    """The nodes screen's view of the gateway: revocation list, device policy, DTLS server."""
+    config = gateway.config
+    return NodeAccess(gateway.security.revocations, gateway.access.policy.permits,
+                      gateway.access.drop_device, config.gateway.id, config.coap.host,
+                      lambda: gateway.coap_port, config.identity.ca)
 
 
 def set_cookie(response: web.StreamResponse, session: Session) -> None:

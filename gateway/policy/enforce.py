@@ -34,7 +34,7 @@ class Enforcer:
         self._devices = devices
         self._limiter = limiter
         self._secrets = secrets
-        self._recipient = recipient
+        self.recipient = recipient  # the cloud's data key; set later by an in-process enrolment
         self._pseudonym_key: bytes | None = None
 
     def install(self, release: Release) -> None:
@@ -45,7 +45,7 @@ class Enforcer:
         """
         doc = release.doc
         key = self._key() if doc.privacy.device_ids == "pseudonymise" else None
-        stage = PrivacyStage(doc.privacy, key, self._recipient)
+        stage = PrivacyStage(doc.privacy, key, self.recipient)
         self._gate.install(stage)
         if self._on_device_label is not None:
             self._on_device_label(str if key is None else functools.partial(pseudonym, key))

@@ -27,6 +27,7 @@ from tandem.gateway.supervisor import TaskFactory
 log = logging.getLogger(__name__)
 
 POLICY_DIR = "policy"
+REVOCATION_FILE = "revoked-devices.txt"
 
 
 class SecurityService:
@@ -42,8 +43,9 @@ class SecurityService:
         self.enforcer = Enforcer(self.gate, devices, self.limiter, keystore,
                                  _key(config.policy.data_key, data_dir, enrolled.DATA_KEY),
                                  metrics.set_device_label)
-        self.revocations = RevocationList(config.coap.revocation_file, devices) \
-            if config.coap.revocation_file is not None else None
+        # Unconfigured, the list lives in the data directory (the installer page edits it).
+        self.revocations = RevocationList(
+            config.coap.revocation_file or data_dir / REVOCATION_FILE, devices)
         self.agent = self._agent(config, database, keystore, http)
         if self.agent is not None:
             database.call_sync(self.agent.restore)
@@ -62,6 +64,21 @@ class SecurityService:
         return PolicyAgent(config.gateway.id, enrolment.group, trusted, data_dir / POLICY_DIR,
                            self.enforcer.install, keystore, http, database.call,
                            config.policy.poll_s)
+
+    async def start_agent(self, config: GatewayConfig, database: GatewayDatabase,
+                          keystore: GatewayKeyStore,
+                          stop: asyncio.Event) -> list[tuple[str, TaskFactory]]:
+        """After an in-process enrolment: the policy agent (restored) as a task to spawn, if new."""
+        if self.agent is not None:
+            return []
+        if self.enforcer.recipient is None:  # the data key enrolment just saved
+            self.enforcer.recipient = _key(config.policy.data_key, config.gateway.data_dir,
+                                           enrolled.DATA_KEY)
+        agent = self.agent = self._agent(config, database, keystore, None)
+        if agent is None:
+            return []
+        await database.call(agent.restore)
+        return [("policy-agent", lambda: agent.run(stop))]
 
     def tasks(self, stop: asyncio.Event) -> list[tuple[str, TaskFactory]]:
         """The watcher tasks to run, as factories (the supervisor may run one again)."""

@@ -27,6 +27,7 @@ def test_the_demo_shows_data_and_alarms_and_stops_cleanly(tmp_path: Path) -> Non
         demo.wait_for(r"Tandem demo is up after", timeout=90)
         demo.wait_for(r"first data in the cloud", timeout=90)
         assert_console_login_works(demo, tmp_path / "demo" / "pki" / "ca.pem")
+        assert_installer_login_works(demo, tmp_path / "demo" / "pki" / "ca.pem")
         demo.wait_for(r"cloud: \d+ summaries, \d+ alarms \(.*overheat@node-03", timeout=120)
     finally:
         code = demo.stop(timeout=60)  # SIGTERM, as Ctrl-C would
@@ -49,3 +50,17 @@ def assert_console_login_works(demo: Child, ca: Path) -> None:
                                     "csrf_token": token.group(1)},
                     headers={"Referer": f"{url}/login"})
         assert client.get("/admin/console_nodes/").status_code == 200
+
+
+def assert_installer_login_works(demo: Child, ca: Path) -> None:
+    """The installer page URL and password the demo prints log in to the gateway's page."""
+    printed = next(m for line in demo.lines if (m := re.search(
+        r"installer\s+(https://\S+/)\s+\(gateway page; password (\S+),", line)))
+    url, password = printed.groups()
+    with httpx.Client(base_url=url, verify=ssl.create_default_context(cafile=ca),
+                      timeout=30) as client:
+        token = re.search(r'name="csrf" value="([^"]+)"', client.get("/login").text)
+        assert token is not None
+        login = client.post("/login", data={"password": password, "csrf": token.group(1)})
+        assert (login.status_code, login.headers["Location"]) == (303, "/")
+        assert client.get("/nodes").status_code == 200
