@@ -26,6 +26,7 @@ from tandem.gateway.installer.audit import AuditTrail
 from tandem.gateway.installer.auditlink import AuditLink
 from tandem.gateway.installer.config import InstallerSection
 from tandem.gateway.installer.livevalues import LiveValues
+from tandem.gateway.installer.modbuspage import ModbusPage
 from tandem.gateway.installer.password import Credentials
 from tandem.gateway.installer.rulespage import RulesPage
 from tandem.gateway.installer.sessions import COOKIE, Session, SessionTable
@@ -72,6 +73,7 @@ class InstallerServer:
                         web.static("/static", STATIC)])
         app.add_routes(RulesPage(self.gateway.config.rules.file, self.live, self.audit,
                                  SESSION_KEY).routes())
+        app.add_routes(ModbusPage(self.gateway, self.audit, SESSION_KEY).routes())
         return app
 
     async def start(self) -> None:
