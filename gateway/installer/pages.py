@@ -84,7 +84,8 @@ def modbus(session: Session, path: str) -> web.Response:
 <table><thead><tr><th>Bus</th><th>Address</th><th>Unit</th><th>Poll</th><th>Polls</th>
 <th>Errors</th><th>Backoff</th><th>Map</th><th></th></tr></thead><tbody id="unit-rows"></tbody>
 </table><p id="read-error" class="error"></p><p id="read-result"></p>
-<table><thead><tr><th>Point</th><th>Value</th><th>Unit</th><th>Register</th></tr></thead>
+<table id="read-table" hidden><thead><tr><th>Point</th><th>Value</th><th>Unit</th>
+<th>Register</th></tr></thead>
 <tbody id="read-rows"></tbody></table></section>
 <section><h2>Add a bus</h2><form id="bus-form" class="fields">
 <label>Name <input id="bus-name" name="name" required></label>
@@ -107,7 +108,7 @@ value="0.5"></label>
 value="1"></label>
 <label>Map file <input id="map-name" name="map_name" placeholder="pump.toml"></label>
 <label>Upload <input id="map-file" type="file" accept=".toml,text/plain"></label></form>
-<textarea id="map-text" spellcheck="false" rows="20"></textarea>
+<textarea id="map-text" spellcheck="false" rows="16"></textarea>
 <p><button type="button" id="map-check">Check</button>
 <button type="button" id="unit-apply">Apply</button></p>
 <p id="map-error" class="error"></p><p id="map-result"></p></section></main>

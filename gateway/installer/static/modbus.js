@@ -55,7 +55,10 @@ async function refresh() {
   for (const b of s.buses) for (const u of b.units) {
     const tr = el("tr");
     for (const c of [b.bus, b.where, u.unit + " (" + u.unit_id + ")", u.poll_s + " s", u.polls,
-      u.failed, u.backoff_s ? u.backoff_s.toFixed(1) + " s" : "-", u.map]) tr.append(el("td", c));
+      u.failed, u.backoff_s ? u.backoff_s.toFixed(1) + " s" : "-"]) tr.append(el("td", c));
+    const map = el("td", u.map.split("/").pop());
+    map.title = u.map;
+    tr.append(map);
     const actions = el("td");
     actions.append(button("Read now", "read-now", () => readNow(b.bus, u.unit)),
       button("Edit map", "edit-map", () => editMap(b.bus, u)));
@@ -79,6 +82,7 @@ async function readNow(bus, unit) {
   const body = await post("read", { bus, unit });
   if (!body.ok) { $("read-result").textContent = ""; showError("read-error", body); return; }
   $("read-result").textContent = bus + "/" + unit + " at " + new Date().toLocaleTimeString();
+  $("read-table").hidden = false;
   $("read-rows").replaceChildren(...body.points.map((p) => {
     const tr = el("tr");
     tr.dataset.point = p.name;
