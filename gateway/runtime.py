@@ -176,6 +176,8 @@ class Gateway:
         if old is not None:
             await self.fieldbus.run(old.close())
         self.ports.rebind(service.actuator_factory(), service.coordinators)
+        if self.local is not None:  # built actions hold their port: rebuild them on the new buses
+            self.local.reflex.install(self.local.reflex.ruleset)
         await self.fieldbus.respawn(service.tasks)
         log.info("modbus reloaded: %d bus(es), %d unit(s)", len(section.bus),
                  sum(len(b.units) for b in section.bus))

@@ -23,9 +23,12 @@ from tandem.gateway.installer.server import InstallerServer
 from tandem.gateway.installer.sessions import COOKIE
 from tandem.gateway.modbus import busfile
 from tandem.gateway.modbus.config import ModbusBus, ModbusSection, ModbusUnit
+from tandem.gateway.reports import DeviceReport
 from tandem.gateway.runtime import Gateway
 from tandem.tools.modbus_sim import modbus_controller
 from tandem.tools.site import local_site
+from tandem.wire.clock import now_ms
+from tandem.wire.report import Report
 from tandem.wire.tomlconfig import ConfigError
 from tests.gateway.test_installer_access import PASSWORD, Browser, _csrf
 from tests.waiting import until
@@ -97,8 +100,25 @@ def test_a_bus_in_gateway_toml_and_the_modbus_file_is_refused(tmp_path: Path) ->
 # -- the screen against a running gateway ------------------------------------------------
 
 
+# A stop naming a bus that only the page will add: it must go through that bus once added.
+STOP_RULES = """\
+version = 1
+
+[action.stop_pump]
+kind = "emergency_stop"
+bus = "plc"
+unit = 1
+coil = 3
+
+[[rule]]
+name = "overflow"
+when = { input = "level", above = 100.0 }
+actions = ["stop_pump"]
+"""
+
+
 def _config(tmp_path: Path) -> GatewayConfig:
-    site = local_site(tmp_path / "site")
+    site = local_site(tmp_path / "site", rules=STOP_RULES)
     return load_config(site.root / "gateway.toml", environ={
         "TANDEM_GW_UPLINK_URL": "", "TANDEM_GW_METRICS_PORT": "0",
         "TANDEM_GW_INSTALLER_ENABLED": "false", "TANDEM_GW_COAP_PORT": "0"})
@@ -156,6 +176,17 @@ def test_screen_adds_a_bus_and_unit_applies_in_process_and_reads_now(tmp_path: P
     assert set(threading.enumerate()) <= threads  # the field-bus threads ended
 
 
+async def _coil(port: int, address: int) -> bool:
+    """Coil `address` of unit 1, read with a client of the test's own."""
+    client = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
+    try:
+        await client.connect()
+        reply = await client.read_coils(address, count=1, device_id=1)
+        return not reply.isError() and bool(reply.bits[0])
+    finally:
+        client.close()
+
+
 async def _apply_and_read(gateway: Gateway, server: InstallerServer, client: Browser,
                           csrf: str, port: int) -> None:
     forged = await client.post("/api/modbus/bus", json={"name": "x"})
@@ -197,5 +228,11 @@ async def _apply_and_read(gateway: Gateway, server: InstallerServer, client: Bro
         ("pump", str(new_map_path(gateway.config.gateway.data_dir, "pump.toml"))),
         ("ghost", str(new_map_path(gateway.config.gateway.data_dir, "ghost.toml")))]
     assert listed["buses"][0]["added"] is True
+
+    overflow = Report(1, 1, now_ms(), {"level": 150.0})
+    assert await gateway.ingress.submit(DeviceReport("tank-1", overflow, now_ms()))
+    stops = coordinator.metrics.writes.labels("plc", "pump", "verified")
+    await until(lambda: stops._value.get() >= 1, "the stop written through the added bus")
+    assert await _coil(port, 3)
     assert [e.event for e in server.audit.pending] == [
         "login", "modbus-bus-added", "modbus-unit-applied", "modbus-unit-applied"]
