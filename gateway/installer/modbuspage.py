@@ -77,8 +77,11 @@ class ModbusPage:
         return pages.modbus(request[self._session], str(self.file))
 
     async def _list(self, request: web.Request) -> web.Response:
-        added = {b.name for b in await asyncio.to_thread(busfile.load_buses, self.file)}
-        return web.json_response({"file": str(self.file),
+        try:
+            added, problem = {b.name for b in await self._file_buses()}, ""
+        except ConfigError as exc:  # edited by hand since the start: say so, list the rest
+            added, problem = set(), str(exc)
+        return web.json_response({"file": str(self.file), "file_error": problem,
                                   "buses": listing(self.gateway.modbus, added)})
 
     async def _map(self, request: web.Request) -> web.Response:
@@ -220,4 +223,5 @@ def _not_written(exc: OSError) -> web.Response:
 
 
 def _refused(error: str, line: int = 0, status: int = 422) -> web.Response:
+    log.warning("installer: modbus request refused: %s", error)
     return web.json_response({"ok": False, "error": error, "line": line}, status=status)

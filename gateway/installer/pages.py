@@ -80,7 +80,7 @@ def rules(session: Session, path: str) -> web.Response:
 def modbus(session: Session, path: str) -> web.Response:
     """The Modbus screen; static/modbus.js lists, checks, applies and reads through /api/modbus."""
     body = f"""<header><h1>Modbus <span id="modbus-file">{escape(path)}</span></h1>{_NAV}</header>
-<main class="modbus"><section><h2>Buses and units</h2>
+<main class="modbus"><section><h2>Buses and units</h2><p id="file-error" class="error"></p>
 <table><thead><tr><th>Bus</th><th>Address</th><th>Unit</th><th>Poll</th><th>Polls</th>
 <th>Errors</th><th>Backoff</th><th>Map</th><th></th></tr></thead><tbody id="unit-rows"></tbody>
 </table><p id="read-error" class="error"></p><p id="read-result"></p>

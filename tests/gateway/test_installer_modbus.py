@@ -16,6 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pymodbus.client import AsyncModbusTcpClient
 
+from tandem.gateway import preflight
 from tandem.gateway.config import GatewayConfig, load_config
 from tandem.gateway.installer.modbusedit import check_map, new_map_path, with_unit
 from tandem.gateway.installer.password import set_password
@@ -95,6 +96,15 @@ def test_a_bus_in_gateway_toml_and_the_modbus_file_is_refused(tmp_path: Path) ->
     with pytest.raises(ConfigError, match=r"bus\[0\]\.name: 'plc' is also in gateway.toml"):
         busfile.effective(inline, tmp_path)
     assert busfile.effective(ModbusSection(), tmp_path / "elsewhere").bus == ()
+
+
+def test_a_hand_broken_modbus_file_stops_the_start_naming_its_line(tmp_path: Path) -> None:
+    config = _config(tmp_path)
+    path = busfile.path_in(config.gateway.data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text('version = 1\n\n[[bus]]\nname = "plc"\nkind = "tcp"\nhots = "10.0.0.5"\n')
+    with pytest.raises(ConfigError, match=rf"^{path}:6: bus\[0\] \(plc\)\.hots: unknown field"):
+        preflight.check(config)  # what `tandem-gateway run` and `check-config` do first
 
 
 # -- the screen against a running gateway ------------------------------------------------
@@ -227,12 +237,19 @@ async def _apply_and_read(gateway: Gateway, server: InstallerServer, client: Bro
     assert [(u["unit"], u["map"]) for u in listed["buses"][0]["units"]] == [
         ("pump", str(new_map_path(gateway.config.gateway.data_dir, "pump.toml"))),
         ("ghost", str(new_map_path(gateway.config.gateway.data_dir, "ghost.toml")))]
-    assert listed["buses"][0]["added"] is True
+    assert listed["buses"][0]["added"] is True and listed["file_error"] == ""
 
     overflow = Report(1, 1, now_ms(), {"level": 150.0})
     assert await gateway.ingress.submit(DeviceReport("tank-1", overflow, now_ms()))
     stops = coordinator.metrics.writes.labels("plc", "pump", "verified")
     await until(lambda: stops._value.get() >= 1, "the stop written through the added bus")
     assert await _coil(port, 3)
+
+    server_file = busfile.path_in(gateway.config.gateway.data_dir)
+    server_file.write_text(server_file.read_text() + "oops\n")  # a hand edit gone wrong
+    listed = await (await client.get("/api/modbus")).json()
+    assert listed["file_error"].startswith(f"{server_file}: not valid TOML")
+    assert [u["unit"] for u in listed["buses"][0]["units"]] == ["pump", "ghost"]  # still polled
+    server_file.write_text(server_file.read_text().removesuffix("oops\n"))
     assert [e.event for e in server.audit.pending] == [
         "login", "modbus-bus-added", "modbus-unit-applied", "modbus-unit-applied"]

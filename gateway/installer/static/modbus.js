@@ -67,6 +67,7 @@ async function refresh() {
     rows.push(tr);
   }
   $("unit-rows").replaceChildren(...rows);
+  $("file-error").textContent = s.file_error;
   const select = $("unit-bus");
   const names = s.buses.map((b) => b.bus);
   if (names.join() !== [...select.options].map((o) => o.value).join()) {
