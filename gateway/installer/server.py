@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from aiohttp import web
@@ -62,6 +63,7 @@ class InstallerServer:
         self.audit_link: AuditLink | None = None
         self._stop = asyncio.Event()
         self._sender: asyncio.Task[None] | None = None
+        self._status_body: tuple[dict[str, Any], bytes] | None = None
 
     def app(self) -> web.Application:
         """The aiohttp application (tests drive it with aiohttp's test client)."""
@@ -182,7 +184,11 @@ class InstallerServer:
         return pages.status(request[SESSION_KEY], self.gateway.config.gateway.id)
 
     async def _status_json(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.status.snapshot())
+        """The cached snapshot's JSON, serialised once per snapshot (not once per poll)."""
+        snapshot = await self.status.snapshot()
+        if self._status_body is None or self._status_body[0] is not snapshot:
+            self._status_body = (snapshot, json.dumps(snapshot).encode())
+        return web.Response(body=self._status_body[1], content_type="application/json")
 
     async def _live_json(self, request: web.Request) -> web.Response:
         """A node's readings of the last minutes (after `since` ms, if given)."""

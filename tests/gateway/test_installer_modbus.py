@@ -238,6 +238,9 @@ async def _apply_and_read(gateway: Gateway, server: InstallerServer, client: Bro
         ("pump", str(new_map_path(gateway.config.gateway.data_dir, "pump.toml"))),
         ("ghost", str(new_map_path(gateway.config.gateway.data_dir, "ghost.toml")))]
     assert listed["buses"][0]["added"] is True and listed["file_error"] == ""
+    status = await client.get("/api/status")  # the status page lists them too
+    assert status.content_type == "application/json"
+    assert [u["unit"] for u in (await status.json())["modbus"][0]["units"]] == ["pump", "ghost"]
 
     overflow = Report(1, 1, now_ms(), {"level": 150.0})
     assert await gateway.ingress.submit(DeviceReport("tank-1", overflow, now_ms()))

@@ -38,6 +38,7 @@ from tandem.gateway.modbus import busfile
 from tandem.gateway.modbus.config import ModbusBus, ModbusUnit
 from tandem.gateway.rules.reflex import Outcome
 from tandem.gateway.runtime import Gateway
+from tandem.tools.bench.installerclient import STATUS_JSON
 from tandem.tools.bench.reflex import (
     RULES,
     AckStampingPort,
@@ -110,12 +111,12 @@ async def _bench(args: argparse.Namespace) -> None:
 
 async def _reflex_rounds(gateway: Gateway, done: asyncio.Queue[tuple[Outcome, int]],
                          submits: set[asyncio.Task[bool]], url: str, ca: Path,
-                         args: argparse.Namespace) -> tuple[Figures, Figures, dict[str, int]]:
+                         args: argparse.Namespace) -> tuple[Figures, Figures, dict[str, float]]:
     """Quiet and polled trips in alternating rounds, so a change in the machine's load
     falls on both alike; each round a fresh tripping device."""
     quiet: list[float] = []
     polled: list[float] = []
-    polls = {"requests": 0, "failed": 0}
+    polls = {"requests": 0.0, "failed": 0.0, "cpu_s": 0.0, "wall_s": 0.0}
     per_round = max(1, args.trips // args.rounds)
     for r in range(args.rounds):
         quiet += (await _trips(gateway.ingress, done, per_round, submits,
@@ -204,14 +205,14 @@ async def _client(url: str, ca: Path, *argv: str) -> dict[str, list[float]]:
 
 
 @asynccontextmanager
-async def _poller(url: str, ca: Path, rate: float) -> AsyncIterator[dict[str, int]]:
+async def _poller(url: str, ca: Path, rate: float) -> AsyncIterator[dict[str, float]]:
     """The status page polled by another process while the body runs; its counts after."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tandem.tools.bench.installerclient", "poll", url, "--ca", str(ca),
         "--rate", str(rate), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         env={**os.environ, "TANDEM_BENCH_PASSWORD": PASSWORD})
     assert proc.stdin is not None and proc.stdout is not None
-    counts: dict[str, int] = {}
+    counts: dict[str, float] = {}
     try:
         ready = await asyncio.wait_for(proc.stdout.readline(), 60)
         if ready.strip() != b"polling":
@@ -234,12 +235,15 @@ def _print_pages(timings: dict[str, list[float]], args: argparse.Namespace) -> N
     print(f"installer worst p50 : {worst:.1f} ms / {GOAL_MS:g} ms = {worst / GOAL_MS:.2f}")
 
 
-def _print_reflex(quiet: Figures, polled: Figures, rate: float, polls: dict[str, int]) -> None:
+def _print_reflex(quiet: Figures, polled: Figures, rate: float,
+                  polls: dict[str, float]) -> None:
     print("reflex = Ingress.submit of the tripping report -> stop written and read back, "
           "through the gateway's own reflex")
     print(f"reflex quiet   : {quiet.line()}")
-    print(f"reflex polled  : {polled.line()}  (status page {rate:g}/s per endpoint: "
-          f"{polls.get('requests', 0)} requests, {polls.get('failed', 0)} failed)")
+    print(f"reflex polled  : {polled.line()}")
+    print(f"status polls   : {polls['requests']:.0f} requests ({rate:g}/s to each of "
+          f"{len(STATUS_JSON)} endpoints), {polls['failed']:.0f} failed; the poller process "
+          f"used {polls['cpu_s']:.1f} s CPU in {polls['wall_s']:.1f} s (shares the cores)")
     ratio = polled.percentile(99) / quiet.percentile(99)
     print(f"reflex p99 polled / quiet : {polled.percentile(99):.3f} / "
           f"{quiet.percentile(99):.3f} ms = {ratio:.2f} (goal <= 1, within noise)")

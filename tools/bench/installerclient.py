@@ -74,8 +74,9 @@ def _timed(client: httpx.Client, path: str) -> float:
     return (time.perf_counter() - started) * 1000
 
 
-def _poll(client: httpx.Client, rate: float) -> dict[str, int]:
-    """GET each status endpoint `rate` times a second until stdin closes."""
+def _poll(client: httpx.Client, rate: float) -> dict[str, float]:
+    """GET each status endpoint `rate` times a second until stdin closes; counts, and this
+    process's CPU and wall seconds (the poller shares the machine's cores with the gateway)."""
     closed = threading.Event()
 
     def watch_stdin() -> None:
@@ -83,14 +84,15 @@ def _poll(client: httpx.Client, rate: float) -> dict[str, int]:
         closed.set()
 
     threading.Thread(target=watch_stdin, daemon=True).start()
-    counts = {"requests": 0, "failed": 0}
-    next_at = time.monotonic()
+    counts = {"requests": 0.0, "failed": 0.0}
+    started, cpu = time.monotonic(), time.process_time()
+    next_at = started
     while not closed.is_set():
         for path in STATUS_JSON:
             counts["failed" if client.get(path).status_code != 200 else "requests"] += 1
         next_at += 1 / rate
         closed.wait(max(0.0, next_at - time.monotonic()))
-    return counts
+    return {**counts, "cpu_s": time.process_time() - cpu, "wall_s": time.monotonic() - started}
 
 
 if __name__ == "__main__":
