@@ -7,6 +7,7 @@ will accept, and a refusal at start is one line naming the file, not a traceback
 from __future__ import annotations
 
 from tandem.gateway.config import ConfigError, GatewayConfig
+from tandem.gateway.modbus import busfile
 from tandem.gateway.modbus.registers import RegisterMapError, load_register_map
 from tandem.gateway.rules.loader import load_rules
 
@@ -16,7 +17,7 @@ STARTUP_ERRORS = (ConfigError, RegisterMapError, OSError, ValueError)
 
 def check(config: GatewayConfig) -> None:
     """Load every file the configuration names; raise one of STARTUP_ERRORS if one is bad."""
-    for bus in config.modbus.bus:
+    for bus in busfile.effective(config.modbus, config.gateway.data_dir).bus:
         for unit in bus.units:
             try:
                 load_register_map(unit.map)

@@ -24,6 +24,8 @@ from tandem.gateway.identity.keystore import GatewayKeyStore
 from tandem.gateway.identity.kinds import open_keystore
 from tandem.gateway.installer.server import InstallerServer
 from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.modbus import busfile
+from tandem.gateway.modbus.config import ModbusSection
 from tandem.gateway.modbus.fieldbus import CrossLoopSink, FieldbusThread
 from tandem.gateway.modbus.service import ModbusService
 from tandem.gateway.models import service as model_service
@@ -67,9 +69,12 @@ class Gateway:
         self.fieldbus = FieldbusThread()
         self._modbus_sink = CrossLoopSink(self.ingress)
         # Every emergency stop writes through a bus coordinator, configured bus or not.
-        actuators = ModbusService(config.modbus, self._modbus_sink, self.metrics.registry)
-        self.modbus = actuators if config.modbus.bus else None
-        ports = ActuatorPorts(actuators.actuator_factory(), actuators.coordinators)
+        # gateway.toml's buses plus those added on the installer page (gateway/modbus/busfile.py).
+        section = busfile.effective(config.modbus, config.gateway.data_dir)
+        actuators = ModbusService(section, self._modbus_sink, self.metrics.registry)
+        self.modbus = actuators if section.bus else None
+        self._modbus_metrics = actuators.metrics
+        ports = self.ports = ActuatorPorts(actuators.actuator_factory(), actuators.coordinators)
         # Node commands (GET /c), raw snippets (POST /raw), the cloud's raw requests.
         self.nodes = NodeServices(config, self.database, self.outbox, self.keystore, self.metrics)
         self.local = LocalControl.from_config(config, self.outbox, self.metrics, ports=ports,
@@ -172,6 +177,26 @@ class Gateway:
             return
         self.installer = installer
         log.info("installer page on https://%s:%d/", self.config.installer.host, installer.port)
+
+    async def reload_modbus(self, section: ModbusSection) -> None:
+        """Poll `section`'s buses from now on, in-process (the installer page's apply).
+
+        Maps are loaded (in a thread) before anything stops, so a bad one changes
+        nothing; then the old polls stop, their connections close, and emergency
+        stops move to the new coordinators before the new polls start.
+        """
+        service = await asyncio.to_thread(ModbusService, section, self._modbus_sink,
+                                          metrics=self._modbus_metrics)
+        old, self.modbus = self.modbus, service if section.bus else None
+        await self.fieldbus.stop_tasks()
+        if old is not None:
+            await self.fieldbus.run(old.close())
+        self.ports.rebind(service.actuator_factory(), service.coordinators)
+        if self.local is not None:  # built actions hold their port: rebuild them on the new buses
+            self.local.reflex.install(self.local.reflex.ruleset)
+        await self.fieldbus.respawn(service.tasks)
+        log.info("modbus reloaded: %d bus(es), %d unit(s)", len(section.bus),
+                 sum(len(b.units) for b in section.bus))
 
     def _task_factories(self) -> list[tuple[str, TaskFactory]]:
         stop, uplink = self._stop, self.uplink

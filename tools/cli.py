@@ -119,7 +119,8 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "offload": "tandem.tools.bench.offload",
             "modbus-fleet": "tandem.tools.bench.modbus_fleet",
             "node": "tandem.tools.bench.node",
-            "console": "tandem.tools.bench.console"}
+            "console": "tandem.tools.bench.console",
+            "installer": "tandem.tools.bench.installer"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -15,8 +15,8 @@ _HEAD = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 
 
 _NAV = ('<nav><a href="/">Status</a> <a href="/rules" id="nav-rules">Rules</a> '
-        '<a href="/nodes" id="nav-nodes">Nodes</a> <a href="/enrol" id="nav-enrol">Enrolment</a>'
-        '</nav>')
+        '<a href="/modbus" id="nav-modbus">Modbus</a> <a href="/nodes" id="nav-nodes">Nodes</a> '
+        '<a href="/enrol" id="nav-enrol">Enrolment</a></nav>')
 
 
 def _page(session: Session, title: str, body: str, status: int = 200) -> web.Response:
@@ -83,3 +83,42 @@ def rules(session: Session, path: str) -> web.Response:
 <tbody id="firings"></tbody></table></section></main>
 <script src="/static/rules.js"></script>"""
     return _page(session, "Rules - Tandem gateway", body)
+
+
+def modbus(session: Session, path: str) -> web.Response:
+    """The Modbus screen; static/modbus.js lists, checks, applies and reads through /api/modbus."""
+    body = f"""<header><h1>Modbus <span id="modbus-file">{escape(path)}</span></h1>{_NAV}</header>
+<main class="modbus"><section><h2>Buses and units</h2><p id="file-error" class="error"></p>
+<table><thead><tr><th>Bus</th><th>Address</th><th>Unit</th><th>Poll</th><th>Polls</th>
+<th>Errors</th><th>Backoff</th><th>Map</th><th></th></tr></thead><tbody id="unit-rows"></tbody>
+</table><p id="read-error" class="error"></p><p id="read-result"></p>
+<table id="read-table" hidden><thead><tr><th>Point</th><th>Value</th><th>Unit</th>
+<th>Register</th></tr></thead>
+<tbody id="read-rows"></tbody></table></section>
+<section><h2>Add a bus</h2><form id="bus-form" class="fields">
+<label>Name <input id="bus-name" name="name" required></label>
+<label>Kind <select id="bus-kind" name="kind"><option>tcp</option><option>rtu</option></select>
+</label><label>Host (TCP) <input id="bus-host" name="host"></label>
+<label>TCP port <input id="bus-tcp-port" name="tcp_port" type="number" value="502"></label>
+<label>Serial port (RTU) <input id="bus-port" name="port"></label>
+<label>Baud rate <input id="bus-baudrate" name="baudrate" type="number" value="19200"></label>
+<label>Parity <select id="bus-parity" name="parity"><option>E</option><option>N</option>
+<option>O</option></select></label>
+<label>Timeout (s) <input id="bus-timeout" name="timeout_s" type="number" step="any"
+value="0.5"></label>
+<button type="button" id="add-bus">Add bus</button></form>
+<p id="bus-error" class="error"></p><p id="bus-result"></p></section>
+<section><h2>Unit and register map</h2><form id="unit-form" class="fields">
+<label>Bus <select id="unit-bus" name="bus"></select></label>
+<label>Unit name <input id="unit-name" name="name" required></label>
+<label>Unit id <input id="unit-id" name="unit_id" type="number" min="1" max="247" value="1">
+</label><label>Poll (s) <input id="unit-poll" name="poll_s" type="number" step="any"
+value="1"></label>
+<label>Map file <input id="map-name" name="map_name" placeholder="pump.toml"></label>
+<label>Upload <input id="map-file" type="file" accept=".toml,text/plain"></label></form>
+<textarea id="map-text" spellcheck="false" rows="16"></textarea>
+<p><button type="button" id="map-check">Check</button>
+<button type="button" id="unit-apply">Apply</button></p>
+<p id="map-error" class="error"></p><p id="map-result"></p></section></main>
+<script src="/static/modbus.js"></script>"""
+    return _page(session, "Modbus - Tandem gateway", body)

@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from aiohttp import web
@@ -29,6 +30,7 @@ from tandem.gateway.installer.config import InstallerSection
 from tandem.gateway.installer.enrolpage import EnrolPage
 from tandem.gateway.installer.nodespage import NodeAccess, NodesPage
 from tandem.gateway.installer.pagecert import PageCert, page_cert, upgrade
+from tandem.gateway.installer.modbuspage import ModbusPage
 from tandem.gateway.installer.password import Credentials
 from tandem.gateway.installer.rulespage import RulesPage
 from tandem.gateway.installer.sessions import COOKIE, Session, SessionTable
@@ -71,6 +73,7 @@ class InstallerServer:
                                     SESSION_KEY, self._connect_cloud, lambda: self.cert)
         self.nodes_page = NodesPage(lambda: _node_access(self.gateway), live, self.audit,
                                     SESSION_KEY)
+        self._status_body: tuple[dict[str, Any], bytes] | None = None
 
     def app(self) -> web.Application:
         """The aiohttp application (tests drive it with aiohttp's test client)."""
@@ -83,6 +86,7 @@ class InstallerServer:
         app.add_routes(RulesPage(self.gateway.config.rules.file, self.live, self.audit,
                                  SESSION_KEY).routes())
         app.add_routes(self.enrol_page.routes() + self.nodes_page.routes())
+        app.add_routes(ModbusPage(self.gateway, self.audit, SESSION_KEY).routes())
         return app
 
     async def start(self) -> None:
@@ -206,7 +210,11 @@ class InstallerServer:
         return pages.status(request[SESSION_KEY], self.gateway.config.gateway.id)
 
     async def _status_json(self, request: web.Request) -> web.Response:
-        return web.json_response(await self.status.snapshot())
+        """The cached snapshot's JSON, serialised once per snapshot (not once per poll)."""
+        snapshot = await self.status.snapshot()
+        if self._status_body is None or self._status_body[0] is not snapshot:
+            self._status_body = (snapshot, json.dumps(snapshot).encode())
+        return web.Response(body=self._status_body[1], content_type="application/json")
 
     async def _live_json(self, request: web.Request) -> web.Response:
         """A node's readings of the last minutes (after `since` ms, if given)."""

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives import serialization
 
 from tandem.gateway.identity import enrolled
 from tandem.gateway.pipeline.livevalues import LiveValues
+from tandem.gateway.installer.modbuspage import listing
 
 if TYPE_CHECKING:
     from tandem.gateway.runtime import Gateway
@@ -92,14 +93,7 @@ class StatusSource:
                 for t in reversed(self._live.nodes.values())]
 
     def _modbus(self) -> list[dict[str, Any]]:
-        service = self._gateway.modbus
-        if service is None:
-            return []
-        return [{"bus": name, "kind": c.bus.kind, "units": [
-            {"unit": u.config.name, "unit_id": u.config.unit_id, "poll_s": u.config.poll_s,
-             "polls": u.polls, "failed": u.failed, "backoff_s": u.backoff_s,
-             "values": dict(u.values)} for u in c.units]}
-            for name, c in service.coordinators.items()]
+        return listing(self._gateway.modbus)
 
     def _alarms(self) -> list[dict[str, Any]]:
         local = self._gateway.local

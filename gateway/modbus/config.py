@@ -45,7 +45,11 @@ class ModbusUnit:
 
 @dataclass(frozen=True, config=SECTION)
 class ModbusBus:
-    """One serial line or TCP endpoint, polled by one coordinator."""
+    """One serial line or TCP endpoint, polled by one coordinator (also in <data_dir>/modbus.toml).
+
+    Buses added on the installer page go to <data_dir>/modbus.toml as `[[bus]]` with the
+    same fields, polled after gateway.toml's (gateway/modbus/busfile.py).
+    """
 
     name: Annotated[str, Field(min_length=1, max_length=64)]
     kind: Literal["rtu", "tcp"] = "rtu"

@@ -226,6 +226,17 @@ class BusCoordinator:
         self.metrics.latency.labels(self.bus.name).observe(time.perf_counter() - started)
         return self._succeeded(unit, due, values, now)
 
+    async def read_now(self, unit: UnitState) -> dict[str, float]:
+        """Every point of the unit, off schedule (the installer's "read now"); RequestError.
+
+        Same lanes and locks as the polls, so it never interleaves their frames; the
+        unit's schedule, backoff and reports are left as they are.
+        """
+        values: dict[str, float] = {}
+        for block in plan_reads(list(unit.regmap.points)):
+            values.update(await self._read(unit, block))
+        return values
+
     async def _read(self, unit: UnitState, block: Block) -> dict[str, float]:
         lane = self.lane_for(unit)
         method = getattr(lane.client, _READERS[block.table])

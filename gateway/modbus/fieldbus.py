@@ -73,6 +73,13 @@ class FieldbusThread:
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(future)
 
+    async def respawn(self, make: Spawner) -> None:
+        """Stop the spawned tasks, then run a new set (a Modbus reload)."""
+        await self.stop_tasks()
+        if self._thread.is_alive():
+            await self.run(_cleared(self._stopping))
+        self.spawn(make)
+
     async def close(self, *closers: Callable[[], Awaitable[None]]) -> None:
         """Stop spawned tasks, run `closers` on the field-bus loop, then end the thread."""
         if not self._thread.is_alive():
@@ -134,3 +141,7 @@ async def _named(name: str, coro: Coroutine[Any, Any, None]) -> None:
 
 async def _awaited(close: Callable[[], Awaitable[None]]) -> None:
     await close()
+
+
+async def _cleared(event: asyncio.Event) -> None:
+    event.clear()

@@ -26,8 +26,9 @@ class ModbusService:
     """Builds a coordinator per `[[modbus.bus]]`; register maps are loaded (and checked) here."""
 
     def __init__(self, section: ModbusSection, sink: ReportSink,
-                 registry: CollectorRegistry | None = None) -> None:
-        self.metrics = ModbusMetrics(registry)
+                 registry: CollectorRegistry | None = None,
+                 metrics: ModbusMetrics | None = None) -> None:
+        self.metrics = metrics or ModbusMetrics(registry)  # a reload keeps the registered ones
         maps: dict[str, RegisterMap] = {}
         self.coordinators = {bus.name: BusCoordinator(bus, sink, self.metrics, maps=maps)
                              for bus in section.bus}

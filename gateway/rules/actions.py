@@ -81,6 +81,13 @@ class ActuatorPorts:
         self._buses = dict(buses or {})
         self._ports: dict[tuple[str, int], ActuatorPort] = {}
 
+    def rebind(self, factory: PortFactory, buses: Mapping[str, ActuatorPort]) -> None:
+        """Take a reloaded Modbus service's buses; ports made from the old ones are forgotten."""
+        old = set(map(id, self._buses.values()))
+        self._factory = factory
+        self._buses = dict(buses)
+        self._ports = {k: p for k, p in self._ports.items() if id(p) not in old}
+
     def bus(self, name: str) -> ActuatorPort:
         """The configured bus called name; a port that always fails if there is none."""
         return self._buses.get(name) or _MissingBus(name)

@@ -212,7 +212,8 @@ async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = F
 
 
 async def _trips(ingress: Ingress, done: asyncio.Queue[tuple[Outcome, int]], trips: int,
-                 submits: set[asyncio.Task[bool]]) -> tuple[Figures, Figures, Figures, Figures]:
+                 submits: set[asyncio.Task[bool]],
+                 device: str = "press-01") -> tuple[Figures, Figures, Figures, Figures]:
     reflex_ms: list[float] = []
     acked_ms: list[float] = []
     action_ms: list[float] = []
@@ -221,7 +222,7 @@ async def _trips(ingress: Ingress, done: asyncio.Queue[tuple[Outcome, int]], tri
     await asyncio.sleep(0.5)  # let the background load reach its rate
     for seq in range(1, trips + 1):
         submitted = time.perf_counter_ns()
-        _submit(ingress, _report("press-01", 2 * seq, temp=90.0), submits)
+        _submit(ingress, _report(device, 2 * seq, temp=90.0), submits)
         outcome, notified = await asyncio.wait_for(done.get(), 10)
         if not outcome.ok:
             raise RuntimeError(f"stop not verified: {outcome.error}")
@@ -229,7 +230,7 @@ async def _trips(ingress: Ingress, done: asyncio.Queue[tuple[Outcome, int]], tri
         acked_ms.append((AckStampingPort.acked_ns[-1] - submitted) / 1e6)
         action_ms.append((outcome.done_ns - outcome.taken_ns) / 1e6)
         notified_ms.append((notified - submitted) / 1e6)
-        _submit(ingress, _report("press-01", 2 * seq + 1, temp=60.0), submits)  # clears it
+        _submit(ingress, _report(device, 2 * seq + 1, temp=60.0), submits)  # clears it
         await asyncio.sleep(float(rng.uniform(0.005, 0.02)))  # desynchronise from the load
     return (Figures("reflex", reflex_ms), Figures("acked", acked_ms), Figures("action", action_ms),
             Figures("notified", notified_ms))
