@@ -20,9 +20,9 @@ from aiohttp import web
 
 from tandem.gateway.installer import pages
 from tandem.gateway.installer.audit import AuditTrail
-from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.installer.nodebundle import BundleRequest, make_bundle, provision_command
 from tandem.gateway.installer.sessions import Session
+from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.policy.revocation import RevocationList
 from tandem.wire.certprofile import ProfileError, check_name
 

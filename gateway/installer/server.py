@@ -28,9 +28,9 @@ from tandem.gateway.installer.audit import AuditTrail
 from tandem.gateway.installer.auditlink import AuditLink
 from tandem.gateway.installer.config import InstallerSection
 from tandem.gateway.installer.enrolpage import EnrolPage
+from tandem.gateway.installer.modbuspage import ModbusPage
 from tandem.gateway.installer.nodespage import NodeAccess, NodesPage
 from tandem.gateway.installer.pagecert import PageCert, page_cert, upgrade
-from tandem.gateway.installer.modbuspage import ModbusPage
 from tandem.gateway.installer.password import Credentials
 from tandem.gateway.installer.rulespage import RulesPage
 from tandem.gateway.installer.sessions import COOKIE, Session, SessionTable

@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tandem.gateway.identity import enrolled
-from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.installer.modbuspage import listing
+from tandem.gateway.pipeline.livevalues import LiveValues
 
 if TYPE_CHECKING:
     from tandem.gateway.runtime import Gateway

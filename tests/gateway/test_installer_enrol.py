@@ -35,10 +35,10 @@ from tandem.gateway.identity.enrolment import open_or_create_keystore
 from tandem.gateway.identity.keystore import GatewayKeyStore
 from tandem.gateway.installer import enrolwizard
 from tandem.gateway.installer.config import InstallerSection
-from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.installer.pagecert import fingerprint, page_cert, upgrade
 from tandem.gateway.installer.password import set_password
 from tandem.gateway.installer.server import InstallerServer
+from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.runtime import with_enrolled_cloud
 from tandem.tools.pki import Role, SiteCA
 from tandem.wire.certprofile import CertRequest, Issuer, issue

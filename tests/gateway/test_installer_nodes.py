@@ -27,10 +27,10 @@ from OpenSSL import SSL
 
 from tandem.gateway.access.device_policy import DevicePolicy
 from tandem.gateway.installer.config import InstallerSection
-from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.installer.nodebundle import BundleRequest, make_bundle, provision_command
 from tandem.gateway.installer.password import set_password
 from tandem.gateway.installer.server import InstallerServer
+from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.policy.revocation import RevocationList
 from tandem.tools import cli as tandem_cli
 from tandem.wire.certprofile import ProfileError
