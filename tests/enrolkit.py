@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
+from flask.testing import FlaskClient
 
 from tandem.cloud import create_app
 from tandem.cloud.db import engine as database
@@ -20,6 +21,8 @@ from tandem.cloud.fleet import tokens as enrol_store
 from tandem.cloud.keys.keyfiles import load_private_key, write_new_key
 from tandem.gateway.config import GatewayConfig, parse_config
 from tandem.tools.pki import SiteCA
+from tandem.wire.batch import Batch, Summary, encode_batch
+from tandem.wire.cose import MEDIA_TYPE, Signer, sign1
 
 PASSPHRASE_ENV = "TANDEM_TEST_KEY_PASSPHRASE"
 PASSPHRASE = "correct horse battery staple"
@@ -78,3 +81,13 @@ def gateway_config(root: Path, ca: SiteCA, gateway: str = "gw-01", keystore: str
         identity["tcti"] = tcti
     return parse_config({"version": 1, "gateway": {"id": gateway, "data_dir": str(root / "data")},
                          "identity": identity, **sections})
+
+
+def upload_summary(client: FlaskClient, gateway: str, seq: int, signer: Signer) -> tuple[int, str]:
+    """POST one signed batch of one summary as `gateway`: (status, error text)."""
+    now = time.time_ns() // 1_000_000
+    batch = Batch(gateway, seq, now, (Summary("node-01", "temp", now - 60_000, now, 3, 1.0, 3.0,
+                                              2.0, 2.5),))
+    response = client.post("/ingest/v1/batches", data=sign1(encode_batch(batch), gateway, signer),
+                           headers={"Content-Type": MEDIA_TYPE})
+    return response.status_code, response.get_json().get("error", "")

@@ -6,12 +6,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import serial
 
 from tandem.tools.modbus_rig import REGISTERS_JSON, PtyPair, crc16, rtu_frame, slave_argv
+from tandem.tools.site import REPO
 from tests.nodeproc import DEFAULT_HEAP, SOURCE_MAIN, NodeProcess
 
 __all__ = ["PtyPair", "RawRtu", "SlaveProcess", "crc16", "rtu_frame"]
@@ -70,3 +73,27 @@ class RawRtu:
     def close(self) -> None:
         """Close the port."""
         self.serial.close()
+
+
+class PlcProcess:
+    """tools/modbus_sim.py in its own process: serves until its stdin closes."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "tandem.tools.modbus_sim"], cwd=REPO,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # the port, once it listens
+        if not line.strip().isdigit():
+            self.stop()
+            raise RuntimeError(f"modbus_sim did not start: {line!r}")
+        self.port = int(line)
+
+    def stop(self) -> None:
+        """Close stdin (the sim's signal to stop); kill it if it lingers."""
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)

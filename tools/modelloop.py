@@ -29,6 +29,7 @@ from tandem.tools.pki import Role, SiteCA
 from tandem.tools.procs import Child
 from tandem.tools.site import NodeSpec, Site, local_site
 from tandem.wire.batch import Batch, encode_batch
+from tandem.wire.clock import now_ms
 from tandem.wire.cose import SoftwareSigner, sign1
 
 REPORTER = "sim-reporter"  # the report generator's gateway identity
@@ -152,7 +153,7 @@ class ModelLoop:
         headers = {"Content-Type": 'application/cose; cose-type="cose-sign1"'}
         with self.site.cloud_client(timeout=60) as client:
             for seq, first in enumerate(range(0, len(records), BATCH_RECORDS), start=1):
-                batch = Batch(REPORTER, seq, int(time.time() * 1000),
+                batch = Batch(REPORTER, seq, now_ms(),
                               tuple(records[first:first + BATCH_RECORDS]))
                 body = sign1(encode_batch(batch), REPORTER, SoftwareSigner(key))
                 response = client.post("/ingest/v1/batches", content=body, headers=headers)
@@ -269,7 +270,7 @@ class ModelLoop:
 
 def recent_fleet(devices: int, windows: int, growth: int = 20) -> simfleet.SimFleet:
     """A simulated fleet whose period ended an hour ago (apart from the nodes' live windows)."""
-    end = int(time.time() * 1000) - 3_600_000
+    end = now_ms() - 3_600_000
     return simfleet.fleet(devices, windows, start_ms=end - windows * simfleet.WINDOW_MS,
                           growth=growth)
 

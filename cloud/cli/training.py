@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeAlias
 
-from sqlalchemy.orm import Session
-
 from tandem.cloud.cli import models as models_cli
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
@@ -73,8 +71,8 @@ def _build(args: argparse.Namespace) -> int:
             summaries = [stored.summary for stored in store.iter_summaries(query)]
         finally:
             store.close()
-        with Session(engine) as session:
-            labels = label_store.every(session)
+    with database.cli_session(config) as session:
+        labels = label_store.every(session)
     if not summaries:
         return _fail("no stored summaries in the range given")
     first, last = summaries[0].t0_ms, max(s.t1_ms for s in summaries)

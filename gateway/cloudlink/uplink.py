@@ -181,7 +181,7 @@ class Uplink:
             self._metrics.uplink_batches.labels(result="delivered").inc()
             self._metrics.uplink_records.inc(batch.records)
             self._backoff.reset()
-            self.last_delivered_ms, self.last_failure = time.time_ns() // 1_000_000, ""
+            self.last_delivered_ms, self.last_failure = now_ms(), ""
             log.info("batch %d delivered (%d records, %d bytes, %s)", batch.seq, batch.records,
                      len(batch.envelope), _status_of(response))
             return Outcome.DELIVERED

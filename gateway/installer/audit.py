@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
+
+from tandem.wire.clock import now_ms
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class AuditTrail:
 
     def record(self, event: str, actor: str, address: str, **detail: Any) -> AuditEvent:
         """Log and queue one change."""
-        entry = AuditEvent(event, actor, address, time.time_ns() // 1_000_000, detail)
+        entry = AuditEvent(event, actor, address, now_ms(), detail)
         if len(self.pending) == self.pending.maxlen:
             self.dropped += 1
             log.warning("installer audit queue full: oldest change not sent to the cloud")

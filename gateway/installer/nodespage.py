@@ -137,7 +137,7 @@ issued where the site CA key lives, with <code>{escape(" ".join(example))}</code
 
     def _row(self, session: Session, device: str, listed: bool) -> str:
         track = self.live.nodes.get(device)
-        now = self.live.now_ms()
+        now = self.live.clock()
         seen = "never" if track is None else time.strftime(
             "%H:%M:%S", time.localtime(track.last_seen_ms / 1000))
         online = track is not None and now - track.last_seen_ms < ONLINE_MS

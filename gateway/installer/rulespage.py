@@ -68,7 +68,7 @@ class RulesPage:
         ruleset = found[1].ruleset
         if ruleset is None:
             return _refused(found[1])
-        since = self.live.now_ms() - DRY_RUN_MS
+        since = self.live.clock() - DRY_RUN_MS
         readings = self.live.recent(since)
         firings = await asyncio.to_thread(rulesedit.dry_run, ruleset, readings)
         return web.json_response({"ok": True, "readings": len(readings), "since_ms": since,

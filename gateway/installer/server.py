@@ -223,7 +223,7 @@ class InstallerServer:
             since = int(request.query.get("since", "0"))
         except ValueError:
             return web.json_response({"error": "since: expected unix ms"}, status=400)
-        since = max(since, self.live.now_ms() - LIVE_WINDOW_MS)
+        since = max(since, self.live.clock() - LIVE_WINDOW_MS)
         points = self.live.series(device, since)
         return web.json_response({"device": device, "points": [[t, v] for t, v in points]})
 

@@ -86,7 +86,7 @@ class StatusSource:
                 "degraded": bool(metrics.outbox_degraded._value.get())}
 
     def _nodes(self) -> list[dict[str, Any]]:
-        now = self._live.now_ms()
+        now = self._live.clock()
         return [{"device": t.device, "online": now - t.last_seen_ms < ONLINE_MS,
                  "last_seen_ms": t.last_seen_ms, "reports": t.reports, "gaps": t.gaps,
                  "boot": t.boot, "seq": t.last_seq, "values": dict(t.latest)}

@@ -15,12 +15,12 @@ tracked (least recently heard dropped first).
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tandem.gateway.reports import DeviceReport
+from tandem.wire.clock import now_ms
 from tandem.wire.live import LiveValue
 
 MAX_NODES = 2000
@@ -56,7 +56,7 @@ class LiveValues:
 
     def __init__(self, keep_ms: int = 3_600_000, max_points: int = MAX_POINTS,
                  max_nodes: int = MAX_NODES,
-                 clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000) -> None:
+                 clock_ms: Callable[[], int] = now_ms) -> None:
         self.keep_ms = keep_ms
         self.max_points = max_points
         self.max_nodes = max_nodes
@@ -110,6 +110,6 @@ class LiveValues:
         merged.sort(key=lambda p: p[0])
         return [(device, t, values) for t, device, values in merged]
 
-    def now_ms(self) -> int:
+    def clock(self) -> int:
         """The clock this board uses."""
         return self._clock_ms()

@@ -20,8 +20,10 @@ from tandem.gateway.modbus import busfile
 from tandem.tools.site import Site, local_site
 from tests import browser as harness
 from tests.browser import needs_chromium, screenshot
-from tests.e2e.test_installer_page import PASSWORD, _log_in, _set_password
-from tests.e2e.test_reflex import PlcProcess
+from tests.e2e.installerpage import PASSWORD
+from tests.e2e.installerpage import log_in as _log_in
+from tests.e2e.installerpage import set_password as _set_password
+from tests.modbus_rig import PlcProcess
 
 pytestmark = [pytest.mark.timeout(180), needs_chromium]
 

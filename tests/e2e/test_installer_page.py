@@ -19,15 +19,15 @@ import pytest
 from tandem.tools.site import NodeSpec, Site, local_site
 from tests import browser as harness
 from tests.browser import needs_chromium, screenshot
+from tests.e2e.installerpage import PASSWORD
+from tests.e2e.installerpage import log_in as _log_in
+from tests.e2e.installerpage import set_password as _set_password
 from tests.waiting import eventually
 
 pytestmark = [pytest.mark.timeout(180), needs_chromium]
 
 browser = harness.browser
 browser_page = harness.browser_page
-
-PASSWORD = "installer-secret-42"
-
 
 QUIET_RULES = """\
 version = 1
@@ -47,14 +47,6 @@ def site(tmp_path: Path) -> Iterator[Site]:
         running.stop_all()
 
 
-def _set_password(site: Site) -> None:
-    gateway_cli = str(Path(sys.executable).with_name("tandem-gateway"))
-    done = subprocess.run([gateway_cli, "installer-password", "--config",
-                           str(site.root / "gateway.toml")], input=PASSWORD + "\n",
-                          capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-
-
 @pytest.fixture
 def page_url(site: Site) -> Iterator[str]:
     """A gateway with a password set and one node reporting twice a second: its page URL."""
@@ -64,12 +56,6 @@ def page_url(site: Site) -> Iterator[str]:
     site.issue_node(node)
     site.start_node(node)
     yield site.installer_url(gateway)
-
-
-def _log_in(page: Any, url: str, password: str) -> None:
-    page.goto(url + "login")
-    page.fill("#password", password)
-    page.click("#login")
 
 
 def test_login_status_and_live_values(browser_page: Any, page_url: str, site: Site) -> None:

@@ -11,8 +11,6 @@ The gateway's uplink points at a port where nothing listens.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -24,7 +22,7 @@ from pymodbus.client import ModbusTcpClient
 
 from tandem.tools.site import REPO, NodeSpec, Site, SitePorts
 from tests import waiting
-from tests.modbus_rig import PtyPair, SlaveProcess
+from tests.modbus_rig import PlcProcess, PtyPair, SlaveProcess
 from tests.ports import free_port, free_udp_port
 
 pytestmark = pytest.mark.timeout(180)
@@ -118,30 +116,6 @@ timeout_s = 0.5
 backoff_max_s = 1.0
 units = [{{ name = "press", unit_id = 1, map = "{sensor_map}", poll_s = 0.5 }}]
 """
-
-
-class PlcProcess:
-    """tools/modbus_sim.py in its own process: serves until its stdin closes."""
-
-    def __init__(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "tandem.tools.modbus_sim"], cwd=REPO,
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()  # the port, once it listens
-        if not line.strip().isdigit():
-            self.stop()
-            raise RuntimeError(f"modbus_sim did not start: {line!r}")
-        self.port = int(line)
-
-    def stop(self) -> None:
-        """Close stdin (the sim's signal to stop); kill it if it lingers."""
-        if self.proc.stdin is not None:
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
 
 
 @dataclass

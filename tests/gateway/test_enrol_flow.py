@@ -14,7 +14,6 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from flask import Flask
-from flask.testing import FlaskClient
 
 from tandem.cloud import close_app
 from tandem.cloud.db import engine as database
@@ -23,8 +22,6 @@ from tandem.gateway.identity import enrolled
 from tandem.gateway.identity import enrolment as enrol_client
 from tandem.gateway.identity.kinds import open_keystore
 from tandem.tools.pki import SiteCA
-from tandem.wire.batch import Batch, Summary, encode_batch
-from tandem.wire.cose import MEDIA_TYPE, Signer, sign1
 from tests.enrolkit import (
     PASSPHRASE,
     PASSPHRASE_ENV,
@@ -33,6 +30,7 @@ from tests.enrolkit import (
     new_token,
     wsgi_client,
 )
+from tests.enrolkit import upload_summary as _upload
 from tests.tpm import SoftwareTpm, needs_swtpm
 
 
@@ -47,15 +45,6 @@ def app(tmp_path: Path, ca: SiteCA, monkeypatch: pytest.MonkeyPatch) -> Iterator
     application = make_app(tmp_path, ca)
     yield application
     close_app(application)
-
-
-def _upload(client: FlaskClient, gateway: str, seq: int, signer: Signer) -> tuple[int, str]:
-    now = time.time_ns() // 1_000_000
-    batch = Batch(gateway, seq, now, (Summary("node-01", "temp", now - 60_000, now, 3, 1.0, 3.0,
-                                              2.0, 2.5),))
-    response = client.post("/ingest/v1/batches", data=sign1(encode_batch(batch), gateway, signer),
-                           headers={"Content-Type": MEDIA_TYPE})
-    return response.status_code, response.get_json().get("error", "")
 
 
 @needs_swtpm

@@ -14,7 +14,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient, TestServer
 
 from tandem.gateway.installer.config import InstallerSection
@@ -25,11 +24,11 @@ from tandem.gateway.installer.password import (
     set_password,
 )
 from tandem.gateway.installer.server import InstallerServer
-from tandem.gateway.installer.sessions import COOKIE, SessionTable
+from tandem.gateway.installer.sessions import SessionTable
 from tandem.gateway.installer.throttle import LoginThrottle
 from tandem.gateway.pipeline.livevalues import LiveValues
-
-PASSWORD = "correct horse battery"
+from tests.gateway.installerkit import PASSWORD, Browser
+from tests.gateway.installerkit import csrf_token as _csrf
 
 
 class Clock:
@@ -126,35 +125,6 @@ def _gateway(data_dir: Path) -> Any:
     return SimpleNamespace(config=config)
 
 
-class Browser:
-    """A test client that keeps the session cookie as a browser does over HTTPS.
-
-    aiohttp's cookie jar rightly withholds a Secure cookie from plain HTTP.
-    """
-
-    def __init__(self, client: TestClient[Any, Any]) -> None:
-        self.client = client
-        self.cookie = ""
-
-    async def get(self, path: str, **options: Any) -> ClientResponse:
-        return self._keep(await self.client.get(path, headers=self._headers(), **options))
-
-    async def post(self, path: str, **options: Any) -> ClientResponse:
-        return self._keep(await self.client.post(path, headers=self._headers(), **options))
-
-    async def close(self) -> None:
-        await self.client.close()
-
-    def _headers(self) -> dict[str, str]:
-        return {"Cookie": f"{COOKIE}={self.cookie}"} if self.cookie else {}
-
-    def _keep(self, response: ClientResponse) -> ClientResponse:
-        found = re.search(rf"{COOKIE}=([^;]+)", response.headers.get("Set-Cookie", ""))
-        if found:
-            self.cookie = found[1]
-        return response
-
-
 async def _client(tmp_path: Path) -> tuple[Browser, InstallerServer]:
     set_password(tmp_path, PASSWORD)
     server = InstallerServer(InstallerSection(free_attempts=2), _gateway(tmp_path),
@@ -162,13 +132,6 @@ async def _client(tmp_path: Path) -> tuple[Browser, InstallerServer]:
     client = TestClient(TestServer(server.app()))
     await client.start_server()
     return Browser(client), server
-
-
-async def _csrf(client: Browser, path: str = "/login") -> str:
-    page = await (await client.get(path)).text()
-    found = re.search(r'name="csrf" value="([^"]+)"', page)
-    assert found is not None, page
-    return found[1]
 
 
 def test_pages_need_a_login_and_cookies_are_strict(tmp_path: Path) -> None:

@@ -50,8 +50,9 @@ from tests.enrolkit import (
     new_token,
     wsgi_client,
 )
-from tests.gateway.test_enrol_flow import _upload
-from tests.gateway.test_installer_access import PASSWORD, Browser, _csrf
+from tests.enrolkit import upload_summary as _upload
+from tests.gateway.installerkit import PASSWORD, Browser
+from tests.gateway.installerkit import csrf_token as _csrf
 from tests.httpsserver import HttpsServer
 from tests.ports import free_port
 from tests.tpm import SoftwareTpm, needs_swtpm

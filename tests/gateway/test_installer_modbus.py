@@ -31,7 +31,8 @@ from tandem.tools.site import local_site
 from tandem.wire.clock import now_ms
 from tandem.wire.report import Report
 from tandem.wire.tomlconfig import ConfigError
-from tests.gateway.test_installer_access import PASSWORD, Browser, _csrf
+from tests.gateway.installerkit import PASSWORD, Browser
+from tests.gateway.installerkit import csrf_token as _csrf
 from tests.waiting import until
 
 PUMP_MAP = """\

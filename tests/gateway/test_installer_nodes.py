@@ -35,7 +35,8 @@ from tandem.gateway.policy.revocation import RevocationList
 from tandem.tools import cli as tandem_cli
 from tandem.wire.certprofile import ProfileError
 from tests.gateway.access_peers import DtlsClient, ServerThread, Site, report_post, sample_report
-from tests.gateway.test_installer_access import PASSWORD, Browser, _csrf
+from tests.gateway.installerkit import PASSWORD, Browser
+from tests.gateway.installerkit import csrf_token as _csrf
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(60)

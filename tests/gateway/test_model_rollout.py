@@ -14,13 +14,13 @@ from tandem.gateway.identity import enrolment as enrol_client
 from tandem.tools.pki import SiteCA
 from tests.cloud.conftest import bearer, token_for
 from tests.enrolkit import gateway_config, new_token, wsgi_client
-from tests.gateway.test_model_agent import (  # noqa: F401 (fixtures)
-    Gateway,
-    _register,
-    app,
-    link,
-)
+from tests.gateway import modelagentkit
+from tests.gateway.modelagentkit import Gateway
+from tests.gateway.modelagentkit import register_version as _register
 from tests.netcut import CuttableLink
+
+app = modelagentkit.app  # fixtures: the cloud, and the cuttable link in front of it
+link = modelagentkit.link
 
 LIMITS = {"soak_s": 0, "min_windows": 3, "max_alarm_rate": 0.2, "max_p99_ms": 1000,
           "max_errors": 0, "max_drift": 10.0}
@@ -49,7 +49,7 @@ def _active(gw: Gateway) -> str | None:
 
 
 def test_a_rollout_goes_shadow_canary_waves_and_a_bad_model_stops_at_the_canary(
-        tmp_path: Path, app: Flask, link: CuttableLink) -> None:  # noqa: F811 (fixtures)
+        tmp_path: Path, app: Flask, link: CuttableLink) -> None:
 
     configs = {"gw-01": _enrol(app, tmp_path, "gw-01", "plant-a"),
                "gw-02": _enrol(app, tmp_path, "gw-02", "plant-a"),

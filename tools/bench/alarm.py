@@ -167,7 +167,7 @@ def _await_event(client: httpx.Client, name: str, since: int, poll_s: float,
     while time.monotonic() < deadline:
         found = client.get("/api/v1/events", params={"device": DEVICE, "name": name,
                                                      "start": since, "limit": 10})
-        seen = time.time() * 1000
+        seen = now_ms()
         events = found.json()["events"] if found.status_code == 200 else []
         if events:
             return int(events[0]["t"]), seen

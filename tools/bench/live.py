@@ -25,6 +25,7 @@ from pymodbus.client import ModbusTcpClient
 
 from tandem.tools.bench.alarm import PLC_MAP, _controller
 from tandem.tools.site import Site, local_site
+from tandem.wire.clock import now_ms
 
 GOAL_MS = 1000.0
 BUS = """
@@ -106,7 +107,7 @@ def _measure(client: httpx.Client, plc: ModbusTcpClient, args: argparse.Namespac
     samples = []
     for i in range(args.samples):
         value = 1000 + i % 30000
-        written = time.time() * 1000
+        written = now_ms()
         assert not plc.write_register(0, value, device_id=1).isError()
         samples.append(_await_value(client, float(value), args.api_poll_ms / 1000) - written)
     return samples
@@ -118,7 +119,7 @@ def _await_value(client: httpx.Client, value: float, poll_s: float,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         answer = client.get("/api/v1/devices/plc/u1/live")
-        seen = time.time() * 1000
+        seen = now_ms()
         load = answer.json()["values"].get("load") if answer.status_code == 200 else None
         if load is not None and load["value"] == value:
             return seen
