@@ -1,6 +1,7 @@
 """Tasks in and results out: operators submit, the scheduler places, gateways claim and answer.
 
-    POST /api/v1/tasks              {"task": TaskSpec, "args": map} -> 202 the task (200: known id)
+    POST /api/v1/tasks              {"task": TaskSpec, "args": map} -> 202 the task (200: known id);
+                                    audited (task.submit) when new
     GET  /api/v1/tasks/<task_id>    state, place, attempts, moves; the result once done
     POST /edge/v1/tasks/claim       COSE_Sign1 op "task-claim" {"free": n, "running": [ids]}
                                     -> {"tasks": [job, ...], "lease_ms": unix ms}
@@ -24,6 +25,7 @@ from prometheus_client import Counter
 
 from tandem.cloud.access.auth import public, require
 from tandem.cloud.access.permissions import Permission
+from tandem.cloud.audit import record as audit
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
 from tandem.cloud.errors import Rejection
@@ -43,6 +45,7 @@ CLAIM_OP, RESULT_OP = "task-claim", "task-result"
 SIGNED_BY_GATEWAY = "authenticated by a COSE signature of the gateway's registered key"
 _EXTENSION = "tandem.tasks"
 MAX_RUNNING_IDS = 1024
+TASK_SUBMIT = "task.submit"
 
 
 def init_app(app: Flask) -> None:
@@ -75,6 +78,10 @@ def submit() -> tuple[Response, int]:
     try:
         with database.sessions().begin() as session:
             placed = scheduler.place(session, job, now_ms())
+            if placed.new:  # who asked for what, and where it went: in the same transaction
+                audit.record(TASK_SUBMIT, session=session, detail={
+                    "task": job.task_id, "kind": job.kind, "place": placed.place,
+                    "reason": placed.reason})
     except (NoPlace, BadInput) as why:
         events.labels("refused").inc()
         current_app.logger.warning("task %s refused: %s", job.task_id, why)

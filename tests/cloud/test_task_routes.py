@@ -70,6 +70,11 @@ def test_a_cloud_task_goes_on_the_queue_and_a_known_id_changes_nothing(
     again = client.post("/api/v1/tasks", json=task("c1", "cloud", kit, "any"))
     assert again.status_code == 200 and queue.huey.pending_count() == 1
     assert client.get("/api/v1/tasks/c1").json["result"] is None
+    submits = [e for e in client.get("/api/v1/audit").json["entries"]
+               if e["event"] == "task.submit"]
+    assert len(submits) == 1  # who submitted what, and where it went; a repeat adds nothing
+    assert submits[0]["detail"] == {"task": "c1", "kind": "burn", "place": "cloud",
+                                    "reason": submitted.json["reason"]}
 
 
 def test_a_gateway_claims_its_task_renews_the_lease_and_its_answer_is_stored_once(
