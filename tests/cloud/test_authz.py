@@ -38,6 +38,21 @@ PINNED = {
     ("/api/v1/openapi.yaml", "GET"): Permission.API_DESCRIBE,
     ("/metrics", "GET"): Permission.METRICS_READ,
     ("/api/v1/audit", "GET"): Permission.AUDIT_READ,
+    ("/api/v1/labels", "POST"): Permission.LABELS_WRITE,
+    ("/api/v1/models/<version>/promote", "POST"): Permission.MODELS_MANAGE,
+    ("/api/v1/models/<version>/release", "POST"): Permission.MODELS_MANAGE,
+    ("/api/v1/rollouts", "POST"): Permission.MODELS_MANAGE,
+    ("/api/v1/rollouts/<group>/<action>", "POST"): Permission.MODELS_MANAGE,
+    ("/api/v1/sites/<site>/strategy", "PUT"): Permission.FLEET_MANAGE,
+    ("/api/v1/tasks", "POST"): Permission.TASKS_RUN,
+    ("/api/v1/tasks/<task_id>", "GET"): Permission.TASKS_RUN,
+    ("/api/v1/devices/<path:device>/live", "PUT"): Permission.DATA_READ,  # bounded per gateway
+    ("/api/v1/devices/<path:device>/live", "GET"): Permission.DATA_READ,
+    # Gateways' signed requests: public to the session layer, each checked by its signature.
+    ("/edge/v1/tasks/claim", "POST"): PUBLIC,
+    ("/edge/v1/tasks/result", "POST"): PUBLIC,
+    ("/edge/v1/live", "GET"): PUBLIC,
+    ("/edge/v1/live", "POST"): PUBLIC,
 }
 
 
