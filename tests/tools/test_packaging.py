@@ -64,9 +64,12 @@ def test_every_module_and_its_data_are_in_the_wheel(wheel: zipfile.ZipFile) -> N
     names = set(wheel.namelist())
     # a folder without __init__.py is missing from setup.py's package list, hence here
     assert _sources() - names == set()
-    data = {"tandem/cloud/openapi.yaml",
-            *(f"tandem/cloud/templates/{t.name}" for t in (REPO / "cloud/templates").glob("*"))}
-    assert len(data) > 1 and data - names == set()
+    # what the programs read at run time: templates, vendored page assets, the API description
+    folders = ("cloud/templates", "cloud/static", "gateway/installer/static")
+    data = {"tandem/cloud/openapi.yaml", "tandem/cloud/db/migrations/script.py.mako",
+            *(f"tandem/{f.relative_to(REPO)}" for folder in folders
+              for f in (REPO / folder).rglob("*") if f.is_file())}
+    assert len(data) > 10 and data - names == set()
 
 
 @pytest.mark.parametrize("program", PROGRAMS)
