@@ -34,7 +34,8 @@ from tandem.wire.cose import SoftwareSigner, sign1
 
 REPORTER = "sim-reporter"  # the report generator's gateway identity
 BATCH_RECORDS = 200
-# The trained model takes the dataset's 8 window features; the gateways feed it 8 vib bands.
+# The trained model takes the dataset's 8 window features; the gateways feed it 8 vib bands
+# (ModelLoop(bands=...) for fixture models of another size).
 RULES = """\
 version = 1
 
