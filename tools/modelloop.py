@@ -34,13 +34,14 @@ from tandem.wire.cose import SoftwareSigner, sign1
 
 REPORTER = "sim-reporter"  # the report generator's gateway identity
 BATCH_RECORDS = 200
-# The trained model takes the dataset's 8 window features; the gateways feed it 8 vib bands.
+# The trained model takes the dataset's 8 window features; the gateways feed it 8 vib bands
+# (ModelLoop(bands=...) for fixture models of another size).
 RULES = """\
 version = 1
 
 [features]
 window_n = 64
-bands = 8
+bands = {bands}
 min_spectrum_samples = 8
 """
 GATEWAY_EXTRA = """
@@ -90,9 +91,10 @@ class ModelLoop:
 
     def __init__(self, root: Path, groups: dict[str, str], *, hop: int = 4,
                  poll_s: float = 0.5, rate_bytes_s: int = 4096, node_period_ms: int = 100,
-                 echo: Callable[[str, str], None] | None = None) -> None:
+                 bands: int = 8, echo: Callable[[str, str], None] | None = None) -> None:
         first = next(iter(groups))
-        self.site = local_site(root, window_s=1.0, gateway_id=first, rules=RULES, echo=echo,
+        self.site = local_site(root, window_s=1.0, gateway_id=first, echo=echo,
+                               rules=RULES.format(bands=bands),
                                gateway_extra=GATEWAY_EXTRA.format(hop=hop, poll_s=poll_s,
                                                                   rate=rate_bytes_s))
         self._enable_enrolment()

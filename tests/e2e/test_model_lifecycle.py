@@ -12,26 +12,19 @@ stopped at the canary and rolled back before the rest ever run it.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import lzma
-import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tandem.tools.modelloop import LoopError, LoopGateway, ModelLoop, recent_fleet
+from tandem.tools.modelloop import LoopError, ModelLoop, recent_fleet
 from tandem.tools.simfleet import SimFleet
 from tests.netcut import CuttableLink
 
 GROUPS = {"gw-01": "plant-a", "gw-02": "plant-a", "gw-03": "plant-b"}
 CHUNK = 256
-# Small models fit the token bucket's burst: small chunks (one request each) make a transfer
-# last long enough to be cut at half.
-SMALL_CHUNK = 32
 WINDOWS = 60
 EPOCHS = 5
 LIMITS: dict[str, float] = {"soak_s": 2, "min_windows": 4, "max_alarm_rate": 0.2,
@@ -146,16 +139,3 @@ def _bad_copy(source: Path, out: Path, version: str) -> Path:
     (out / "card.json").write_text(json.dumps(card))
     return out
 
-
-def _artefact(loop: ModelLoop, directory: Path) -> Path:
-    """Where the cloud stores the version's full artefact (the xz of its model, by sha256)."""
-    packed = lzma.compress((directory / "model.tflite").read_bytes(), preset=9)
-    found = list(loop.site.root.rglob(hashlib.sha256(packed).hexdigest()))
-    assert len(found) == 1, found
-    return found[0]
-
-
-def _metric(gw: LoopGateway, name: str) -> float:
-    text = httpx.get(f"http://127.0.0.1:{gw.site.ports.metrics}/metrics", timeout=10).text
-    match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
-    return float(match.group(1)) if match else 0.0
