@@ -129,8 +129,8 @@ class ModelLoop:
             if ACTIVE.search(line):
                 with log.open("a") as f:
                     f.write(line + "\n")
-            if self._echo is not None:
-                self._echo(who, line)
+            if self._echo is not None:  # every gateway's child is "gateway": say which
+                self._echo(name if who == "gateway" else who, line)
 
         gw.site.echo = echo
         gw.process = gw.site.start_gateway(env=gw.env)
