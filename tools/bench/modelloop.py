@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -157,8 +158,7 @@ def _closed_loop(loop: ModelLoop, fleet: Any, root: Path, opts: Options, names: 
 def _print(t: dict[str, Any], opts: Options, lines: GatewayLines, names: list[str]) -> None:
     total = (t["end"] - t["t0"]) / 1000
     log = t["rollout"]["log"]
-    stages = [(g["stage"], (g["t_ms"] - prev["t_ms"]) / 1000) for prev, g in zip(log, log[1:],
-                                                                                strict=False)]
+    stages = [(g["stage"], (g["t_ms"] - prev["t_ms"]) / 1000) for prev, g in pairwise(log)]
     floor = len(stages) * opts.soak
     print(f"closed loop labels -> m-0002 active on {len(names)} gateways: {total:.1f} s "
           f"(soak floor {floor:.0f} s: {len(stages)} stages x {opts.soak:g} s)")
@@ -193,8 +193,8 @@ def _transfer(lines: GatewayLines, opts: Options, phase: str, what: str) -> None
         if when != phase:
             continue
         t_first, t_last = chunks.seen[0][0], chunks.seen[-1][0]
-        print(f"transfer {phase} {name} ({what}): {chunks.size:,} B in {len(chunks.seen)} chunks of "
-              f"<= {opts.chunk} B, {(t_last - t_first) / 1000:.2f} s first to last chunk")
+        print(f"transfer {phase} {name} ({what}): {chunks.size:,} B in {len(chunks.seen)} "
+              f"chunks of <= {opts.chunk} B, {(t_last - t_first) / 1000:.2f} s first to last chunk")
         limited = [(t, off) for t, off in chunks.seen if off > BURST]
         if len(limited) >= 2 and limited[-1][0] > limited[0][0]:
             rates.append((limited[-1][1] - limited[0][1]) * 1000
