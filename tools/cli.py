@@ -114,6 +114,7 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "alarm": "tandem.tools.bench.alarm",
             "live": "tandem.tools.bench.live",
             "training": "tandem.tools.bench.training",
+            "modelloop": "tandem.tools.bench.modelloop",
             "rollout": "tandem.tools.bench.rollout",
             "schedule": "tandem.tools.bench.schedule",
             "offload": "tandem.tools.bench.offload",

@@ -128,11 +128,12 @@ class ModelLoop:
         log = gw.site.root / "activations.log"
 
         def echo(who: str, line: str) -> None:
+            # The caller's echo first: once wait_active sees a line, the caller has it too.
+            if self._echo is not None:  # every gateway's child is "gateway": say which
+                self._echo(name if who == "gateway" else who, line)
             if ACTIVE.search(line):
                 with log.open("a") as f:
                     f.write(line + "\n")
-            if self._echo is not None:
-                self._echo(who, line)
 
         gw.site.echo = echo
         gw.process = gw.site.start_gateway(env=gw.env)
