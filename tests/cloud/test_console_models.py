@@ -233,7 +233,7 @@ def test_an_operator_promotes_a_better_version_audited_as_through_the_api(models
         ("user:operator-1", {"version": "m-0002", "force": False})]
 
 
-def test_a_version_that_does_not_beat_the_promoted_one_is_refused_in_words_unless_an_admin_forces_it(
+def test_a_version_not_beating_the_promoted_one_is_refused_in_words_unless_an_admin_forces(
         models_app, tmp_path):
     register_weaker(models_app, tmp_path)
     operator = signed_in(models_app, "operator")
