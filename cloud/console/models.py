@@ -9,6 +9,7 @@ take the same steps, with the same checks and the same audit events.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ from tandem.cloud.fleet import tokens as enrol_store
 from tandem.cloud.models import registry, rollout
 from tandem.cloud.models import routes as model_api
 
+log = logging.getLogger(__name__)
 ACTIONS = ("pause", "resume", "abort")
 GATE_FIGURES = ("windows", "alarm_rate", "p99_ms", "errors", "drift")  # rollout.gate's keys
 CARD_METRICS = ("f1", "precision", "recall", "roc_auc")
@@ -108,7 +110,7 @@ class ModelsView(ConsoleView):
         try:
             model_api.promote_version(version, force)
         except Rejection as refused:
-            flash(f"{version} not promoted: {refused.detail}", "error")
+            _refused(f"{version} not promoted: {refused.detail}")
             return redirect(url_for(".index"))
         flash(f"{version} promoted{' (forced)' if force else ''}", "success")
         return redirect(url_for(".index"))
@@ -120,7 +122,7 @@ class ModelsView(ConsoleView):
         try:
             model_api.release_version(version, rollback=False)
         except Rejection as refused:
-            flash(f"{version} not released: {refused.detail}", "error")
+            _refused(f"{version} not released: {refused.detail}")
             return redirect(url_for(".index"))
         flash(f"{version} released fleet-wide: gateways fetch it at their next poll", "success")
         return redirect(url_for(".index"))
@@ -139,6 +141,8 @@ class ModelsView(ConsoleView):
             started = model_api.start_group_rollout(plan)
         except model_api.RolloutRefused as refused:
             form.errors[refused.field or "form"] = refused.detail
+            log.warning("console: rollout of %s to %s not started: %s", plan.version,
+                        plan.group, refused.detail)
             return self._start_page(form)
         flash(f"rollout of {plan.version} to {plan.group} started in {started['stage']}",
               "success")
@@ -161,7 +165,7 @@ class ModelsView(ConsoleView):
                 raise Rejection(400, "bad_parameter", f"no rollout action {action[:16]!r}")
             state = model_api.control_group(group, action)["state"]
         except Rejection as refused:
-            flash(f"rollout of {group} not changed: {refused.detail}", "error")
+            _refused(f"rollout of {group} not changed: {refused.detail}")
             return redirect(url_for(".index"))
         flash(f"rollout of {group}: {action} done, now {state}", "success")
         return redirect(url_for(".index"))
@@ -173,10 +177,16 @@ class ModelsView(ConsoleView):
         try:
             model_api.release_version(version, rollback=True)
         except Rejection as refused:
-            flash(f"no rollback released: {refused.detail}", "error")
+            _refused(f"no rollback released: {refused.detail}")
             return redirect(url_for(".index"))
         flash(f"rollback to {version} released: gateways fetch it at their next poll", "success")
         return redirect(url_for(".index"))
+
+
+def _refused(message: str) -> None:
+    """Tell the operator why nothing was done, and log it (a refusal is never silent)."""
+    log.warning("console: %s", message)
+    flash(message, "error")
 
 
 def _version_row(row: registry.ModelVersion, incumbent: registry.ModelVersion | None

@@ -234,12 +234,15 @@ def test_an_operator_promotes_a_better_version_audited_as_through_the_api(models
 
 
 def test_a_version_not_beating_the_promoted_one_is_refused_in_words_unless_an_admin_forces(
-        models_app, tmp_path):
+        models_app, tmp_path, caplog):
     register_weaker(models_app, tmp_path)
     operator = signed_in(models_app, "operator")
     page = act(operator, PAGE + "promote", version="m-0003")
-    assert ("m-0003 not promoted: m-0003 (held-out f1 0.7) does not beat the promoted m-0001 "
-            "(0.8); an admin may force it") in page
+    refusal = ("m-0003 not promoted: m-0003 (held-out f1 0.7) does not beat the promoted m-0001 "
+               "(0.8); an admin may force it")
+    assert refusal in page
+    assert ("WARNING", f"console: {refusal}") in [(r.levelname, r.getMessage())
+                                                   for r in caplog.records]
     page = act(operator, PAGE + "promote", version="m-0003", force="1")
     assert "m-0003 not promoted: only an admin may force a promotion" in page
     assert promoted_version(models_app) == "m-0001" and audited(models_app, "model.promote") == []
