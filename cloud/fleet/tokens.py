@@ -107,3 +107,13 @@ def group_of(session: Session, gateway: str) -> str:
 def token_hash(secret: str) -> str:
     """What is stored of a token: its SHA-256, hex."""
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def groups(session: Session) -> dict[str, list[str]]:
+    """Every group that has gateways, with them (both sorted): what a form offers to pick."""
+    found: dict[str, list[str]] = {}
+    query = select(GatewayGroup.group, GatewayGroup.gateway).order_by(GatewayGroup.group,
+                                                                      GatewayGroup.gateway)
+    for group, gateway in session.execute(query):
+        found.setdefault(group, []).append(gateway)
+    return found

@@ -31,7 +31,11 @@ SHADOW, CANARY, DONE = "shadow", "canary", "done"
 
 
 class RolloutError(ValueError):
-    """A rollout request that cannot be carried out; the message says why."""
+    """A rollout request that cannot be carried out; the message says why, `field` at what."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +53,7 @@ class Limits:
         for name in self.__dataclass_fields__:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise RolloutError(f"limit {name}: a number >= 0, not {value!r}")
+                raise RolloutError(f"limit {name}: a number >= 0, not {value!r}", name)
 
 
 class Rollout(Base):
@@ -101,9 +105,11 @@ def start(session: Session, group: str, version: str, previous: str | None, rele
           now_ms: int) -> Rollout:
     """Begin a rollout in shadow; one running or paused rollout per group at a time."""
     if current(session, group) is not None:
-        raise RolloutError(f"group {group!r} already has a rollout in progress")
-    if not canaries or wave_size < 1:
-        raise RolloutError("a rollout needs at least one canary gateway and waves of >= 1")
+        raise RolloutError(f"group {group!r} already has a rollout in progress", "group")
+    if not canaries:
+        raise RolloutError("a rollout needs at least one canary gateway", "canaries")
+    if wave_size < 1:
+        raise RolloutError("waves need at least 1 gateway each", "wave_size")
     row = Rollout(group=group, version=version, previous=previous,
                   canaries_json=json.dumps(list(canaries)), wave_size=wave_size,
                   limits_json=json.dumps(asdict(limits)), stage=SHADOW, state=RUNNING,

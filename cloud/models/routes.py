@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file
@@ -105,7 +106,11 @@ def report() -> tuple[Response, int]:
 @require(Permission.MODELS_MANAGE)
 def promote(version: str) -> tuple[Response, int]:
     """Promote version (it must beat the promoted one unless an admin forces it)."""
-    force = bool(_json_map().get("force", False))
+    return jsonify(promote_version(version, bool(_json_map().get("force", False)))), 200
+
+
+def promote_version(version: str, force: bool) -> dict[str, object]:
+    """Promote version (force: admins only), audited; its summary after (the API and console)."""
     principal = current_principal()
     if force and (principal is None or not granted(principal.role, Permission.MODELS_FORCE)):
         raise Rejection(403, "forbidden", "only an admin may force a promotion")
@@ -116,7 +121,7 @@ def promote(version: str) -> tuple[Response, int]:
             raise Rejection(409, "not_promoted", str(exc)) from None
         audit.record(audit.MODEL_PROMOTE, session=session,
                      detail={"version": version, "force": force})
-        return jsonify(registry.summary(row)), 200
+        return registry.summary(row)
 
 
 @bp.post("/api/v1/models/<version>/release")
@@ -171,30 +176,62 @@ def start_rollout() -> tuple[Response, int]:
     body = _json_map()
     group, version = body.get("group"), body.get("version")
     canaries, wave = body.get("canaries", []), body.get("wave_size", 1)
-    limits = body.get("limits", {})
+    limits, previous = body.get("limits", {}), body.get("previous")
     if not isinstance(group, str) or not isinstance(version, str) \
             or not isinstance(canaries, list) or type(wave) is not int \
             or not isinstance(limits, dict):
         raise Rejection(422, "invalid_rollout", "needs group, version, canaries, wave_size")
+    plan = RolloutPlan(group, version, [str(c) for c in canaries], wave,
+                       {str(k): v for k, v in limits.items()},
+                       str(previous) if previous else None)
+    return jsonify(start_group_rollout(plan)), 200
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutPlan:
+    """What an operator asks for when starting a rollout (API body or console form)."""
+
+    group: str
+    version: str
+    canaries: list[str]
+    wave_size: int
+    limits: dict[str, Any]
+    previous: str | None = None
+
+
+class RolloutRefused(Rejection):
+    """A rollout not started; `field` names the plan's field at fault (None: no single one)."""
+
+    def __init__(self, detail: str, field: str | None) -> None:
+        super().__init__(409, "not_started", detail)
+        self.field = field
+
+
+def start_group_rollout(plan: RolloutPlan) -> dict[str, Any]:
+    """Start plan's rollout (shadow first), audited; the rollout (the API and console)."""
     config: CloudConfig = current_app.config["TANDEM"]
     now = now_ms()
     with database.sessions().begin() as session:
         # What the group runs now: its last rollout's version, else the fleet-wide release.
         fleet = registry.newest_release(session)
-        previous = body.get("previous") or rollout.completed_version(session, group) \
+        previous = plan.previous or rollout.completed_version(session, plan.group) \
             or (fleet.version if fleet is not None else None)
         try:
-            gates = rollout.Limits(**{str(k): v for k, v in limits.items()})
-            release = registry.sign_release(session, config, version, now, fleet_wide=False)
+            gates = rollout.Limits(**plan.limits)
+            release = registry.sign_release(session, config, plan.version, now, fleet_wide=False)
             back = None if previous is None else registry.sign_release(
-                session, config, str(previous), now, rollback=True, fleet_wide=False)
-            row = rollout.start(session, group, version, previous, release, back,
-                                [str(c) for c in canaries], wave, gates, now)
-        except (TypeError, registry.ModelRegistryError, rollout.RolloutError) as exc:
-            raise Rejection(409, "not_started", str(exc)) from None
+                session, config, previous, now, rollback=True, fleet_wide=False)
+            row = rollout.start(session, plan.group, plan.version, previous, release, back,
+                                plan.canaries, plan.wave_size, gates, now)
+        except TypeError as exc:
+            raise RolloutRefused(str(exc), "limits") from None
+        except registry.ModelRegistryError as exc:
+            raise RolloutRefused(str(exc), "version") from None
+        except rollout.RolloutError as exc:
+            raise RolloutRefused(str(exc), exc.field) from None
         audit.record(audit.MODEL_ROLLOUT, session=session,
-                     detail={"group": group, "version": version, "step": "started"})
-        return jsonify(rollout.to_plain(row)), 200
+                     detail={"group": plan.group, "version": plan.version, "step": "started"})
+        return rollout.to_plain(row)
 
 
 @bp.get("/api/v1/rollouts/<group>")

@@ -36,6 +36,9 @@ ACTIONS = {
     "/admin/console_enrol/issue": Permission.FLEET_ENROL,
     "/admin/console_models/control": Permission.MODELS_MANAGE,
     "/admin/console_models/rollback": Permission.MODELS_MANAGE,
+    "/admin/console_models/promote": Permission.MODELS_MANAGE,
+    "/admin/console_models/release": Permission.MODELS_MANAGE,
+    "/admin/console_models/start": Permission.MODELS_MANAGE,
     "/admin/console_raw/request": Permission.DATA_RAW,
 }
 EXPECTED = {  # role -> console pages it may open
@@ -115,6 +118,10 @@ def test_forms_without_a_valid_csrf_token_are_refused(app, kit):
                        ("/admin/console_enrol/issue", {"gateway": "gw-new"}),
                        ("/admin/console_models/control", {"group": "g", "action": "abort"}),
                        ("/admin/console_models/rollback", {"version": "m-0001"}),
+                       ("/admin/console_models/promote", {"version": "m-0001", "force": "1"}),
+                       ("/admin/console_models/release", {"version": "m-0001"}),
+                       ("/admin/console_models/start", {"group": "g", "version": "m-0001",
+                                                        "canaries": "gw-1"}),
                        ("/admin/console_raw/request", {"device": "dev-1"})):
         for forged in ({}, {"csrf_token": "forged"}):
             response = client.post(path, data=form | forged)

@@ -179,8 +179,7 @@ def test_viewers_cannot_pause_abort_or_roll_back(models_app):
         row = rollout.latest(session, "plant-a")
         assert row is not None and row.state == rollout.RUNNING
         releases = session.scalars(select(registry.ModelReleaseRow)).all()
-    # only the rollout's own: m-0002 and the way back to m-0001
-    assert [(r.version, r.rollback) for r in releases] == [("m-0002", False), ("m-0001", True)]
+    assert releases == []  # the rollout keeps its own manifests; no fleet-wide release was made
 
 
 def test_a_completed_rollout_offers_a_rollback_to_the_version_it_replaced(models_app):
@@ -191,3 +190,147 @@ def test_a_completed_rollout_offers_a_rollback_to_the_version_it_replaced(models
     shown = row_of(page, "rollout", "plant-a")
     assert "roll back to m-0001" in shown and 'name="version" value="m-0001"' in shown
     assert "rollout-action" not in shown and 'data-state="completed"' in page
+
+
+def register_weaker(app: Flask, tmp_path: Path) -> None:
+    """m-0003: a child of m-0002 with a held-out f1 (0.7) below the promoted m-0001's (0.8)."""
+    output = write_version(tmp_path / "m-0003", "m-0003", 3, parent="m-0002", f1=0.7)
+    with database.sessions(app).begin() as session:
+        registry.register(session, app.config["TANDEM"], output, "trainer", now_ms())
+
+
+def promoted_version(app: Flask) -> str:
+    with database.read_session(app) as session:
+        row = registry.promoted(session, "vibration-ae")
+        assert row is not None
+        return row.version
+
+
+GOOD_FORM = {"group": "plant-a", "version": "m-0002", "canaries": "gw-01", "wave_size": "1",
+             "soak_s": "0", "min_windows": "1", "max_alarm_rate": "0.05", "max_p99_ms": "50",
+             "max_errors": "0", "max_drift": "0.5"}
+
+
+def field_error(page: str, name: str) -> str:
+    found = re.search(rf'class="invalid-feedback" data-field="{name}">([^<]*)<', page)
+    return found.group(1) if found else ""
+
+
+def test_the_promote_form_shows_how_a_version_compares_with_the_promoted_one(models_app):
+    page = html.unescape(signed_in(models_app, "operator").get(PAGE).text)
+    child = row_of(page, "version", "m-0002")
+    assert "f1 0.900 vs 0.800 (m-0001)" in child and "promote-form" in child
+    assert "promote-form" not in row_of(page, "version", "m-0001")  # already promoted
+    assert 'name="force"' not in page  # forcing is for admins
+    assert 'name="force"' in signed_in(models_app, "admin").get(PAGE).text
+
+
+def test_an_operator_promotes_a_better_version_audited_as_through_the_api(models_app):
+    operator = signed_in(models_app, "operator")
+    assert "m-0002 promoted" in act(operator, PAGE + "promote", version="m-0002")
+    assert promoted_version(models_app) == "m-0002"
+    assert audited(models_app, "model.promote") == [
+        ("user:operator-1", {"version": "m-0002", "force": False})]
+
+
+def test_a_version_not_beating_the_promoted_one_is_refused_in_words_unless_an_admin_forces(
+        models_app, tmp_path, caplog):
+    register_weaker(models_app, tmp_path)
+    operator = signed_in(models_app, "operator")
+    page = act(operator, PAGE + "promote", version="m-0003")
+    refusal = ("m-0003 not promoted: m-0003 (held-out f1 0.7) does not beat the promoted m-0001 "
+               "(0.8); an admin may force it")
+    assert refusal in page
+    assert ("WARNING", f"console: {refusal}") in [(r.levelname, r.getMessage())
+                                                   for r in caplog.records]
+    page = act(operator, PAGE + "promote", version="m-0003", force="1")
+    assert "m-0003 not promoted: only an admin may force a promotion" in page
+    assert promoted_version(models_app) == "m-0001" and audited(models_app, "model.promote") == []
+    page = act(signed_in(models_app, "admin"), PAGE + "promote", version="m-0003", force="1")
+    assert "m-0003 promoted (forced)" in page
+    assert promoted_version(models_app) == "m-0003"
+    assert audited(models_app, "model.promote") == [
+        ("user:admin-1", {"version": "m-0003", "force": True})]
+
+
+def test_an_operator_releases_a_version_fleet_wide(models_app, tmp_path):
+    operator = signed_in(models_app, "operator")
+    page = act(operator, PAGE + "release", version="m-0002")
+    assert "m-0002 released fleet-wide: gateways fetch it at their next poll" in page
+    with database.read_session(models_app) as session:
+        row = registry.newest_release(session)
+        assert row is not None and row.version == "m-0002"
+        release = open_manifest(row.envelope, policy_key(tmp_path).public_key())
+    assert not release.rollback and release.card.version == "m-0002"
+    assert audited(models_app, "model.release") == [
+        ("user:operator-1", {"version": "m-0002", "rollback": False})]
+    assert "m-9999 not released: no model version m-9999" in act(operator, PAGE + "release",
+                                                                  version="m-9999")
+
+
+def test_the_rollout_form_comes_with_the_default_stages_and_limits(models_app):
+    page = signed_in(models_app, "operator").get(PAGE + "start?version=m-0002").text
+    for name, value in (("wave_size", "1"), ("soak_s", "600.0"), ("min_windows", "1"),
+                        ("max_alarm_rate", "0.05"), ("max_p99_ms", "50.0"),
+                        ("max_errors", "0"), ("max_drift", "0.5")):
+        assert re.search(rf'name="{name}" type="number" value="{re.escape(value)}"', page), name
+    assert "<option selected>m-0002</option>" in page
+    assert '<option value="plant-a">' in page and "plant-a (gw-01, gw-02)" in page  # to pick
+
+
+def test_a_rollout_form_with_bad_fields_shows_each_error_beside_its_field_and_starts_nothing(
+        models_app):
+    operator = signed_in(models_app, "operator")
+    form = GOOD_FORM | {"canaries": ""}
+    page = act(operator, PAGE + "start", **(form | {"soak_s": "ten", "max_errors": "1.5",
+                                                     "max_drift": "nan"}))
+    assert field_error(page, "soak_s") == "a number"
+    assert field_error(page, "max_errors") == "a whole number"
+    assert field_error(page, "max_drift") == "a number"
+    assert 'name="soak_s" type="number" value="ten"' in page  # what was typed is kept
+    page = act(operator, PAGE + "start", **(form | {"soak_s": "-5"}))
+    assert field_error(page, "soak_s") == "limit soak_s: a number >= 0, not -5.0"
+    page = act(operator, PAGE + "start", **form)
+    assert field_error(page, "canaries") == "a rollout needs at least one canary gateway"
+    page = act(operator, PAGE + "start", **(GOOD_FORM | {"wave_size": "0"}))
+    assert field_error(page, "wave_size") == "waves need at least 1 gateway each"
+    page = act(operator, PAGE + "start", **(GOOD_FORM | {"group": ""}))
+    assert field_error(page, "group") == "required"
+    page = act(operator, PAGE + "start", **(GOOD_FORM | {"version": "m-9999"}))
+    assert field_error(page, "version") == "no model version m-9999"
+    with database.read_session(models_app) as session:
+        assert rollout.latest(session, "plant-a") is None
+    assert audited(models_app, "model.rollout") == []
+
+
+def test_an_operator_starts_a_rollout_from_the_form_audited_as_through_the_api(models_app):
+    operator = signed_in(models_app, "operator")
+    act(operator, PAGE + "release", version="m-0001")  # what the group runs, and goes back to
+    form = GOOD_FORM
+    page = act(operator, PAGE + "start", **form)
+    assert "rollout of m-0002 to plant-a started in shadow" in page
+    shown = row_of(page, "rollout", "plant-a")
+    assert 'data-state="running"' in page and '<td class="stage">shadow</td>' in shown
+    with database.read_session(models_app) as session:
+        row = rollout.latest(session, "plant-a")
+        assert row is not None
+        assert (row.previous, row.canaries(), row.limits().soak_s) == ("m-0001", ["gw-01"], 0)
+    assert audited(models_app, "model.rollout") == [
+        ("user:operator-1", {"group": "plant-a", "version": "m-0002", "step": "started"})]
+    page = act(operator, PAGE + "start", **form)
+    assert field_error(page, "group") == "group 'plant-a' already has a rollout in progress"
+
+
+def test_viewers_cannot_promote_release_or_start_a_rollout(models_app):
+    viewer = signed_in(models_app, "viewer")
+    assert viewer.get(PAGE + "start").status_code == 403
+    for path, form in (("promote", {"version": "m-0002"}), ("release", {"version": "m-0002"}),
+                       ("start", {"group": "plant-a", "version": "m-0002",
+                                  "canaries": "gw-01"})):
+        response = viewer.post(PAGE + path, data={"csrf_token": csrf(viewer), **form})
+        assert response.status_code == 403, path
+    assert promoted_version(models_app) == "m-0001"
+    with database.read_session(models_app) as session:
+        assert registry.newest_release(session) is None
+        assert rollout.latest(session, "plant-a") is None
+    assert "promote-form" not in viewer.get(PAGE).text

@@ -1,6 +1,7 @@
 """The console's models and fleet health in a real browser: an operator sees a registered model
 version and a running rollout, pauses and aborts it (the API then says so, and every step is in
-the rollout's log); a viewer gets no buttons; the gateways list shows each gateway's reported
+the rollout's log); promotes a version and starts a rollout through the page's form (the API then
+shows it); a viewer gets no buttons; the gateways list shows each gateway's reported
 backlog and link, and marks the one that stopped reporting unreachable.
 
 Cloud and two gateways run as their own processes (tandem/tools/site.py) and
@@ -123,6 +124,40 @@ def test_an_operator_sees_a_version_and_its_rollout_then_pauses_and_aborts_it(
     shown = rollout_state(site)
     assert shown["state"] == "aborted"
     assert [s["step"] for s in shown["log"]] == ["started", "pause", "abort"]
+
+
+def test_an_operator_promotes_a_version_and_starts_its_rollout_from_the_page(
+        site: Site, browser_page: Any) -> None:
+    page = sign_in(browser_page, site, "olga")
+    page.goto(f"{site.cloud_url}/admin/console_models/")
+    newest = page.locator("tr.version[data-version=m-0002]")
+    assert newest.locator(".comparison").text_content() == "f1 0.870 vs 0.810 (m-0001)"
+    with page.expect_navigation():
+        newest.locator("form.promote-form button").click()
+    assert "m-0002 promoted" in page.text_content(".alert")
+    with page.expect_navigation():  # m-0001 no longer beats the promoted one
+        page.locator("tr.version[data-version=m-0001] form.promote-form button").click()
+    assert "does not beat the promoted m-0002" in page.text_content(".alert")
+    with page.expect_navigation():
+        page.locator("tr.version[data-version=m-0002] a.start-link").click()
+    assert page.input_value("#f-soak_s") == "600.0"  # the defaults, prefilled
+    page.fill("#f-group", "plant-b")
+    page.fill("#f-canaries", "gw-01")
+    screenshot(page, "console-rollout-start")
+    page.fill("#f-max_p99_ms", "-1")
+    with page.expect_navigation():
+        page.click("#start-rollout button[type=submit]")
+    assert "a number >= 0" in page.text_content(".invalid-feedback[data-field=max_p99_ms]")
+    page.fill("#f-max_p99_ms", "40")
+    with page.expect_navigation():
+        page.click("#start-rollout button[type=submit]")
+    assert "rollout of m-0002 to plant-b started in shadow" in page.text_content(".alert")
+    row = page.locator("tr.rollout[data-group=plant-b]")
+    assert row.get_attribute("data-state") == "running"
+    assert row.locator("td.stage").text_content() == "shadow"
+    with site.cloud_client() as client:
+        shown = client.get("/api/v1/rollouts/plant-b").json()
+    assert (shown["version"], shown["limits"]["max_p99_ms"]) == ("m-0002", 40.0)
 
 
 def test_a_viewer_sees_models_but_no_buttons(site: Site, browser_page: Any) -> None:
