@@ -7,15 +7,17 @@ so the gateway code runs its real HTTP client without a socket.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from flask.testing import FlaskClient
 
-from tandem.cloud import create_app
+from tandem.cloud import close_app, create_app
 from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import tokens as enrol_store
 from tandem.cloud.keys.keyfiles import load_private_key, write_new_key
@@ -91,3 +93,17 @@ def upload_summary(client: FlaskClient, gateway: str, seq: int, signer: Signer) 
     response = client.post("/ingest/v1/batches", data=sign1(encode_batch(batch), gateway, signer),
                            headers={"Content-Type": MEDIA_TYPE})
     return response.status_code, response.get_json().get("error", "")
+
+
+# Fixtures (a site CA, and a cloud app on it): bind them in a test module as `ca = enrolkit.ca`.
+@pytest.fixture
+def ca(tmp_path: Path) -> SiteCA:
+    return SiteCA.create(tmp_path / "pki", "site-a")
+
+
+@pytest.fixture
+def app(tmp_path: Path, ca: SiteCA, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
+    application = make_app(tmp_path, ca)
+    yield application
+    close_app(application)

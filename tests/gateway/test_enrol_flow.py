@@ -8,43 +8,29 @@ passphrase-encrypted file.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cryptography import x509
 from flask import Flask
 
-from tandem.cloud import close_app
 from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import registry
 from tandem.gateway.identity import enrolled
 from tandem.gateway.identity import enrolment as enrol_client
 from tandem.gateway.identity.kinds import open_keystore
 from tandem.tools.pki import SiteCA
+from tests import enrolkit
 from tests.enrolkit import (
-    PASSPHRASE,
-    PASSPHRASE_ENV,
     gateway_config,
-    make_app,
     new_token,
     wsgi_client,
 )
 from tests.enrolkit import upload_summary as _upload
 from tests.tpm import SoftwareTpm, needs_swtpm
 
-
-@pytest.fixture
-def ca(tmp_path: Path) -> SiteCA:
-    return SiteCA.create(tmp_path / "pki", "site-a")
-
-
-@pytest.fixture
-def app(tmp_path: Path, ca: SiteCA, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
-    application = make_app(tmp_path, ca)
-    yield application
-    close_app(application)
+ca = enrolkit.ca  # fixtures: the site CA and a cloud app on it
+app = enrolkit.app
 
 
 @needs_swtpm

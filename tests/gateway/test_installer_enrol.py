@@ -28,7 +28,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 
-from tandem.cloud import close_app
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.identity import enrolled
 from tandem.gateway.identity.enrolment import open_or_create_keystore
@@ -42,11 +41,9 @@ from tandem.gateway.pipeline.livevalues import LiveValues
 from tandem.gateway.runtime import with_enrolled_cloud
 from tandem.tools.pki import Role, SiteCA
 from tandem.wire.certprofile import CertRequest, Issuer, issue
+from tests import enrolkit
 from tests.enrolkit import (
-    PASSPHRASE,
-    PASSPHRASE_ENV,
     gateway_config,
-    make_app,
     new_token,
     wsgi_client,
 )
@@ -60,17 +57,8 @@ from tests.tpm import SoftwareTpm, needs_swtpm
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture
-def ca(tmp_path: Path) -> SiteCA:
-    return SiteCA.create(tmp_path / "pki", "site-a")
-
-
-@pytest.fixture
-def app(tmp_path: Path, ca: SiteCA, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
-    monkeypatch.setenv(PASSPHRASE_ENV, PASSPHRASE)
-    application = make_app(tmp_path, ca)
-    yield application
-    close_app(application)
+ca = enrolkit.ca  # fixtures: the site CA and a cloud app on it
+app = enrolkit.app
 
 
 @pytest.fixture
