@@ -200,7 +200,7 @@ class TasksConfig:
     sqlite_file: FilePath | None = None  # default <data_dir>/task-queue.db
     redis_url: str = "redis://127.0.0.1:6379/0"
     workers: Annotated[Int, Field(ge=1, le=64)] = 2  # processes per `tandem-cloud worker`
-    lease_s: Annotated[Int, Field(ge=1, le=86_400)] = 300  # a task running longer: rerun
+    lease_s: Annotated[Int, Field(ge=1, le=86_400)] = 300  # not renewed this long: task reruns
     reap_interval_s: Annotated[Int, Field(ge=1, le=3600)] = 5  # how often leases are checked
     retries: Annotated[Int, Field(ge=0, le=100)] = 2  # huey retries of a task that raised
 

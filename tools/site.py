@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from tandem.tools.build import host_image
+from tandem.tools.nodeheap import node_heap
 from tandem.tools.pki import Identity, Role, SiteCA
 from tandem.tools.procs import Child
 
@@ -27,7 +28,7 @@ REPO = Path(__file__).resolve().parent.parent
 # TANDEM_FIRMWARE points the nodes at another firmware tree (e.g. the sources,
 # firmware/); by default they run the host board's compiled bundle.
 FIRMWARE_OVERRIDE = os.environ.get("TANDEM_FIRMWARE")
-NODE_HEAP = "64K"
+NODE_HEAP = ""  # an ESP32's data budget plus the bundle's code (tools/nodeheap.py)
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class NodeSpec:
     period_ms: int = 1000
     max_reports: int = 0
     extra: tuple[tuple[str, object], ...] = ()  # further node.json fields
-    heap: str = NODE_HEAP
+    heap: str = NODE_HEAP  # `-X heapsize=`; NODE_HEAP: see tools/nodeheap.py
 
 
 @dataclass
@@ -180,10 +181,12 @@ class Site:
         return found[1]
 
     def start_node(self, spec: NodeSpec, config: Path | None = None) -> Child:
-        """Start one MicroPython node with an ESP32-sized heap."""
+        """Start one MicroPython node with an ESP32's data budget (code frozen on a board)."""
         config = config or self.root / "nodes" / spec.name / "node.json"
-        main = Path(FIRMWARE_OVERRIDE) / "main.py" if FIRMWARE_OVERRIDE else host_image()
-        return self._spawn(spec.name, [micropython(), "-X", f"heapsize={spec.heap}",
+        image = host_image()
+        main = Path(FIRMWARE_OVERRIDE) / "main.py" if FIRMWARE_OVERRIDE else image
+        heap = spec.heap or node_heap(image.parent, micropython())
+        return self._spawn(spec.name, [micropython(), "-X", f"heapsize={heap}",
                                        str(main), str(config)])
 
     def stop_all(self) -> None:

@@ -37,6 +37,7 @@ def _worker(config: CloudConfig) -> int:
     with database.cli_engine(config):
         pass  # the schema is at the code's revision before any task runs
     queue = TaskQueue(config)
+    queue.fork_gate.install()  # huey forks workers beside the two threads below
     stop = threading.Event()
     threads = [threading.Thread(target=run_reaper, args=(queue, stop), name="lease-reaper",
                                 daemon=True),

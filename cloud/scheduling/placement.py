@@ -204,6 +204,7 @@ def run(scheduler: Scheduler, queue: TaskQueue, stop: threading.Event) -> None:
     """Tick every `[tasks] reap_interval_s` until stop is set (a worker's side thread)."""
     while not stop.wait(queue.settings.reap_interval_s):
         try:
-            tick(scheduler, queue)
+            with queue.fork_gate:
+                tick(scheduler, queue)
         except Exception:  # a database hiccup must not end scheduling
             log.exception("scheduling round failed; trying again")

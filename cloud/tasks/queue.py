@@ -4,9 +4,10 @@ The backend is configuration only (`[tasks] backend`): SqliteHuey, embedded,
 for one machine (the demo), RedisHuey when worker machines share a Redis.
 huey itself acknowledges nothing: a worker killed mid-task loses the message.
 So the ledger (cloud/tasks/ledger.py) holds the truth: a worker claims a task
-with a lease before it runs and stores the result once; `reap` puts every
-task whose lease expired (dead worker or gateway) back on the queue, exactly
-once however many reapers run, since only one of them flips it to queued.
+with a lease, renews it while the task runs and stores the result once;
+`reap` puts every task whose lease expired (dead worker or gateway) back on
+the queue, exactly once however many reapers run, since only one of them
+flips it to queued.
 """
 
 from __future__ import annotations
@@ -46,6 +47,30 @@ def _redis(config: CloudConfig) -> Huey:
 BACKENDS: dict[str, Callable[[CloudConfig], Huey]] = {"sqlite": _sqlite, "redis": _redis}
 
 
+class ForkGate:
+    """Keeps huey's fork of a worker process out of the side threads' database passes.
+
+    huey forks worker processes from the consumer, beside the lease reaper and
+    the scheduler threads. A fork while one of them is inside SQLite or holds a
+    connection-pool lock leaves the child a lock that nobody will release. Those
+    threads hold the gate for each pass; once installed, a fork waits for it.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        """Hold forks of this process back while a pass runs (once per process)."""
+        os.register_at_fork(before=self._lock.acquire, after_in_parent=self._lock.release,
+                            after_in_child=self._lock.release)
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 class TaskQueue:
     """Submit tasks to the cloud's workers, run them there, and reap expired leases."""
 
@@ -54,6 +79,7 @@ class TaskQueue:
         self.huey = BACKENDS[config.tasks.backend](config)
         self._engine = engine
         self._engine_pid = os.getpid() if engine is not None else 0
+        self.fork_gate = ForkGate()
         self._execute = self.huey.task(retries=config.tasks.retries, retry_delay=1,
                                        name="tandem.execute")(self.execute)
 
@@ -82,6 +108,10 @@ class TaskQueue:
         if job is None:
             return  # finished meanwhile, or another worker holds a live lease
         log.info("task %s running in pid %d", task_id, os.getpid())
+        done = threading.Event()
+        heartbeat = threading.Thread(target=self._renew, args=(task_id, done),
+                                     name=f"lease-{task_id}", daemon=True)
+        heartbeat.start()
         try:
             result = registry.run(job.kind, job.args)
         except WireError as error:
@@ -89,10 +119,25 @@ class TaskQueue:
                 ledger.fail(session, task_id, str(error), now_ms())
             log.warning("task %s failed: %s", task_id, error)
             return
+        finally:
+            done.set()
+            heartbeat.join()
         with Session(self.engine()) as session, session.begin():
             stored = ledger.finish(session, task_id, result, now_ms())
         log.info("task %s done in pid %d (%s)", task_id, os.getpid(),
                  "stored" if stored else "a result was stored already; this one dropped")
+
+    def _renew(self, task_id: str, done: threading.Event) -> None:
+        # The lease says "this worker is alive", not "the task is short": renewed at a third
+        # of its length, so only a worker that died (or hangs its whole process) loses it.
+        period = self.settings.lease_s / 3
+        while not done.wait(period):
+            try:
+                with Session(self.engine()) as session, session.begin():
+                    ledger.renew(session, CLOUD, [task_id],
+                                 now_ms() + self.settings.lease_s * 1000)
+            except Exception:  # a database hiccup: the next beat tries again
+                log.warning("renewing the lease of task %s failed", task_id, exc_info=True)
 
     def reap(self) -> list[str]:
         """Queue again every task whose lease expired; the ids this call requeued."""
@@ -126,6 +171,7 @@ def run_reaper(queue: TaskQueue, stop: threading.Event) -> None:
     """Reap expired leases every reap_interval_s until stop is set (a consumer's side thread)."""
     while not stop.wait(queue.settings.reap_interval_s):
         try:
-            queue.reap()
+            with queue.fork_gate:
+                queue.reap()
         except Exception:  # a database hiccup must not end the reaper
             log.exception("reaping task leases failed; trying again")

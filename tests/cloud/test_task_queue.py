@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -76,6 +77,46 @@ def test_an_expired_lease_is_requeued_by_exactly_one_reaper(config: CloudConfig)
     engine.dispose()
 
 
+def test_a_task_running_past_its_lease_keeps_it_while_its_worker_lives(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The body is held on an event (unit logic: no huey consumer), the lease is 1 s.
+    config = cloud_config(tmp_path, lease_s=1)
+    with database.cli_engine(config):
+        pass
+    queue = TaskQueue(config)
+    release = threading.Event()
+    real_run = registry.run
+    monkeypatch.setattr(registry, "run",
+                        lambda kind, args: release.wait(30) and real_run(kind, args))
+    assert queue.submit(burn("slow", 10))
+    runner = threading.Thread(target=queue.execute, args=("slow",))
+    runner.start()
+    try:
+        with Session(queue.engine()) as session:
+            first = eventually(lambda: _lease(session, "slow"), "the task to be claimed")
+        eventually(lambda: _lease_after(queue, "slow", first + 2000), "two renewals", 15)
+        assert queue.reap() == []  # past the first lease: a renewed one is not reaped
+    finally:
+        release.set()
+        runner.join(30)
+    with Session(queue.engine()) as session:
+        row = ledger.task(session, "slow")
+        assert row is not None and row.state == ledger.DONE and row.attempts == 1
+        assert ledger.result_of(session, "slow") == real_run("burn", {"iterations": 10})
+
+
+def _lease(session: Session, task_id: str) -> int | None:
+    session.expire_all()
+    row = ledger.task(session, task_id)
+    return row.lease_ms if row is not None and row.state == ledger.RUNNING else None
+
+
+def _lease_after(queue: TaskQueue, task_id: str, at_least: int) -> bool:
+    with Session(queue.engine()) as session:
+        lease = _lease(session, task_id)
+        return lease is not None and lease >= at_least
+
+
 def worker(config_file: Path, name: str) -> Child:
     child = Child(name, [sys.executable, "-m", "tandem.cloud.cli.main", "worker",
                          "--config", str(config_file)])
@@ -122,7 +163,11 @@ def run_two_workers_and_kill_one_mid_task(tmp: Path, backend: str, redis_url: st
             (child, m) for child, mark in zip(workers, marks, strict=True)
             if (m := _running(child, "long", mark))), None), "the long task to start", 60, 0.05)
         os.kill(int(running[1]), signal.SIGKILL)  # the huey worker process, mid-task
-        assert result(queue, "long") == registry.run("burn", long.args)
+        try:
+            assert result(queue, "long") == registry.run("burn", long.args)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; workers said:\n" + "\n".join(
+                child.tail() for child in workers)) from None
         with Session(queue.engine()) as session:
             row = ledger.task(session, "long")
             assert row is not None and row.state == ledger.DONE and row.attempts >= 2

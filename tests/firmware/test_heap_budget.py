@@ -7,13 +7,12 @@ every module is loaded into the GC heap, at 8-byte pointers. The node that
 only reports (DTLS + RAM outbox) runs at the literal `-X heapsize=64K`
 (test_node_dtls); the whole firmware carries ~78 KB of code on this port, so
 here it gets 64 KB for its data plus its code, measured, not guessed: the
-same bundle's modules, loaded in a separate process.
+same bundle's modules, loaded in a separate process (tools/nodeheap.py, which
+sizes every virtual node's heap the same way).
 """
 
 from __future__ import annotations
 
-import json
-import subprocess
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from pymodbus import FramerType
 from pymodbus.client import ModbusSerialClient
 
 from tandem.tools.modbus_rig import REGISTERS_JSON
+from tandem.tools.nodeheap import DATA_BUDGET, code_heap, resident_modules
 from tandem.tools.pki import Identity
 from tandem.wire.report import decode_report
 from tests.firmware.conftest import PeerFactory
@@ -31,35 +31,17 @@ from tests.nodeproc import NodeProcess, firmware_main, micropython_binary, write
 
 pytestmark = pytest.mark.timeout(180)
 
-DATA_BUDGET = 64 * 1024
-# Checked once at boot and unloaded (their names stay interned: counted as data).
-# The other MCU's modules are not in the host bundle.
-_BOOT_ONLY = {"config", "config_sensing", "modbus_config"}
 WHOLE_FIRMWARE = "accel features, DTLS, Modbus RTU slave, flash spill, commands, raw uploads"
 PERIOD_MS = 100
 WINDOWS = 600  # 60 s of scenario time at one window per period
 
 
-def code_heap(modules: list[str]) -> int:
-    """Bytes the modules occupy in the GC heap once loaded from the bundle."""
-    out = subprocess.run(
-        [micropython_binary(), "-X", "heapsize=1M", str(Path(__file__).with_name(
-            "code_heap_main.py")), str(firmware_main().parent), *modules],
-        capture_output=True, text=True, timeout=60, check=True).stdout
-    return int(json.loads(out.strip().splitlines()[-1])["bytes"])
-
-
-def bundle_modules() -> list[str]:
-    """Every module of the host bundle the running node keeps, and MicroPython's ssl."""
-    return sorted({"ssl"} | {p.stem for p in firmware_main().parent.glob("*.mpy")
-                             if p.stem not in _BOOT_ONLY})
-
-
 def test_the_whole_firmware_runs_60_s_in_a_64k_data_budget(
         tmp_path: Path, node_id: Identity, start_peer: PeerFactory,
         nodes: list[NodeProcess]) -> None:
-    modules = bundle_modules()
-    code = code_heap(modules)
+    bundle = firmware_main().parent
+    modules = resident_modules(bundle)
+    code = code_heap(bundle, micropython_binary(), modules)
     gw = VibrationGateway(commands=[{"id": 1, "raw": True, "relay": True}])
     peer = start_peer(gw)
     with PtyPair(tmp_path) as pty:
