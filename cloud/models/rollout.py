@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, select
+from sqlalchemy import BigInteger, Integer, LargeBinary, String, Text, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from tandem.cloud.db.base import Base
@@ -138,6 +138,13 @@ def latest(session: Session, group: str) -> Rollout | None:
     """The group's newest rollout, whatever its state."""
     return session.scalars(select(Rollout).where(Rollout.group == group)
                            .order_by(Rollout.id.desc()).limit(1)).first()
+
+
+def latest_per_group(session: Session) -> Sequence[Rollout]:
+    """Every group's most recent rollout, by group."""
+    newest = select(func.max(Rollout.id)).group_by(Rollout.group).scalar_subquery()
+    return session.scalars(select(Rollout).where(Rollout.id.in_(newest))
+                           .order_by(Rollout.group)).all()
 
 
 def control(row: Rollout, action: str, now_ms: int) -> None:

@@ -37,7 +37,9 @@ from tandem.cloud.db import engine as database
 from tandem.cloud.errors import Rejection
 from tandem.cloud.fleet import tokens as enrol_store
 from tandem.cloud.fleet.gateway_requests import signed_request
+from tandem.cloud.metrics import scraped
 from tandem.cloud.models import feedback, registry, rollout
+from tandem.cloud.models.rolloutgauges import RolloutCollector
 from tandem.cloud.timestamps import now_ms
 
 bp = Blueprint("models", __name__)
@@ -55,8 +57,9 @@ def _json_map() -> dict[str, Any]:
 
 
 def init_app(app: Flask) -> None:
-    """Register the operator and gateway routes."""
+    """Register the operator and gateway routes, and the rollouts' gauges on /metrics."""
     app.register_blueprint(bp)
+    scraped(app, RolloutCollector(app))
 
 
 @bp.get("/api/v1/models")

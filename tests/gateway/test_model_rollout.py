@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from flask import Flask
+from flask.testing import FlaskClient
 
 from tandem.gateway.config import GatewayConfig
 from tandem.gateway.identity import enrolment as enrol_client
@@ -42,6 +43,13 @@ def _round(gateways: list[Gateway]) -> list[str]:
             gw.slot.score(QUIET)
         gw.send()
     return results
+
+
+def _metrics(client: FlaskClient, headers: dict[str, str]) -> dict[str, float]:
+    text = client.get("/metrics", headers=headers).text
+    return {name: float(value) for name, value in
+            (line.rsplit(" ", 1) for line in text.splitlines()
+             if line.startswith("tandem_cloud_rollout"))}
 
 
 def _active(gw: Gateway) -> str | None:
@@ -82,6 +90,12 @@ def test_a_rollout_goes_shadow_canary_waves_and_a_bad_model_stops_at_the_canary(
     assert steps == [("started", "shadow"), ("gate passed", "shadow"),
                      ("gate passed", "canary"), ("gate passed", "wave:1")]
     assert all("alarm_rate" in s and "p99_ms" in s for s in state["log"][1:])
+    shown = _metrics(client, operator)
+    assert shown['tandem_cloud_rollout_state{group="plant-a",stage="done",state="completed",'
+                 'version="m-0001"}'] == 1.0
+    assert shown['tandem_cloud_rollout_gates{group="plant-a",outcome="passed"}'] == 3.0
+    assert shown['tandem_cloud_rollout_gate_windows{group="plant-a",stage="wave:1"}'] >= 3.0
+    assert shown['tandem_cloud_rollout_gate_limit{group="plant-a",limit="max_alarm_rate"}'] == 0.2
     # plant-b has no rollout and nothing was released fleet-wide: plant-a's trial stays there.
     assert gws["gw-03"].check() == "none"
 
@@ -92,6 +106,13 @@ def test_a_rollout_goes_shadow_canary_waves_and_a_bad_model_stops_at_the_canary(
     assert state["state"] == "failed", state["log"]
     failed = state["log"][-1]
     assert failed["stage"] == "canary" and "alarm rate" in failed["broken"][0]
+    shown = _metrics(client, operator)  # an alert can fire on this, the figure beside its limit
+    assert shown['tandem_cloud_rollout_state{group="plant-a",stage="canary",state="failed",'
+                 'version="m-0002"}'] == 1.0
+    assert shown['tandem_cloud_rollout_gates{group="plant-a",outcome="failed"}'] == 1.0
+    assert shown['tandem_cloud_rollout_gate_alarm_rate{group="plant-a",stage="canary"}'] \
+        == failed["alarm_rate"] > 0.2
+    assert not any('version="m-0001"' in name for name in shown)  # only the latest rollout
     _round(group_a)                                   # the rollback reaches the canary
     assert [_active(g) for g in group_a] == ["m-0001", "m-0001"]
     assert gws["gw-01"].agent.active is not None
