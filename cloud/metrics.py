@@ -31,6 +31,7 @@ class Metrics:
     refusals: Counter
     logins: Counter
     live_values: Counter
+    access_refusals: Counter
     # Collectors that read shared state (the database) at scrape time: any worker answers
     # for all, so multiprocess mode shows them as they are (register with `scraped`).
     read_at_scrape: list[Collector] = field(default_factory=list)
@@ -67,6 +68,11 @@ def create_metrics() -> Metrics:
             "tandem_cloud_live_values", "Live values from gateways, by outcome (accepted; "
             "skipped: unwatched or over bounds; refused posts: invalid, foreign)", ["outcome"],
             registry=registry),
+        access_refusals=Counter(
+            "tandem_cloud_access_refusals", "Requests refused by the access check, by reason "
+            "(unauthenticated, invalid_token, forbidden: a role without the permission, csrf: "
+            "a form without a valid token, undeclared: a route without a permission)",
+            ["reason"], registry=registry),
     )
 
 

@@ -44,13 +44,14 @@ from urllib.parse import quote
 
 from flask import Flask, Response, current_app, g, redirect, request, session
 from flask.typing import ResponseReturnValue
-from flask_wtf.csrf import CSRFProtect
+from flask_wtf.csrf import CSRFError, CSRFProtect
 
 from tandem.cloud.access import accounts
 from tandem.cloud.access.permissions import Permission, granted
 from tandem.cloud.config import CloudConfig
 from tandem.cloud.db import engine as database
 from tandem.cloud.errors import error_response
+from tandem.cloud.metrics import metrics
 from tandem.cloud.timestamps import now_ms
 
 PUBLIC = "public"
@@ -174,7 +175,8 @@ def _authorise() -> ResponseReturnValue | None:
     permission = declared_permission(current_app, request.endpoint)
     if permission is None:
         current_app.logger.error("route %s declares no permission; refused", request.endpoint)
-        return _deny(403, "forbidden", f"route {request.endpoint} declares no permission")
+        return _deny(403, "forbidden", f"route {request.endpoint} declares no permission",
+                     reason="undeclared")
     bearer = _bearer()
     principal = _from_bearer(bearer) if bearer is not None else _from_session()
     if bearer is not None and principal is None:
@@ -186,9 +188,18 @@ def _authorise() -> ResponseReturnValue | None:
                 return redirect(f"/login?next={quote(request.full_path.rstrip('?'))}")
             return _deny(401, "unauthenticated", "sign in or send Authorization: Bearer <token>")
         if not principal.can(permission):
+            # Someone signed in reaching past their role: worth a line, unlike a stray 401.
+            current_app.logger.warning("%s %s refused to %s (role %s lacks %s)", request.method,
+                                       request.path, principal.name, principal.role, permission)
             return _deny(403, "forbidden", f"role {principal.role} lacks {permission}")
     if bearer is None and request.method in UNSAFE_METHODS and _csrf_applies(permission):
-        _state(current_app).csrf.protect()  # cookies authenticate: the form must prove origin
+        try:
+            _state(current_app).csrf.protect()  # cookies authenticate: the form proves origin
+        except CSRFError:
+            metrics().access_refusals.labels("csrf").inc()
+            current_app.logger.warning("%s %s refused: %s", request.method, request.path,
+                                       "no valid CSRF token")
+            raise
     return None
 
 
@@ -237,7 +248,8 @@ def _from_session() -> Principal | None:
                          user_id=user.id)
 
 
-def _deny(status: int, code: str, detail: str) -> Response:
+def _deny(status: int, code: str, detail: str, reason: str | None = None) -> Response:
+    metrics().access_refusals.labels(reason or code).inc()
     response, _ = error_response(status, code, detail)
     response.status_code = status
     if status == 401:

@@ -153,8 +153,12 @@ class ModelsView(ConsoleView):
         with database.read_session() as session:
             versions = [v.version for v in reversed(registry.versions(session))]
             groups = enrol_store.groups(session)
+            fleet = registry.newest_release(session)
+            group = form.values["group"]
+            current = (rollout.completed_version(session, group) if group else None) \
+                or (fleet.version if fleet is not None else None)
         return self.page("console/rollout_start.html", form=form, versions=versions,
-                         groups=groups, limits=rolloutform.LIMIT_NAMES)
+                         groups=groups, limits=rolloutform.LIMIT_NAMES, current=current)
 
     @expose("/control", ("POST",))
     def control(self) -> Response:

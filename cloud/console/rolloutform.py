@@ -28,8 +28,13 @@ class RolloutForm:
 
 
 def blank(group: str = "", version: str = "") -> RolloutForm:
-    """A new form: one gateway per wave and rollout.Limits' defaults prefilled."""
-    values = {"group": group, "version": version, "canaries": "", "wave_size": "1"}
+    """A new form: one gateway per wave and rollout.Limits' defaults prefilled.
+
+    `previous` (what a failed or aborted rollout falls back to) is empty: the
+    version the group last completed, else the fleet-wide release.
+    """
+    values = {"group": group, "version": version, "previous": "", "canaries": "",
+              "wave_size": "1"}
     values.update({name: str(getattr(_DEFAULT_LIMITS, name)) for name in LIMIT_NAMES})
     return RolloutForm(values)
 
@@ -48,7 +53,8 @@ def read(form: MultiDict[str, str]) -> tuple[RolloutForm, RolloutPlan | None]:
               for name in LIMIT_NAMES}
     if errors:
         return typed, None
-    return typed, RolloutPlan(values["group"], values["version"], canaries, int(wave), limits)
+    return typed, RolloutPlan(values["group"], values["version"], canaries, int(wave), limits,
+                              previous=values["previous"] or None)
 
 
 def _number(text: str, kind: type[int] | type[float], name: str,

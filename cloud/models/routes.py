@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request, send_file
+from sqlalchemy.orm import Session
 
 from tandem.cloud.access.auth import current_principal, public, require
 from tandem.cloud.access.permissions import Permission, granted
@@ -222,8 +223,7 @@ def start_group_rollout(plan: RolloutPlan) -> dict[str, Any]:
         try:
             gates = rollout.Limits(**plan.limits)
             release = registry.sign_release(session, config, plan.version, now, fleet_wide=False)
-            back = None if previous is None else registry.sign_release(
-                session, config, previous, now, rollback=True, fleet_wide=False)
+            back = _fallback_release(session, config, plan, previous, now)
             row = rollout.start(session, plan.group, plan.version, previous, release, back,
                                 plan.canaries, plan.wave_size, gates, now)
         except TypeError as exc:
@@ -235,6 +235,20 @@ def start_group_rollout(plan: RolloutPlan) -> dict[str, Any]:
         audit.record(audit.MODEL_ROLLOUT, session=session,
                      detail={"group": plan.group, "version": plan.version, "step": "started"})
         return rollout.to_plain(row)
+
+
+def _fallback_release(session: Session, config: CloudConfig, plan: RolloutPlan,
+                      previous: str | None, now: int) -> bytes | None:
+    """The signed rollback release of what the group falls back to (None: nothing to)."""
+    if previous is None:
+        return None
+    if plan.previous is not None and plan.previous == plan.version:
+        raise RolloutRefused(f"{plan.version} cannot be its own fall-back version", "previous")
+    try:
+        return registry.sign_release(session, config, previous, now, rollback=True,
+                                     fleet_wide=False)
+    except registry.ModelRegistryError as exc:
+        raise RolloutRefused(str(exc), "previous" if plan.previous else "version") from None
 
 
 @bp.get("/api/v1/rollouts/<group>")

@@ -12,6 +12,7 @@ from tandem.cloud.access import accounts
 from tandem.cloud.access.auth import declared_permission
 from tandem.cloud.access.permissions import Permission
 from tandem.cloud.db import engine as database
+from tandem.cloud.metrics import metrics
 
 PASSWORD = "correct horse battery staple"
 
@@ -102,6 +103,22 @@ def test_each_role_opens_exactly_the_pages_its_permissions_allow(app, kit, role)
     assert opened == EXPECTED[role]
 
 
+def test_a_viewer_reaching_for_admin_pages_is_counted_and_logged(app, kit, caplog):
+    client = signed_in(app, kit, "viewer")
+    before = _refusals(app, "forbidden")
+    for path in ("/admin/console_users/", "/admin/console_tokens/", "/admin/console_audit/"):
+        assert client.get(path).status_code == 403
+    assert _refusals(app, "forbidden") == before + 3
+    assert "refused to viewer" in caplog.text and "lacks" in caplog.text
+    assert f'tandem_cloud_access_refusals_total{{reason="forbidden"}} {before + 3}' in \
+        client.get("/metrics").text
+
+
+def _refusals(app, reason: str) -> float:
+    return metrics(app).registry.get_sample_value(
+        "tandem_cloud_access_refusals_total", {"reason": reason}) or 0.0
+
+
 def test_a_viewer_sees_no_menu_entry_for_admin_pages(app, kit):
     home = signed_in(app, kit, "viewer").get("/admin/").text
     for path in ("/admin/console_users/", "/admin/console_tokens/", "/admin/console_audit/"):
@@ -126,6 +143,7 @@ def test_forms_without_a_valid_csrf_token_are_refused(app, kit):
         for forged in ({}, {"csrf_token": "forged"}):
             response = client.post(path, data=form | forged)
             assert response.status_code == 400, (path, forged)
+    assert _refusals(app, "csrf") == 20  # each one counted, for an alert on forged forms
     with database.read_session(app) as session:
         from tandem.cloud.labels import store as label_store
         assert label_store.every(session) == []

@@ -321,6 +321,27 @@ def test_an_operator_starts_a_rollout_from_the_form_audited_as_through_the_api(m
     assert field_error(page, "group") == "group 'plant-a' already has a rollout in progress"
 
 
+def test_the_operator_chooses_what_a_failed_rollout_falls_back_to(models_app, tmp_path):
+    operator = signed_in(models_app, "operator")
+    act(operator, PAGE + "release", version="m-0001")
+    page = html.unescape(operator.get(PAGE + "start?group=plant-a").text)
+    assert "what the group runs now (m-0001)" in page  # the default, named
+    page = act(operator, PAGE + "start", **(GOOD_FORM | {"previous": "m-0002"}))
+    assert field_error(page, "previous") == "m-0002 cannot be its own fall-back version"
+    page = act(operator, PAGE + "start", **(GOOD_FORM | {"previous": "m-0404"}))
+    assert field_error(page, "previous") == "no model version m-0404"
+    with database.read_session(models_app) as session:
+        assert rollout.latest(session, "plant-a") is None
+    page = act(operator, PAGE + "start", **(GOOD_FORM | {"version": "m-0001",
+                                                         "previous": "m-0002"}))
+    assert "rollout of m-0001 to plant-a started in shadow" in page
+    with database.read_session(models_app) as session:
+        row = rollout.latest(session, "plant-a")
+        assert row is not None and row.previous == "m-0002" and row.back is not None
+        assert open_manifest(row.back, policy_key(tmp_path).public_key()).card.version \
+            == "m-0002"
+
+
 def test_viewers_cannot_promote_release_or_start_a_rollout(models_app):
     viewer = signed_in(models_app, "viewer")
     assert viewer.get(PAGE + "start").status_code == 403
