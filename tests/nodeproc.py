@@ -220,3 +220,12 @@ def run_script(script: Path, stdin: str, heap: str = DEFAULT_HEAP,
     return subprocess.run([micropython_binary(), "-X", f"heapsize={heap}", str(script)],
                           input=stdin, capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=str(REPO), check=False)
+
+
+def run_snippet(source: str, directory: Path, heap: str = DEFAULT_HEAP) -> Any:
+    """Run MicroPython source (firmware/ on its path) that prints JSON; its last line, parsed."""
+    script = directory / "snippet_main.py"
+    script.write_text(source)
+    result = run_script(script, "", heap)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])

@@ -4,12 +4,11 @@ with MemoryError (seen in the soak after a gateway outage)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.nodeproc import run_script
+from tests.nodeproc import run_snippet
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -41,9 +40,5 @@ print(json.dumps(out))
 
 
 def test_a_receive_that_finds_the_heap_full_fails_the_link_not_the_node(tmp_path: Path) -> None:
-    script = tmp_path / "link_memory_main.py"
-    script.write_text(SCRIPT)
-    result = run_script(script, "")
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_snippet(SCRIPT, tmp_path)
     assert out == {"raised": "OSError", "errno": 12, "closed": True}

@@ -3,12 +3,11 @@ without its totals outgrowing an ESP32's small ints (a bigint would be allocated
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 
-from tests.nodeproc import run_script
+from tests.nodeproc import run_snippet
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -24,11 +23,7 @@ print(json.dumps({"summary": w.summary(), "total": w.total[FEATURES]}))
 
 
 def test_the_mean_holds_and_the_total_stays_a_small_int_on_an_esp32(tmp_path: Path) -> None:
-    script = tmp_path / "windowtime_main.py"
-    script.write_text(SCRIPT)
-    result = run_script(script, "")
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = run_snippet(SCRIPT, tmp_path)
     features = out["summary"]["features"]
     assert features["n"] == 3000
     assert 396_000 <= features["mean_us"] <= 404_000  # 0.4 s charged each, within 1 %
