@@ -50,7 +50,7 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
                ["raw pyserial", "pymodbus sync", "pymodbus async", "coordinator (3.5-char gap)"]),
     "schedule": (["--gateways", "10", "--seconds", "60"], ["simulated tasks"]),
     "offload": (["--surge", "3", "--scale", "0.02", "--strategies", "deadline-cost"],
-                ["offload deadline-cost"]),
+                ["offload deadline-cost", "link bytes deadline-cost"]),
     "training": (["--devices", "6", "--windows", "40", "--epochs", "3", "--versions", "2"],
                  ["training time", "model size", "held-out F1", "worst delta / xz",
                   "inference p50 / p99"]),
