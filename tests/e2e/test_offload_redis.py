@@ -3,6 +3,7 @@ the cloud and two `tandem-cloud worker` processes sharing one redis-server, with
 `[tasks] backend = "redis"` changed. A surge at one gateway moves queued migratable tasks to
 the cloud's Redis-fed workers, each run once and stored once; a cloud
 worker SIGKILLed mid-task has the task rerun by a live one and its result stored exactly once.
+The bytes of the results that crossed the link are counted alike by the gateways and the cloud.
 """
 
 from __future__ import annotations
@@ -13,11 +14,13 @@ import signal
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import redis
 
 from tandem.tools.procs import Child
-from tandem.tools.site import local_site
+from tandem.tools.scrape import sample_sum
+from tandem.tools.site import Site, local_site
 from tandem.wire.resources import CLOUD
 from tandem.wire.tasks import registry
 from tests.e2e.offloadkit import Fleet, spec
@@ -26,6 +29,7 @@ from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(300)
 GATEWAYS = ("gw-a", "gw-b")
+SURGE = 16
 REDIS_DB = 7  # apart from the queue tests' database on the same session-wide server
 CLOUD_TOML = """
 [tasks]
@@ -81,9 +85,9 @@ def stored_lines(fleet: Fleet, task_id: str) -> list[str]:
             if re.search(rf"task {task_id} done in pid \d+", line)]
 
 
-def test_a_surge_moves_tasks_to_redis_fed_cloud_workers_and_the_idle_peer_each_run_once(
+def test_a_surge_moves_tasks_to_redis_fed_cloud_workers_each_run_and_stored_once(
         fleet: Fleet, redis_url: str) -> None:
-    surge = [spec(f"surge-{i:02}", "burn", "gw-a") for i in range(24)]
+    surge = [spec(f"surge-{i:02}", "burn", "gw-a") for i in range(SURGE)]
     args = {"iterations": 1_000_000}
     for task in surge:
         assert fleet.submit(task, args)["placed"] == "gw-a"
@@ -103,10 +107,35 @@ def test_a_surge_moves_tasks_to_redis_fed_cloud_workers_and_the_idle_peer_each_r
     assert not (fleet.site.root / "cloud-data" / "task-queue.db").exists()  # no SQLite queue
 
 
+def result_bytes(fleet: Fleet) -> tuple[float, float]:
+    """Result bytes the gateways say they sent, and the cloud says it received."""
+    sent = 0.0
+    for gateway in (fleet.site, *fleet.site.gateways):
+        sent += sample_sum(_metrics(gateway), "tandem_gw_task_bytes_total", op="task-result",
+                           direction="sent")
+    received = sample_sum(fleet.cloud.get("/metrics").text, "tandem_cloud_task_bytes_total",
+                          route="result", direction="received")
+    return sent, received
+
+
+def _metrics(gateway: Site) -> str:
+    return httpx.get(f"http://127.0.0.1:{gateway.ports.metrics}/metrics", timeout=10).text
+
+
+def test_the_bytes_of_results_sent_up_are_counted_alike_by_the_gateways_and_the_cloud(
+        fleet: Fleet) -> None:
+    # Every surge task run at a gateway sent its result body up once: both sides agree.
+    at_gateways = sum(1 for i in range(SURGE) if fleet.task(f"surge-{i:02}")["placed"] != CLOUD)
+    assert at_gateways > 0
+    sent, _ = eventually(lambda: (b := result_bytes(fleet))[0] == b[1] and b,
+                         "the gateways' and the cloud's result bytes to agree", 30)
+    assert sent >= at_gateways * 100  # a signed result is ~150 bytes; none went uncounted
+
+
 def test_a_cloud_worker_killed_mid_task_has_it_rerun_and_stored_exactly_once(
         fleet: Fleet) -> None:
-    long = [spec(f"long-{i}", "burn", "gw-a", compute=8.0) for i in range(4)]
-    args = {"iterations": 30_000_000}
+    long = [spec(f"long-{i}", "burn", "gw-a", compute=8.0) for i in range(3)]
+    args = {"iterations": 20_000_000}
     marks = {child.name: child.mark() for child in workers(fleet)}
     for task in long:
         fleet.submit(task, args)
