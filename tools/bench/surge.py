@@ -1,6 +1,6 @@
 """Benchmark of the reflex during a task surge: does the gateway's reflex stay fast?
 
-    tandem bench surge [--trips 1000] [--rate 500] [--workers 2] [--queue 16]
+    tandem bench surge [--trips 1000] [--rounds 3] [--rate 500] [--workers 2] [--queue 16]
 
 In one process, as the gateway runs them: the reflex path of `tandem bench
 reflex` (report -> stop coil written and read back, against a Modbus TCP
@@ -17,8 +17,10 @@ controller process; its `reflex_latency`) beside the gateway's task worker pool
 * `surge-normal-priority`: the surge kept here with workers left at nice 0, to
   show what the lower priority buys.
 
-Each phase prints the reflex p50/p99 and its p99 over the idle p99. The workers'
-scheduling policy and nice value are read back from the kernel, not assumed.
+The phases take turns for `--rounds` rounds (trips split evenly), so a load that
+comes and goes on a shared machine falls on all of them alike. Each phase prints
+the reflex p50/p99 and its p99 over the idle p99. The workers' scheduling
+policy and nice value are read back from the kernel, not assumed.
 """
 
 from __future__ import annotations
@@ -70,6 +72,7 @@ class Tally:
     completed: int = 0
     moved: int = 0
     workers: list[str] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)  # reflex latencies, ms
 
     def count(self, done: asyncio.Future[dict[str, object]]) -> None:
         """A pool future's done callback: count a completed task (withdrawn ones are cancelled)."""
@@ -99,28 +102,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     surge = Surge(args.workers, args.queue, args.iterations, time.perf_counter() - started)
     print(f"surge: load average {os.getloadavg()[0]:.2f}; pool of {surge.workers} worker "
           f"processes, queue {surge.queue}, burn {surge.iterations:,} iterations "
-          f"({surge.compute:.2f} s) per task; reflex over {args.trips} trips, "
-          f"background {args.rate:g} reports/s", flush=True)
-    idle_p99 = 0.0
+          f"({surge.compute:.2f} s) per task; reflex over {args.trips} trips per phase in "
+          f"{args.rounds} rounds, background {args.rate:g} reports/s", flush=True)
+    tallies = {phase.name: Tally() for phase in PHASES}
+    trips = max(1, args.trips // args.rounds)
+    for _ in range(args.rounds):
+        for phase in PHASES:
+            asyncio.run(_phase(phase, surge, args, trips, tallies[phase.name]))
+    idle_p99 = Figures("idle", tallies["idle"].samples).percentile(99)
     for phase in PHASES:
-        figures, tally = asyncio.run(_phase(phase, surge, args))
-        idle_p99 = idle_p99 or figures.percentile(99)
-        _print(phase, figures, tally, idle_p99)
+        tally = tallies[phase.name]
+        _print(phase, Figures(phase.name, tally.samples), tally, idle_p99)
+    print(f"surge: load average {os.getloadavg()[0]:.2f} at the end")
     return 0
 
 
-async def _phase(phase: Phase, surge: Surge, args: argparse.Namespace
-                 ) -> tuple[Figures, Tally]:
+async def _phase(phase: Phase, surge: Surge, args: argparse.Namespace, trips: int,
+                 tally: Tally) -> None:
     pool = WorkerPool(PoolSettings(workers=surge.workers, queue_limit=surge.queue,
                                    idle_priority=phase.idle_priority),
                       registry_=CollectorRegistry())
     pool.start()
-    stop, tally = asyncio.Event(), Tally()
+    stop = asyncio.Event()
     feeder = asyncio.create_task(_feed(pool, phase, surge, stop, tally)) if phase.surge else None
     try:
         if feeder is not None:
             await _all_started(pool, surge.workers)
-        run = await reflex_latency(args.trips, args.rate, args.devices)
+        run = await reflex_latency(trips, args.rate, args.devices)
+        tally.samples += run.reflex.samples
         # Read after the run: a worker's initializer (which lowers it) has surely run by now.
         tally.workers = _priorities(pool.worker_pids()) if feeder is not None else []
     finally:
@@ -128,7 +137,6 @@ async def _phase(phase: Phase, surge: Surge, args: argparse.Namespace
         if feeder is not None:
             await feeder
         await pool.close()
-    return run.reflex, tally
 
 
 async def _feed(pool: WorkerPool, phase: Phase, surge: Surge, stop: asyncio.Event,
@@ -200,6 +208,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tandem bench surge",
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--trips", type=int, default=1000, help="stop firings timed per phase")
+    parser.add_argument("--rounds", type=int, default=3, help="turns the phases take")
     parser.add_argument("--rate", type=float, default=500.0, help="background reports/s")
     parser.add_argument("--devices", type=int, default=100, help="background devices")
     parser.add_argument("--workers", type=int, default=2, help="task worker processes")
