@@ -104,13 +104,15 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"processes, queue {surge.queue}, burn {surge.iterations:,} iterations "
           f"({surge.compute:.2f} s) per task; reflex over {args.trips} trips per phase in "
           f"{args.rounds} rounds, background {args.rate:g} reports/s", flush=True)
-    tallies = {phase.name: Tally() for phase in PHASES}
+    phases = [phase for phase in PHASES if phase.name in args.phases]
+    tallies = {phase.name: Tally() for phase in phases}
     trips = max(1, args.trips // args.rounds)
     for _ in range(args.rounds):
-        for phase in PHASES:
+        for phase in phases:
             asyncio.run(_phase(phase, surge, args, trips, tallies[phase.name]))
-    idle_p99 = Figures("idle", tallies["idle"].samples).percentile(99)
-    for phase in PHASES:
+    idle = tallies.get("idle")
+    idle_p99 = Figures("idle", idle.samples).percentile(99) if idle else math.nan
+    for phase in phases:
         tally = tallies[phase.name]
         _print(phase, Figures(phase.name, tally.samples), tally, idle_p99)
     print(f"surge: load average {os.getloadavg()[0]:.2f} at the end")
@@ -128,6 +130,7 @@ async def _phase(phase: Phase, surge: Surge, args: argparse.Namespace, trips: in
     try:
         if feeder is not None:
             await _all_started(pool, surge.workers)
+            print(f"phase {phase.name}: {surge.workers} workers busy", flush=True)
         run = await reflex_latency(trips, args.rate, args.devices)
         tally.samples += run.reflex.samples
         # Read after the run: a worker's initializer (which lowers it) has surely run by now.
@@ -209,6 +212,8 @@ def _parser() -> argparse.ArgumentParser:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("--trips", type=int, default=1000, help="stop firings timed per phase")
     parser.add_argument("--rounds", type=int, default=3, help="turns the phases take")
+    parser.add_argument("--phases", nargs="*", choices=[p.name for p in PHASES],
+                        default=[p.name for p in PHASES], help="which phases (default all)")
     parser.add_argument("--rate", type=float, default=500.0, help="background reports/s")
     parser.add_argument("--devices", type=int, default=100, help="background devices")
     parser.add_argument("--workers", type=int, default=2, help="task worker processes")
