@@ -54,7 +54,7 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
     "surge": (["--trips", "5", "--rounds", "1", "--rate", "50", "--devices", "5", "--workers",
                "1", "--queue", "3", "--iterations", "200000"],
               ["reflex idle", "reflex surge-here", "reflex surge-migrated",
-               "reflex surge-normal-priority", "workers surge-here"]),
+               "reflex surge-normal-priority", "workers surge-here", "profile surge-here"]),
     "training": (["--devices", "6", "--windows", "40", "--epochs", "3", "--versions", "2"],
                  ["training time", "model size", "held-out F1", "worst delta / xz",
                   "inference p50 / p99"]),

@@ -20,7 +20,11 @@ controller process; its `reflex_latency`) beside the gateway's task worker pool
 The phases take turns for `--rounds` rounds (trips split evenly), so a load that
 comes and goes on a shared machine falls on all of them alike. Each phase prints
 the reflex p50/p99 and its p99 over the idle p99. The workers' scheduling
-policy and nice value are read back from the kernel, not assumed.
+policy and nice value are read back from the kernel, not assumed. Why the
+reflex suffers, when it does, is profiled from the kernel's scheduler counts
+of this (the gateway's) process during the phase: the loop thread's time spent
+runnable but waiting for a CPU (/proc/self/schedstat), and how often its
+threads were preempted (involuntary context switches).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ import asyncio
 import contextlib
 import math
 import os
+import resource
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,6 +78,9 @@ class Tally:
     moved: int = 0
     workers: list[str] = field(default_factory=list)
     samples: list[float] = field(default_factory=list)  # reflex latencies, ms
+    seconds: float = 0.0  # time the reflex was timed
+    runq_wait_s: float = 0.0  # the loop thread runnable, waiting for a CPU
+    preempted: int = 0  # involuntary context switches of this process's threads
 
     def count(self, done: asyncio.Future[dict[str, object]]) -> None:
         """A pool future's done callback: count a completed task (withdrawn ones are cancelled)."""
@@ -131,8 +139,13 @@ async def _phase(phase: Phase, surge: Surge, args: argparse.Namespace, trips: in
         if feeder is not None:
             await _all_started(pool, surge.workers)
             print(f"phase {phase.name}: {surge.workers} workers busy", flush=True)
+        before = _scheduling()
         run = await reflex_latency(trips, args.rate, args.devices)
+        after = _scheduling()
         tally.samples += run.reflex.samples
+        tally.seconds += after[0] - before[0]
+        tally.runq_wait_s += after[1] - before[1]
+        tally.preempted += after[2] - before[2]
         # Read after the run: a worker's initializer (which lowers it) has surely run by now.
         tally.workers = _priorities(pool.worker_pids()) if feeder is not None else []
     finally:
@@ -191,6 +204,13 @@ async def _all_started(pool: WorkerPool, workers: int, timeout: float = 60.0) ->
         await asyncio.sleep(0.05)
 
 
+def _scheduling() -> tuple[float, float, int]:
+    """Now, the loop thread's run-queue wait so far (s), this process's preemptions so far."""
+    with open("/proc/thread-self/schedstat") as stat:
+        waited_ns = int(stat.read().split()[1])
+    return time.monotonic(), waited_ns / 1e9, resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw
+
+
 def _priorities(pids: list[int]) -> list[str]:
     """Each worker's scheduling policy and nice value, as the kernel has them."""
     return [f"pid {pid} {POLICIES.get(os.sched_getscheduler(pid), '?')} nice "
@@ -203,6 +223,10 @@ def _print(phase: Phase, figures: Figures, tally: Tally, idle_p99: float) -> Non
     print(f"reflex {phase.name:<22} p50 {figures.percentile(50):7.3f} ms  p99 {p99:7.3f} ms  "
           f"p99/idle {p99 / idle_p99:5.2f}  p99/limit {p99 / limit:5.2f} (limit {limit:g} ms)  "
           f"tasks done {tally.completed}  moved {tally.moved}", flush=True)
+    seconds = tally.seconds or math.nan
+    print(f"profile {phase.name:<21} loop thread waited for a CPU "
+          f"{1000 * tally.runq_wait_s / seconds:6.1f} ms/s; preempted "
+          f"{tally.preempted / seconds:6.1f} times/s", flush=True)
     if tally.workers:
         print(f"workers {phase.name:<21} " + "; ".join(tally.workers), flush=True)
 
