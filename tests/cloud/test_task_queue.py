@@ -92,8 +92,7 @@ def test_a_task_running_past_its_lease_keeps_it_while_its_worker_lives(
     runner = threading.Thread(target=queue.execute, args=("slow",))
     runner.start()
     try:
-        with Session(queue.engine()) as session:
-            first = eventually(lambda: _lease(session, "slow"), "the task to be claimed")
+        first = eventually(lambda: _lease_after(queue, "slow", 0), "the task to be claimed")
         eventually(lambda: _lease_after(queue, "slow", first + 2000), "two renewals", 15)
         assert queue.reap() == []  # past the first lease: a renewed one is not reaped
     finally:
@@ -111,10 +110,12 @@ def _lease(session: Session, task_id: str) -> int | None:
     return row.lease_ms if row is not None and row.state == ledger.RUNNING else None
 
 
-def _lease_after(queue: TaskQueue, task_id: str, at_least: int) -> bool:
+def _lease_after(queue: TaskQueue, task_id: str, at_least: int) -> int | None:
+    # A fresh session per probe: one kept open would read SQLite's snapshot of its first
+    # query and never see the claim made after it.
     with Session(queue.engine()) as session:
         lease = _lease(session, task_id)
-        return lease is not None and lease >= at_least
+        return lease if lease is not None and lease >= at_least else None
 
 
 def worker(config_file: Path, name: str) -> Child:
