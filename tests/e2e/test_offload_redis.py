@@ -150,11 +150,11 @@ def test_a_cloud_worker_killed_mid_task_has_it_rerun_and_stored_exactly_once(
     victim, pid = eventually(running_at_cloud, "a long task running at a cloud worker", 120,
                              poll_s=0.05)
     os.kill(pid, signal.SIGKILL)  # the huey worker process, mid-task
-    finished = {t.id: fleet.done(t.id, timeout=180) for t in long}
+    rerun = fleet.done(victim, timeout=180)  # the others may still run: not this test's point
 
-    assert all(t["result"] == registry.run("burn", args) for t in finished.values())
-    assert finished[victim]["placed"] == CLOUD and finished[victim]["attempts"] >= 2
-    assert finished[victim]["moves"] >= 1  # migrated off gw-a, where its input is
+    assert rerun["result"] == registry.run("burn", args)
+    assert rerun["placed"] == CLOUD and rerun["attempts"] >= 2
+    assert rerun["moves"] >= 1  # migrated off gw-a, where its input is
     lines = stored_lines(fleet, victim)
     assert len([line for line in lines if "(stored)" in line]) == 1, lines
     for child in workers(fleet):  # the consumers live on (huey restarts a killed worker)
