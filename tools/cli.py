@@ -118,6 +118,7 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "rollout": "tandem.tools.bench.rollout",
             "schedule": "tandem.tools.bench.schedule",
             "offload": "tandem.tools.bench.offload",
+            "surge": "tandem.tools.bench.surge",
             "modbus-fleet": "tandem.tools.bench.modbus_fleet",
             "node": "tandem.tools.bench.node",
             "console": "tandem.tools.bench.console",

@@ -13,6 +13,10 @@ at the cloud it goes on the huey queue, at a gateway it waits in the ledger unti
 that gateway claims it, so the scheduler can still move it. A claim renews the
 leases of the tasks the gateway says it runs; a result is stored only for a task
 the gateway holds, once (cloud/tasks/ledger.py).
+
+Bytes that cross the link for tasks are counted, not declared: every request and
+response body of these routes, by route and direction, in `tandem_cloud_task_bytes`
+(the gateway's agent counts the same bodies on its side).
 """
 
 from __future__ import annotations
@@ -56,9 +60,35 @@ def init_app(app: Flask) -> None:
                      ["event"], registry=metrics(app).registry)
     for event in ("submitted", "refused", "claimed", "answered", "late"):
         events.labels(event)
+    moved = Counter("tandem_cloud_task_bytes", "Body bytes of task requests received and "
+                    "responses sent, by route (submit, view, claim, result)",
+                    ["route", "direction"], registry=metrics(app).registry)
+    for route in _ROUTES.values():
+        for direction in ("received", "sent"):
+            moved.labels(route, direction)
     app.extensions[_EXTENSION] = (Scheduler(config), TaskQueue(config, database.engine(app)),
                                   events)
+    app.extensions[_BYTES] = moved
     app.register_blueprint(bp)
+
+
+_BYTES = "tandem.tasks.bytes"
+_ROUTES = {"tasks.submit": "submit", "tasks.task": "view", "tasks.claim": "claim",
+           "tasks.result": "result"}
+
+
+@bp.after_request
+def count_bytes(response: Response) -> Response:
+    """Count the body bytes this task request brought in and its answer takes out."""
+    route = _ROUTES.get(request.endpoint or "")
+    if route is not None and not response.is_streamed:
+        moved: Counter = current_app.extensions[_BYTES]
+        # The signed routes read the body uncached; werkzeug reads exactly Content-Length.
+        received = request.content_length
+        moved.labels(route, "received").inc(
+            received if received is not None else len(request.get_data(cache=True)))
+        moved.labels(route, "sent").inc(len(response.get_data()))
+    return response
 
 
 @bp.post("/api/v1/tasks")

@@ -12,6 +12,10 @@ dies or is cut off loses them and the cloud places them again. A result is kept
 (at most `unreported`, oldest dropped with a WARNING, the lease then expires and
 the task runs elsewhere) until the cloud stored it or answered that this gateway
 no longer holds the task.
+
+The bytes each exchange moved over the link (signed request body sent, response
+body received) are counted by operation in `tandem_gw_task_bytes`, once the
+answer arrived, so they match what the cloud's task routes count on their side.
 """
 
 from __future__ import annotations
@@ -64,6 +68,12 @@ class TaskAgent:
                                ["outcome"], registry=registry)
         for outcome in ("stored", "late", "refused", "dropped"):
             self.results.labels(outcome)
+        self.moved = Counter("tandem_gw_task_bytes", "Body bytes of task exchanges with the "
+                             "cloud: requests sent, answers received, by operation",
+                             ["op", "direction"], registry=registry)
+        for op in (CLAIM_OP, RESULT_OP):
+            for direction in ("sent", "received"):
+                self.moved.labels(op, direction)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll every poll_s, and at once when a task finishes, until stop is set."""
@@ -164,7 +174,11 @@ class TaskAgent:
 
     async def _post(self, path: str, op: str, body: dict[str, Any]) -> httpx.Response:
         signed = await self._offload(sign_request, op, self.gateway, body, now_ms(), self._signer)
-        return await self._http.post(path, content=signed, headers={"Content-Type": MEDIA_TYPE})
+        response = await self._http.post(path, content=signed,
+                                         headers={"Content-Type": MEDIA_TYPE})
+        self.moved.labels(op, "sent").inc(len(signed))
+        self.moved.labels(op, "received").inc(len(response.content))
+        return response
 
     @classmethod
     def of(cls, gateway: str, config: TasksSection, endpoint: CloudEndpoint, signer: Signer,

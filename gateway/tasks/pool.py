@@ -17,7 +17,7 @@ import logging
 import multiprocessing
 import os
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -49,6 +49,7 @@ class PoolSettings:
     queue_limit: int = 64
     attempts: int = 2
     remembered: int = 1024  # finished task ids kept to answer a duplicate with its result
+    idle_priority: bool = True  # False only to measure what the lower priority buys (benches)
 
 
 @dataclass(slots=True)
@@ -118,10 +119,13 @@ class WorkerPool:
         self._depth.set(len(self._entries))
         return self._entries[job.task_id].result
 
-    def withdraw(self, migratable_only: bool = True) -> list[Job]:
-        """Take every queued, not yet started (and migratable) task out, to run elsewhere."""
+    def withdraw(self, migratable_only: bool = True,
+                 only: Collection[str] | None = None) -> list[Job]:
+        """Take every queued, not yet started (and migratable) task (of `only` ids, if given)
+        out, to run elsewhere."""
         taken = [e for e in self._entries.values()
-                 if not e.started and (e.job.spec.migratable or not migratable_only)]
+                 if not e.started and (e.job.spec.migratable or not migratable_only)
+                 and (only is None or e.job.task_id in only)]
         for entry in taken:
             del self._entries[entry.job.task_id]
             entry.result.cancel()
@@ -199,5 +203,7 @@ class WorkerPool:
             process.join()
 
     def _new_executor(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.settings.workers, initializer=lower_priority,
-                                   mp_context=multiprocessing.get_context("forkserver"))
+        return ProcessPoolExecutor(
+            self.settings.workers,
+            initializer=lower_priority if self.settings.idle_priority else None,
+            mp_context=multiprocessing.get_context("forkserver"))

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from typing import Any
 
-import httpx
 import pytest
 
-from tandem.tools.procs import Child
-from tandem.tools.site import Site, local_site
+from tandem.tools.site import local_site
 from tandem.wire.clock import now_ms
-from tandem.wire.resources import CLOUD, Privacy, TaskSpec, task_to_plain
+from tandem.wire.resources import CLOUD, Privacy
 from tandem.wire.tasks import registry, trend
+from tests.e2e.offloadkit import MINUTE, Fleet, spec
 from tests.waiting import eventually
 
 pytestmark = pytest.mark.timeout(600)
-SITE = "plant-a"
 GATEWAYS = ("gw-a", "gw-b", "gw-c")
-MINUTE = 60_000
 CLOUD_TOML = """
 [tasks]
 workers = 1
@@ -40,40 +35,6 @@ edge_lease_s = 5.0
 light_compute = 1.0
 cloud_workers = 2
 """
-GATEWAY_ENV = {"TANDEM_GW_STATUS_INTERVAL_S": "0.5", "TANDEM_GW_STATUS_SCORE_ROUNDS": "2",
-               "TANDEM_GW_STATUS_SITE": SITE, "TANDEM_GW_TASKS_POLL_S": "0.3"}
-
-
-@dataclass
-class Fleet:
-    """The running site: its cloud API client and each gateway's process."""
-
-    site: Site
-    cloud: httpx.Client
-    gateways: dict[str, Child] = field(default_factory=dict)
-
-    def submit(self, spec: TaskSpec, args: dict[str, Any]) -> dict[str, Any]:
-        answer = self.cloud.post("/api/v1/tasks", json={"task": task_to_plain(spec),
-                                                        "args": args})
-        assert answer.status_code == 202, answer.text
-        body: dict[str, Any] = answer.json()
-        return body
-
-    def task(self, task_id: str) -> dict[str, Any]:
-        body: dict[str, Any] = self.cloud.get(f"/api/v1/tasks/{task_id}").json()
-        return body
-
-    def done(self, task_id: str, timeout: float = 300) -> dict[str, Any]:
-        finished = eventually(lambda: (t := self.task(task_id))["state"] in ("done", "failed")
-                              and t, f"task {task_id} finished", timeout, poll_s=0.3)
-        assert finished["state"] == "done", finished
-        return finished
-
-
-def spec(task_id: str, kind: str, at: str, privacy: Privacy = Privacy.ANY,
-         migratable: bool = True, compute: float = 2.0, minutes: int = 60) -> TaskSpec:
-    return TaskSpec(task_id, kind, now_ms() + minutes * MINUTE, compute, at,
-                    "" if at == CLOUD else SITE, 2000, privacy, migratable)
 
 
 @pytest.fixture(scope="module")
@@ -85,14 +46,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
         for n in range(2):
             site.start_worker(f"worker-{n}")
         running = Fleet(site, site.cloud_client(timeout=30))
-        running.gateways["gw-a"] = site.start_gateway(env=GATEWAY_ENV)
-        for name in GATEWAYS[1:]:
-            other = site.add_gateway(name)
-            other.register_gateway()
-            running.gateways[name] = other.start_gateway(env=GATEWAY_ENV)
-        eventually(lambda: sorted(g["gateway"] for g in running.cloud.get(
-            "/api/v1/fleet/status").json()["gateways"] if g["reachable"]) == list(GATEWAYS),
-            "all three gateways reporting", 120)
+        running.start_gateways(GATEWAYS)
         yield running
         running.cloud.close()
     finally:

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import cbor2
 import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -26,6 +27,7 @@ from tandem.cloud import close_app, create_app
 from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import registry as fleet
 from tandem.cloud.fleet.enrolment import check_gateway_cert
+from tandem.cloud.metrics import metrics
 from tandem.cloud.tasks import ledger
 from tandem.gateway.config import TasksSection
 from tandem.gateway.tasks.agent import TaskAgent
@@ -34,7 +36,7 @@ from tandem.tools.pki import Identity, Role, SiteCA
 from tandem.wire.clock import now_ms
 from tandem.wire.cose import SoftwareSigner
 from tandem.wire.resources import Privacy, TaskSpec
-from tandem.wire.tasks import registry
+from tandem.wire.tasks import registry, trend
 from tandem.wire.tasks.job import Job
 from tests.waiting import eventually
 
@@ -176,3 +178,39 @@ def test_an_answer_for_a_task_placed_elsewhere_meanwhile_is_counted_late_and_dro
     asyncio.run(scenario())
     moved = row(app, "moved")
     assert (moved.state, moved.placed, moved.result_json) == (ledger.QUEUED, "gw-02", None)
+
+
+def test_bytes_crossing_the_link_are_counted_alike_at_the_gateway_and_the_cloud(
+        app: Flask, cloud_url: str, identity: Identity) -> None:
+    # A map task's input (windows) comes down in the claim answer, its partial goes up in the
+    # result: both sides count the same bodies, and they hold at least what was carried.
+    gateway_metrics = CollectorRegistry()
+    agent = agent_of(identity, cloud_url, gateway_metrics)
+    end = now_ms() // 60_000 * 60_000
+    windows = [[f"pump-{d}", end - trend.PERIOD_MS + day * trend.DAY_MS, 0.2 + 0.01 * d * day]
+               for d in range(4) for day in range(30)]
+    args = {"end_ms": end, "min_slope": 0.0, "windows": windows}
+    job = Job(TaskSpec("map", "trend_map", now_ms() + HOUR, 0.1, "gw-01", "plant-a", 0,
+                       Privacy.SITE, False), args)
+    place(app, job)
+
+    asyncio.run(running(agent, lambda: row(app, "map").state == ledger.DONE, "the map answered"))
+
+    def at_gateway(op: str, direction: str) -> float:
+        value = gateway_metrics.get_sample_value("tandem_gw_task_bytes_total",
+                                                 {"op": op, "direction": direction})
+        assert value is not None
+        return value
+
+    def at_cloud(route: str, direction: str) -> float:
+        value = metrics(app).registry.get_sample_value("tandem_cloud_task_bytes_total",
+                                                       {"route": route, "direction": direction})
+        assert value is not None
+        return value
+
+    for op, route in (("task-claim", "claim"), ("task-result", "result")):
+        assert at_gateway(op, "sent") == at_cloud(route, "received") > 0
+        assert at_gateway(op, "received") == at_cloud(route, "sent") > 0
+    assert at_gateway("task-claim", "received") >= len(json.dumps(args, separators=(",", ":")))
+    result = json.loads(row(app, "map").result_json or "{}")
+    assert at_gateway("task-result", "sent") >= len(cbor2.dumps(result))

@@ -104,6 +104,21 @@ def test_queued_migratable_tasks_are_withdrawn_and_site_bound_ones_stay(tmp_path
     assert runs(tmp_path) == ["run", "run"]
 
 
+def test_only_the_tasks_the_engine_names_are_withdrawn(tmp_path: Path) -> None:
+    async def body(pool: WorkerPool, registry: CollectorRegistry) -> list[str]:
+        running = pool.submit(spec("busy", **gate_args(tmp_path, "busy")))
+        await until((tmp_path / "busy.started").exists, "the first task to start")
+        named = pool.submit(spec("named", **gate_args(tmp_path, "named")))
+        kept = pool.submit(spec("kept", **gate_args(tmp_path, "kept")))
+        moved = [s.task_id for s in pool.withdraw(only={"named", "busy"})]  # busy has started
+        assert named.cancelled() and metric(registry, "withdrawn") == 1
+        (tmp_path / "gate").touch()
+        await asyncio.gather(running, kept)
+        return moved
+    assert asyncio.run(with_pool(PoolSettings(workers=1), taskprobes.gated, body)) == ["named"]
+    assert runs(tmp_path) == ["run", "run"]
+
+
 def test_a_worker_killed_mid_task_is_replaced_and_the_task_result_comes_once(
         tmp_path: Path) -> None:
     killed = []

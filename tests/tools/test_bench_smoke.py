@@ -50,7 +50,11 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
                ["raw pyserial", "pymodbus sync", "pymodbus async", "coordinator (3.5-char gap)"]),
     "schedule": (["--gateways", "10", "--seconds", "60"], ["simulated tasks"]),
     "offload": (["--surge", "3", "--scale", "0.02", "--strategies", "deadline-cost"],
-                ["offload deadline-cost"]),
+                ["offload deadline-cost", "link bytes deadline-cost"]),
+    "surge": (["--trips", "5", "--rounds", "1", "--rate", "50", "--devices", "5", "--workers",
+               "1", "--queue", "3", "--iterations", "200000"],
+              ["reflex idle", "reflex surge-here", "reflex surge-migrated",
+               "reflex surge-normal-priority", "workers surge-here", "profile surge-here"]),
     "training": (["--devices", "6", "--windows", "40", "--epochs", "3", "--versions", "2"],
                  ["training time", "model size", "held-out F1", "worst delta / xz",
                   "inference p50 / p99"]),
@@ -68,8 +72,8 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
 }
 # Benches that need an optional extra: skipped without it, except in CI (CI=true installs it).
 NEEDS = {"training": "tensorflow", "modelloop": "tensorflow"}
-# Benches that start a whole site and train twice get longer than the others' 110 s.
-TIMEOUTS = {"modelloop": 300}
+# Benches that start a whole site (and train twice) get longer than the others' 110 s.
+TIMEOUTS = {"modelloop": 300, "offload": 240}
 
 
 def test_every_registered_bench_has_a_smoke_run() -> None:

@@ -25,6 +25,8 @@ BENCHES = {
     "coap": (["--peers", "2", "--workers", "2", "--seconds", "600"],
              r"generator processes started"),
     "drain": (["--records", "20000", "--batch", "100", "--quiet"], r"cloud up"),
+    "surge": (["--trips", "100000", "--rounds", "1", "--workers", "2", "--phases", "surge-here"],
+              r"phase surge-here: 2 workers busy"),
 }
 
 

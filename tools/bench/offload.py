@@ -6,7 +6,11 @@ iterations match its declared compute on this machine. The surge's sizes and
 deadlines follow the simulator's small setup (tools/simulate/traces.py),
 compressed in time by --scale (compute, deadlines and thresholds alike; the
 figures are scaled back), so the real row sits beside the simulated one.
-Bytes moved are the declared input bytes of tasks run away from their input.
+`bytes moved` are the declared input bytes of tasks run away from their input (the
+simulator's figure, scaled back); `link bytes` are the bytes that actually crossed
+the link for tasks in that run, counted on both sides (request and answer bodies of
+the gateways' task agents, tandem_gw_task_bytes, and of the cloud's task routes,
+tandem_cloud_task_bytes): gateways -> cloud / cloud -> gateways, not scaled.
 """
 
 from __future__ import annotations
@@ -16,11 +20,14 @@ import random
 import tempfile
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import astuple, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from tandem.tools.bench.schedule import SMALL
+from tandem.tools.scrape import sample_sum
 from tandem.tools.simulate import traces
 from tandem.tools.site import Site, local_site
 from tandem.wire import computescore
@@ -31,6 +38,24 @@ from tandem.wire.tasks import registry
 
 SITE = "plant-a"
 GATEWAYS = ("gw-a", "gw-b", "gw-c")
+GW_BYTES, CLOUD_BYTES = "tandem_gw_task_bytes_total", "tandem_cloud_task_bytes_total"
+
+
+@dataclass(frozen=True, slots=True)
+class LinkBytes:
+    """Task bytes counted so far: by the gateways' agents, and by the cloud's claim and
+    result routes (the two sides of the same exchanges)."""
+
+    gw_sent: float
+    gw_received: float
+    cloud_received: float
+    cloud_sent: float
+    results_up: float  # result bodies the gateways sent (a map's partial, a task's answer)
+    claims_down: float  # claim answers the gateways received (the jobs with their input)
+    submitted: float  # task submissions the cloud's API received (operators' input)
+
+    def __sub__(self, before: LinkBytes) -> LinkBytes:
+        return LinkBytes(*(a - b for a, b in zip(astuple(self), astuple(before), strict=True)))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,12 +67,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         site = _start(Path(tmp), args.scale)
         try:
             print("| setup | strategy | tasks | deadline hit | mean completion | bytes moved "
-                  "| cloud compute | moves |")
-            print("|---|---|---:|---:|---:|---:|---:|---:|")
+                  "| link bytes (measured) | cloud compute | moves |")
+            print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
             lines = []
             for strategy in args.strategies:
+                before = link_bytes(site)
                 rows = _run(site, strategy, tasks, per_score_s, args.timeout)
-                row, line = _figures(strategy, tasks, rows, args.scale, args.surge)
+                row, line = _figures(strategy, tasks, rows, args.scale, args.surge,
+                                     link_bytes(site) - before)
                 print(row, flush=True)
                 lines.append(line)
             print()
@@ -143,8 +170,28 @@ def _run(site: Site, strategy: Strategy, tasks: list[TaskSpec], per_score_s: flo
     return [rows[i] for i in ids]
 
 
+def link_bytes(site: Site) -> LinkBytes:
+    """The task bytes every gateway of the site and the cloud counted so far."""
+    gw_sent = gw_received = results_up = claims_down = 0.0
+    for gateway in (site, *site.gateways):
+        text = httpx.get(f"http://127.0.0.1:{gateway.ports.metrics}/metrics", timeout=10).text
+        gw_sent += sample_sum(text, GW_BYTES, direction="sent")
+        gw_received += sample_sum(text, GW_BYTES, direction="received")
+        results_up += sample_sum(text, GW_BYTES, op="task-result", direction="sent")
+        claims_down += sample_sum(text, GW_BYTES, op="task-claim", direction="received")
+    with site.cloud_client() as cloud:
+        text = cloud.get("/metrics").text
+    return LinkBytes(gw_sent, gw_received,
+                     sum(sample_sum(text, CLOUD_BYTES, route=r, direction="received")
+                         for r in ("claim", "result")),
+                     sum(sample_sum(text, CLOUD_BYTES, route=r, direction="sent")
+                         for r in ("claim", "result")),
+                     results_up, claims_down,
+                     sample_sum(text, CLOUD_BYTES, route="submit", direction="received"))
+
+
 def _figures(strategy: Strategy, tasks: list[TaskSpec], rows: list[dict[str, Any]],
-             scale: float, surge: int) -> tuple[str, str]:
+             scale: float, surge: int, link: LinkBytes) -> tuple[str, str]:
     done = [r for r in rows if r["state"] == "done"]
     for r in rows:
         if r["state"] != "done":
@@ -157,11 +204,18 @@ def _figures(strategy: Strategy, tasks: list[TaskSpec], rows: list[dict[str, Any
     moves = sum(r["moves"] for r in rows)
     share = cloud / total if total else 0.0
     hit = hits / max(1, len(rows))
+    measured = f"{link.gw_sent / 1e3:,.1f} kB / {link.gw_received / 1e3:,.1f} kB"
     row = (f"| real small (3 gw, surge {surge}) | {strategy.value} | {len(rows)} | {hit:.1%} "
-           f"| {mean_s / scale:.1f} s | {moved / 1e6:,.0f} MB | {cloud:,.0f} score-s "
-           f"({share:.0%}) | {moves} |")
+           f"| {mean_s / scale:.1f} s | {moved / 1e6:,.0f} MB | {measured} "
+           f"| {cloud:,.0f} score-s ({share:.0%}) | {moves} |")
     line = (f"offload {strategy.value:<14} tasks {len(rows)}  deadline hit {hit:.1%}  mean "
-            f"{mean_s / scale:.1f} s  bytes {moved / 1e6:.1f} MB  cloud {share:.0%}  moves {moves}")
+            f"{mean_s / scale:.1f} s  bytes {moved / 1e6:.1f} MB declared  cloud {share:.0%}  "
+            f"moves {moves}\n"
+            f"link bytes {strategy.value:<14} {link.gw_sent:,.0f} B sent / "
+            f"{link.gw_received:,.0f} B received at the gateways (results up "
+            f"{link.results_up:,.0f} B, claim answers down {link.claims_down:,.0f} B, the rest "
+            f"claim polls); the cloud's claim and result routes {link.cloud_received:,.0f} B in "
+            f"/ {link.cloud_sent:,.0f} B out; submissions {link.submitted:,.0f} B in")
     return row, line
 
 

@@ -1,0 +1,12 @@
+"""Figures read off a running process's Prometheus `/metrics` text (benches, e2e tests)."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+
+def sample_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of the samples called name whose labels include `labels` (0 when none)."""
+    return sum(sample.value for family in text_string_to_metric_families(text)
+               for sample in family.samples
+               if sample.name == name and labels.items() <= sample.labels.items())
