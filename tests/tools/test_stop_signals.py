@@ -25,6 +25,7 @@ BENCHES = {
     "coap": (["--peers", "2", "--workers", "2", "--seconds", "600"],
              r"generator processes started"),
     "drain": (["--records", "20000", "--batch", "100", "--quiet"], r"cloud up"),
+    "fleet-ingest": (["--gateways", "2", "--seconds", "600", "--workers", "2"], r"cloud up"),
 }
 
 
