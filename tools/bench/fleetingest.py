@@ -42,6 +42,7 @@ from tandem.wire.clock import now_ms
 
 LISTENING = r"tandem-cloud listening on http://127\.0\.0\.1:(\d+)"
 BOOTING = re.compile(r"Booting worker with pid")
+COMPLAINT = re.compile(r"\b(WARNING|ERROR|CRITICAL)\b|\[(ERROR|CRITICAL|WARNING)\]|Traceback")
 _TICK = os.sysconf("SC_CLK_TCK")
 REPO = Path(__file__).resolve().parents[2]
 
@@ -89,6 +90,7 @@ class WorkerRun:
     verified: Verification
     worker_boots: int
     load_average: float
+    complaints: list[str]  # the cloud's WARNING/ERROR log lines
 
     @property
     def points_per_s(self) -> float:
@@ -164,7 +166,10 @@ def _one_cloud(cluster: PostgresCluster, influx: InfluxServer, workers: int, cou
         finally:
             cloud.stop()
         boots = sum(1 for line in cloud.lines if BOOTING.search(line))
-        return WorkerRun(workers, load.seconds, tally, cpu, verified, boots, load_average)
+        complaints = [line for line in cloud.lines
+                      if COMPLAINT.search(line) and "DEVELOPMENT MODE" not in line]
+        return WorkerRun(workers, load.seconds, tally, cpu, verified, boots, load_average,
+                         complaints)
 
 
 @contextlib.contextmanager
@@ -287,6 +292,11 @@ def _report(run: WorkerRun, gateways: int, load: Load) -> None:
     failures = ", ".join(f"{k} x{n}" for k, n in sorted(tally.failures.items())) or "none"
     print(f"{label} 5xx: {tally.server_errors} (goal 0); failed tries: {failures}; "
           f"worker boots {run.worker_boots} (of {run.workers}: more means a worker died)")
+    if tally.failed_at_s:
+        print(f"{label} failed tries at {min(tally.failed_at_s):.1f}..."
+              f"{max(tally.failed_at_s):.1f} s into the run")
+    print(f"{label} cloud log: {len(run.complaints)} WARNING/ERROR lines"
+          + "".join(f"\n    {line}" for line in run.complaints[:5]))
     print(f"{label} CPU s: cloud {cpu.cloud:.1f}, load generator {cpu.generator:.1f}, "
           f"postgres {cpu.postgres:.1f}, influxd {cpu.influxd:.1f} "
           f"(of {2 * run.seconds:.0f} on 2 cores: {os.cpu_count()} here); "

@@ -74,7 +74,9 @@ class Tally:
     measured_points: int = 0  # acknowledged within the timed window
     latencies_s: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)  # "503", "ReadTimeout", ...
+    failed_at_s: list[float] = field(default_factory=list)  # seconds into the run, each failure
     unacknowledged: int = 0  # batches given up GIVE_UP_AFTER_S after the end
+    started: float = 0.0  # time.monotonic() at the start of the run
 
     @property
     def server_errors(self) -> int:
@@ -90,6 +92,7 @@ def run_fleet(url: str, gateways: list[SimGateway], load: Load) -> Tally:
 async def _fleet(url: str, gateways: list[SimGateway], load: Load) -> Tally:
     tally = Tally()
     end = time.monotonic() + load.seconds
+    tally.started = end - load.seconds
     limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
     clients = [httpx.AsyncClient(base_url=url, timeout=30, limits=limits,
                                  headers={"Content-Type": MEDIA_TYPE,
@@ -140,6 +143,7 @@ async def _deliver(client: httpx.AsyncClient, body: bytes, end: float, tally: Ta
             answer = await client.post(INGEST_PATH, content=body)
         except httpx.HTTPError as exc:
             tally.failures[type(exc).__name__] += 1
+            tally.failed_at_s.append(time.monotonic() - tally.started)
         else:
             if answer.status_code == 200:
                 tally.latencies_s.append(time.perf_counter() - sent)
@@ -148,6 +152,7 @@ async def _deliver(client: httpx.AsyncClient, body: bytes, end: float, tally: Ta
                 raise RuntimeError(f"the cloud refused a well-formed batch: "
                                    f"{answer.status_code} {answer.text[:300]}")
             tally.failures[str(answer.status_code)] += 1
+            tally.failed_at_s.append(time.monotonic() - tally.started)
         if time.monotonic() > end + GIVE_UP_AFTER_S:
             tally.unacknowledged += 1
             return False
