@@ -294,7 +294,10 @@ def _report(run: WorkerRun, gateways: int, load: Load) -> None:
           f"worker boots {run.worker_boots} (of {run.workers}: more means a worker died)")
     if tally.failed_at_s:
         print(f"{label} failed tries at {min(tally.failed_at_s):.1f}..."
-              f"{max(tally.failed_at_s):.1f} s into the run")
+              f"{max(tally.failed_at_s):.1f} s into the run"
+              + (f", connection idle {min(tally.failed_idle_s):.1f}..."
+                 f"{max(tally.failed_idle_s):.1f} s before a failed transport try"
+                 if tally.failed_idle_s else ""))
     print(f"{label} cloud log: {len(run.complaints)} WARNING/ERROR lines"
           + "".join(f"\n    {line}" for line in run.complaints[:5]))
     print(f"{label} CPU s: cloud {cpu.cloud:.1f}, load generator {cpu.generator:.1f}, "

@@ -75,6 +75,8 @@ class Tally:
     latencies_s: list[float] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)  # "503", "ReadTimeout", ...
     failed_at_s: list[float] = field(default_factory=list)  # seconds into the run, each failure
+    # how long the connection had been idle when a try failed (keep-alive races show here)
+    failed_idle_s: list[float] = field(default_factory=list)
     unacknowledged: int = 0  # batches given up GIVE_UP_AFTER_S after the end
     started: float = 0.0  # time.monotonic() at the start of the run
 
@@ -114,6 +116,7 @@ async def _gateway(gateway: SimGateway, client: httpx.AsyncClient, load: Load, e
     records = _records(gateway.name)
     started = time.monotonic()
     made, seq = 0, 0
+    answered = [time.monotonic()]  # when this gateway's connection last carried an answer
     tick = started + random.uniform(0, load.interval_s)  # gateways are not in step
     while tick < end:
         await asyncio.sleep(max(0.0, tick - time.monotonic()))
@@ -126,7 +129,7 @@ async def _gateway(gateway: SimGateway, client: httpx.AsyncClient, load: Load, e
                           tuple(next(records) for _ in range(count)))
             body = gzip.compress(sign1(encode_batch(batch), gateway.name, signer),
                                  compresslevel=6)
-            if await _deliver(client, body, end, tally):
+            if await _deliver(client, body, end, tally, answered):
                 tally.acked_batches += 1
                 tally.acked_points += count
                 tally.measured_points += count if time.monotonic() <= end else 0
@@ -134,17 +137,20 @@ async def _gateway(gateway: SimGateway, client: httpx.AsyncClient, load: Load, e
         tick = max(tick + load.interval_s, time.monotonic()) if load.rate else now
 
 
-async def _deliver(client: httpx.AsyncClient, body: bytes, end: float, tally: Tally) -> bool:
+async def _deliver(client: httpx.AsyncClient, body: bytes, end: float, tally: Tally,
+                   answered: list[float]) -> bool:
     """POST body until a 200; False if still refused GIVE_UP_AFTER_S after the run's end."""
     pause = RETRY_FIRST_S
     while True:
-        sent = time.perf_counter()
+        sent, idle = time.perf_counter(), time.monotonic() - answered[0]
         try:
             answer = await client.post(INGEST_PATH, content=body)
         except httpx.HTTPError as exc:
             tally.failures[type(exc).__name__] += 1
             tally.failed_at_s.append(time.monotonic() - tally.started)
+            tally.failed_idle_s.append(idle)
         else:
+            answered[0] = time.monotonic()
             if answer.status_code == 200:
                 tally.latencies_s.append(time.perf_counter() - sent)
                 return True
