@@ -122,7 +122,8 @@ _BENCHES = {"reflex": "tandem.tools.bench.reflex", "modbus": "tandem.tools.bench
             "modbus-fleet": "tandem.tools.bench.modbus_fleet",
             "node": "tandem.tools.bench.node",
             "console": "tandem.tools.bench.console",
-            "installer": "tandem.tools.bench.installer"}
+            "installer": "tandem.tools.bench.installer",
+            "fleet-ingest": "tandem.tools.bench.fleetingest"}
 
 
 def _add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

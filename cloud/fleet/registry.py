@@ -217,6 +217,16 @@ def claim_devices(session: Session, gateway: str, devices: Iterable[str],
     return sorted(device for device, owner in owners if owner != gateway)
 
 
+def owns_all(session: Session, gateway: str, devices: Iterable[str]) -> bool:
+    """True when every device is already bound to gateway: a claim would change nothing."""
+    names = set(devices)
+    if not names:
+        return True
+    owned = session.scalar(select(func.count()).select_from(Device).where(
+        Device.device.in_(sorted(names)), Device.gateway == gateway))
+    return owned == len(names)
+
+
 def touch_devices(session: Session, gateway: str, devices: Iterable[str], now_ms: int) -> None:
     """Note that gateway reported devices now: bind new ones, bump last_seen of its own."""
     names = sorted(set(devices))

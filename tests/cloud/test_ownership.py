@@ -7,9 +7,11 @@ severity-3 alarm, and an operator's raw request was then routed to gw-02.
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import event
 
 from tandem.cloud.audit import chain as auditlog
 from tandem.cloud.db import engine as database
+from tandem.cloud.fleet import registry
 
 ALL = ("sqlite", "influxdb", "postgresql", "postgresql+influxdb")
 T = 1_000_000
@@ -79,3 +81,26 @@ def test_one_batch_binds_its_new_devices_to_its_gateway(client, pki, kit):
                     ).json["error"] == "foreign_device"
     owners = {d["device"]: d["gateway"] for d in client.get("/api/v1/devices").json["devices"]}
     assert owners == {"a": "gw-02", "b": "gw-02"}
+
+
+@pytest.mark.storages("influxdb", "postgresql+influxdb")
+def test_a_batch_of_devices_its_gateway_owns_commits_once_beside_a_separate_store(
+        app, client, pki, kit):
+    """Ownership is claimed before an outside store's write; once owned, no claim commit."""
+    assert kit.post(client, kit.envelope(pki.gateway, 1, [kit.summary(t0_ms=T)])
+                    ).json["status"] == "stored"
+    commits = []
+
+    def count(connection):
+        commits.append(connection)
+
+    engine = database.engine(app)
+    event.listen(engine, "commit", count)
+    try:
+        again = kit.post(client, kit.envelope(pki.gateway, 2, [kit.summary(t0_ms=T + 60_000)]))
+    finally:
+        event.remove(engine, "commit", count)
+    assert again.json["status"] == "stored"
+    assert len(commits) == 1  # the ledger's transaction alone
+    with database.sessions(app)() as session:
+        assert registry.owner_of(session, "dev-1") == "gw-01"

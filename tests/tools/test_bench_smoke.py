@@ -69,6 +69,9 @@ SMOKE: dict[str, tuple[list[str], list[str]]] = {
              ["pystone", "features", "encode", "send", "window"]),
     "reflex": (["--trips", "3", "--rate", "50", "--devices", "5"],
                ["reflex", "limits", "acked", "action", "notified", "eval"]),
+    "fleet-ingest": (["--gateways", "2", "--seconds", "3", "--workers", "1,2", "--rate", "50"],
+                     ["workers 1:", "workers 1 latency p50 / p99 / max", "workers 1 5xx",
+                      "workers 1 CPU s", "workers 2:", "workers 2 exactly once", "scaling"]),
 }
 # Benches that need an optional extra: skipped without it, except in CI (CI=true installs it).
 NEEDS = {"training": "tensorflow", "modelloop": "tensorflow"}

@@ -27,6 +27,7 @@ BENCHES = {
     "drain": (["--records", "20000", "--batch", "100", "--quiet"], r"cloud up"),
     "surge": (["--trips", "100000", "--rounds", "1", "--workers", "2", "--phases", "surge-here"],
               r"phase surge-here: 2 workers busy"),
+    "fleet-ingest": (["--gateways", "2", "--seconds", "600", "--workers", "2"], r"cloud up"),
 }
 
 

@@ -8,7 +8,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tandem.wire.batch import Batch, Event, Summary, decode_batch, encode_batch
+from tandem.wire import batch as batch_module
+from tandem.wire.batch import Batch, Event, Summary, decode_batch, decode_record, encode_batch
 from tandem.wire.cose import SoftwareSigner, sign1, verify1
 from tandem.wire.errors import WireError
 
@@ -101,3 +102,26 @@ def test_arbitrary_bytes_only_raise_wire_error(data: bytes) -> None:
     for decode in (decode_batch, lambda d: verify1(d, lambda kid: KEY.public_key())):
         with contextlib.suppress(WireError):
             decode(data)
+
+
+
+_VALID = {"k": "s", "dev": "dev-1", "ch": "temp", "t0": 60_000, "t1": 120_000, "n": 60,
+          "min": 1.0, "max": 3.0, "mean": 2.0, "last": 2.5}
+_ODD = st.one_of(st.sampled_from([None, True, False, 0, 1, -1, 2, 2**63 - 1, 2**63, 2**64,
+                                  0.0, 2.0, -0.0, float("inf"), float("-inf"), float("nan"),
+                                  "", "x" * 64, "x" * 65, "tab\there", b"dev"]),
+                 st.integers(), st.floats(), st.text(max_size=70))
+
+
+@settings(max_examples=1000)
+@given(changes=st.dictionaries(st.sampled_from(sorted(set(_VALID) - {"k"})), _ODD, max_size=3))
+def test_the_quick_summary_check_takes_and_refuses_what_the_field_checks_do(
+        changes: dict[str, object]) -> None:
+    record = _VALID | changes
+    outcomes: list[object] = []
+    for decode in (decode_record, batch_module._checked_summary):
+        try:
+            outcomes.append(decode(record))
+        except WireError as exc:
+            outcomes.append(exc.reason)
+    assert outcomes[0] == outcomes[1], record

@@ -51,6 +51,7 @@ class Result:
     label: str
     points: int
     seconds: float
+    cpu_s: float = 0.0  # this process's CPU time (the cloud's, for a cloud measurement)
 
     @property
     def rate(self) -> float:
@@ -188,12 +189,13 @@ def _post_all(app: Flask, label: str, bodies: list[bytes], points: int,
                 raise RuntimeError(f"ingest failed: {response.status_code} {response.text}")
 
     shares = [bodies[i::clients] for i in range(clients)]
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(max_workers=clients) as pool:
         for done in [pool.submit(upload, share) for share in shares]:
             done.result()
     suffix = f" x{clients}" if clients > 1 else ""
-    return Result(label + suffix, points, time.perf_counter() - started)
+    return Result(label + suffix, points, time.perf_counter() - started,
+                  time.process_time() - cpu)
 
 
 def _config(data: Path) -> dict[str, Any]:
@@ -214,6 +216,10 @@ def _report(raw: Result, cloud: Result) -> None:
     for result in (raw, cloud):
         print(f"{result.label:>16}: {result.points:>9,} points in {result.seconds:7.2f} s = "
               f"{result.rate:>10,.0f} points/s")
+    # CPU per point does not depend on what else the machine runs, unlike points/s
+    print(f"{'cloud CPU':>16}: {cloud.cpu_s / cloud.points * 1e6:.1f} us/point "
+          f"({cloud.points / cloud.cpu_s:,.0f} points per CPU-second, influxd's own not counted)"
+          if cloud.cpu_s else f"{'cloud CPU':>16}: not measured")
     verdict = "meets" if cloud.rate >= GOAL_POINTS_PER_S else "below"
     print(f"{'cloud / raw':>16}: {cloud.rate / raw.rate:.2f} "
           f"(cloud {verdict} the {GOAL_POINTS_PER_S:,} points/s goal)", flush=True)
