@@ -21,12 +21,6 @@ import httpx
 
 from tandem.gateway.config import GatewayConfig
 
-# Idle connections are dropped well before the cloud's keep-alive (5 s under gunicorn):
-# with httpx's default of the same 5 s, a gateway short of CPU reused connections the
-# cloud had just closed (connection resets in tandem bench fleet-ingest at load 16+; the
-# retry delivered, but each reset cost a try and a backoff).
-LIMITS = httpx.Limits(keepalive_expiry=3.0)
-
 
 @dataclass(frozen=True)
 class CloudEndpoint:
@@ -53,12 +47,11 @@ class CloudEndpoint:
     def async_client(self, headers: dict[str, str] | None = None) -> httpx.AsyncClient:
         """An asyncio client for this endpoint (the caller closes it)."""
         return httpx.AsyncClient(base_url=self.url, verify=self.tls(), timeout=self.timeout_s,
-                                 headers=headers, limits=LIMITS)
+                                 headers=headers)
 
     def client(self) -> httpx.Client:
         """A blocking client for this endpoint (enrolment; the caller closes it)."""
-        return httpx.Client(base_url=self.url, verify=self.tls(), timeout=self.timeout_s,
-                            limits=LIMITS)
+        return httpx.Client(base_url=self.url, verify=self.tls(), timeout=self.timeout_s)
 
     async def reachable(self) -> bool:
         """A cheap probe: does the cloud's host accept a TCP connection within the timeout?
