@@ -80,9 +80,16 @@ class ModbusBus:
 
 @dataclass(frozen=True, config=SECTION)
 class ModbusSection:
-    """Every Modbus bus the gateway polls (none by default)."""
+    """Every Modbus bus the gateway polls (none by default), and where emergency stops write.
+
+    `actuator = "process"`: stops to a Modbus TCP controller are written and read back by
+    the actuator process (gateway/modbus/actuatorproc.py), an interpreter of its own that
+    ingest cannot hold up; a stop on an RTU bus stays with that bus's coordinator (a
+    serial line has one owner). `"thread"`: every stop runs on the field-bus thread.
+    """
 
     bus: tuple[ModbusBus, ...] = ()
+    actuator: Literal["process", "thread"] = "process"
 
     def __post_init__(self) -> None:
         names: set[str] = set()

@@ -54,9 +54,10 @@ class FieldbusThread:
         self.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the field-bus loop and await its result from the caller's loop."""
-        return await asyncio.wrap_future(self.submit(coro))
+    def run(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Run a coroutine on the field-bus loop (handed over now, not when awaited); await the
+        result on the caller's loop."""
+        return asyncio.wrap_future(self.submit(coro))
 
     def spawn(self, make: Spawner) -> None:
         """Run long-lived tasks (pollers) on the field-bus loop until `close()`."""
