@@ -23,6 +23,7 @@ from tandem.gateway.installer.password import set_password
 from tandem.gateway.installer.server import InstallerServer
 from tandem.gateway.installer.sessions import COOKIE
 from tandem.gateway.modbus import busfile
+from tandem.gateway.modbus.actuatorclient import ProcessPort
 from tandem.gateway.modbus.config import ModbusBus, ModbusSection, ModbusUnit
 from tandem.gateway.reports import DeviceReport
 from tandem.gateway.runtime import Gateway
@@ -220,7 +221,9 @@ async def _apply_and_read(gateway: Gateway, server: InstallerServer, client: Bro
 
     coordinator = gateway.modbus.coordinators["plc"]
     await until(lambda: coordinator.unit("pump").polls >= 2, "the new unit polled")
-    assert gateway.ports.bus("plc") is coordinator  # emergency stops moved to the new bus
+    stop = gateway.ports.bus("plc")  # emergency stops moved to the new bus (actuator process)
+    assert isinstance(stop, ProcessPort) and (stop.host, stop.port, stop.bus) == \
+        ("127.0.0.1", port, "plc")
     writer = AsyncModbusTcpClient("127.0.0.1", port=port, timeout=1, retries=0)
     await writer.connect()
     await writer.write_register(0, 1234, device_id=1)
