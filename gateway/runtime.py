@@ -82,7 +82,8 @@ class Gateway:
         self._modbus_metrics = actuators.metrics
         # [modbus] actuator = "process": stops to TCP controllers go to the actuator process
         # (gateway/modbus/actuatorproc.py), a supervised task of its own.
-        self.actuator_process = ActuatorProcess(ActuatorProcessMetrics(self.metrics.registry)) \
+        self.actuator_process = ActuatorProcess(ActuatorProcessMetrics(self.metrics.registry),
+                                                section.actuator_priority) \
             if section.actuator == "process" else None
         ports = self.ports = ActuatorPorts(*self._stop_ports(actuators))
         # Node commands (GET /c), raw snippets (POST /raw), the cloud's raw requests.

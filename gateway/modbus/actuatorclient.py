@@ -73,11 +73,11 @@ class ActuatorProcessMetrics:
 class ActuatorProcess:
     """One child process serving every process-mode emergency stop of the gateway."""
 
-    def __init__(self, metrics: ActuatorProcessMetrics | None = None,
+    def __init__(self, metrics: ActuatorProcessMetrics | None = None, priority: int = 0,
                  command: Iterable[str] = (sys.executable, "-m",
                                            "tandem.gateway.modbus.actuatorproc")) -> None:
         self.metrics = metrics or ActuatorProcessMetrics()
-        self.command = list(command)
+        self.command = [*command, f"--priority={priority}"]
         self.targets: set[Target] = set()  # connected by the child at each start
         self.pid = 0
         self.ready = asyncio.Event()

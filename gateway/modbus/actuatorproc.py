@@ -15,7 +15,10 @@ for every `--target`, and answers each `WriteRequest` with a `WriteOutcome`
 (gateway/modbus/actuatorwire.py). A frame it cannot read is answered with
 an error outcome of id 0 and does not stop it. It exits when the gateway
 closes its end (a stop, or the gateway dying: no orphan), after answering
-every request in flight.
+every request in flight. With `--priority N` (1-99) it asks for SCHED_FIFO
+at that priority, so a busy machine's other processes (ingest included)
+cannot delay a stop; without CAP_SYS_NICE that is refused with a WARNING and
+it runs at normal priority.
 """
 
 from __future__ import annotations
@@ -137,6 +140,17 @@ def _refuse(writer: asyncio.StreamWriter, reason: str) -> None:
     writer.write(encode(WriteOutcome(0, "error", f"bad frame: {reason}")))
 
 
+def _realtime(priority: int) -> None:
+    """Ask for SCHED_FIFO at `priority` (0: stay normal); a refusal is a WARNING, not a stop."""
+    if priority <= 0:
+        return
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))
+    except (PermissionError, OSError) as exc:
+        log.warning("actuator process: real-time priority %d refused (%s): runs at normal "
+                    "priority", priority, exc)
+
+
 def _target(text: str) -> tuple[str, int, float]:
     host, port, timeout = text.rsplit(":", 2)
     return host, int(port), float(timeout)
@@ -149,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fd", type=int, required=True, help="inherited socketpair end")
     parser.add_argument("--target", type=_target, action="append", default=[],
                         help="host:port:timeout_s to connect at start (repeatable)")
+    parser.add_argument("--priority", type=int, default=0,
+                        help="SCHED_FIFO priority 1-99 (0: normal scheduling)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -156,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     # the stops in flight; Ctrl-C or a SIGTERM to the whole group must not cut them short.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
+    _realtime(args.priority)
     asyncio.run(serve(socket.socket(fileno=args.fd), args.target))
     return 0
 

@@ -229,10 +229,12 @@ class Run:
 
 
 async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = False,
-                         same_loop: bool = False, actuator: str = "process") -> Run:
+                         same_loop: bool = False, actuator: str = "process",
+                         priority: int = 0) -> Run:
     """Stop latencies and the achieved background reports/s over `trips` stop firings."""
     fieldbus = FieldbusThread()
-    process = ActuatorProcess() if actuator == "process" and not same_loop else None
+    process = ActuatorProcess(priority=priority) \
+        if actuator == "process" and not same_loop else None
     AckStampingPort.acked_ns.clear()
     async with (modbus_controller() if inline else controller_process()) as port, \
             actuator_running(process):
@@ -373,6 +375,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actuator", choices=("process", "thread"), default="process",
                         help="where stops are written: the actuator process or the field-bus "
                         "thread (the gateway's [modbus] actuator)")
+    parser.add_argument("--priority", type=int, default=0,
+                        help="the actuator process's SCHED_FIFO priority ([modbus] "
+                        "actuator_priority; 0: normal)")
     parser.add_argument("--burn", type=int, default=0,
                         help="processes spinning a core each during the runs (busy machine)")
     args = parser.parse_args(argv)
@@ -381,11 +386,14 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(1, args.runs + 1):
             run = asyncio.run(reflex_latency(args.trips, args.rate, args.devices,
                                              args.inline_controller, args.same_loop,
-                                             args.actuator))
+                                             args.actuator, args.priority))
             runs.append(run)
             if args.runs > 1:
                 print(f"run {index}/{args.runs}:")
-            _print_run(run, args.devices, _where(args.same_loop, args.actuator), args.burn)
+            where = _where(args.same_loop, args.actuator)
+            if args.priority and where == "actuator process":
+                where += f" (SCHED_FIFO {args.priority})"
+            _print_run(run, args.devices, where, args.burn)
     if args.runs > 1:
         _print_summary(runs)
     print(eval_latency().line())
