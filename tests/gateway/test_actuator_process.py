@@ -241,11 +241,11 @@ def test_the_reflex_hands_a_stop_to_the_child_before_its_loop_runs_anything_else
 class _Child:
     """The child started by hand on a socketpair: the gateway's side of the pipe, raw."""
 
-    def __init__(self) -> None:
+    def __init__(self, *options: str) -> None:
         self.sock, theirs = socket.socketpair()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "tandem.gateway.modbus.actuatorproc",
-             f"--fd={theirs.fileno()}"], pass_fds=(theirs.fileno(),), cwd=REPO,
+             f"--fd={theirs.fileno()}", *options], pass_fds=(theirs.fileno(),), cwd=REPO,
             stderr=subprocess.PIPE, text=True)
         theirs.close()
         self.sock.settimeout(READY_S)
@@ -308,3 +308,18 @@ def test_the_child_exits_when_the_gateway_end_closes_so_a_dead_gateway_leaves_no
         assert child.proc.wait(30) == 0
     finally:
         child.stop()
+
+
+def test_a_priority_asks_for_sched_fifo_and_a_refusal_leaves_it_running_normally() -> None:
+    child = _Child("--priority=10")
+    try:
+        assert isinstance(child.next(), Ready)
+        policy = os.sched_getscheduler(child.proc.pid)
+        if os.geteuid() == 0:  # CAP_SYS_NICE: granted
+            assert policy == os.SCHED_FIFO
+            assert os.sched_getparam(child.proc.pid).sched_priority == 10
+        else:  # refused: a WARNING, and it still serves
+            assert policy == os.SCHED_OTHER
+    finally:
+        child.stop()
+    assert child.proc.returncode == 0
