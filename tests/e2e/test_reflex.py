@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -244,3 +245,36 @@ def test_the_bearing_fault_of_a_real_node_stops_both_modbus_devices(rig: Rig) ->
     # the cloud never ran: the uplink kept failing, the reflex did not care
     assert rig.metric("tandem_gw_rule_transitions_total", rule="bearing",
                       transition="clear") == 0
+
+
+def _processes(parent: int, module: str) -> list[int]:
+    """Live children of `parent` running `python -m module` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if module.encode() in cmdline and int(stat[1]) == parent and stat[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_ends_the_gateway_and_its_actuator_process_leaving_no_orphan(rig: Rig) -> None:
+    # last in this module: it stops the gateway
+    gateway = next(c for c in rig.site.children if c.name == "gateway")
+    actuators = _processes(gateway.proc.pid, "tandem.gateway.modbus.actuatorproc")
+    assert len(actuators) == 1, actuators
+    gateway.stop()  # SIGTERM to the gateway's process group, as systemd sends it
+    wait_until(lambda: not _alive(actuators[0]), "the actuator process to end", 15)
