@@ -59,11 +59,12 @@ log = logging.getLogger(__name__)
 SAFETY_KINDS = frozenset({"emergency_stop"})
 
 T = TypeVar("T")
-Started = tuple[Awaitable[Attempt], int]  # an attempt handed over, perf_counter_ns when
+Started = tuple[Awaitable[Attempt], int]  # an attempt handed over, and perf_counter_ns then
 
 
 class Offload(Protocol):
-    """Runs a coroutine on another loop (the field-bus thread's) and awaits its result."""
+    """Runs a coroutine on another loop (the field-bus thread's), handed over when called
+    (not when awaited); the awaitable gives its result."""
 
     def __call__(self, coro: Coroutine[Any, Any, T], /) -> Awaitable[T]: ...
 
