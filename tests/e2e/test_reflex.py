@@ -98,6 +98,9 @@ clear_actions = ["overload_clear"]
 """
 
 BUSES = """
+[modbus]
+actuator = "process"               # stops to the PLC: the actuator process; to line1: its bus
+
 [[modbus.bus]]
 name = "plc"
 kind = "tcp"
@@ -236,7 +239,7 @@ def test_the_bearing_fault_of_a_real_node_stops_both_modbus_devices(rig: Rig) ->
     node.wait_for(r'"ev": ?"ack"', timeout=60)
     wait_until(lambda: rig.coil(0), "the PLC's stop coil, read by a separate client", 60)
     assert rig.transitions("bearing", "fire") == 1
-    # written by the actuator process ([modbus] actuator = "process", the default)
+    # written by the actuator process ([modbus] actuator = "process")
     assert rig.metric("tandem_gw_actuator_process_requests_total", result="verified") >= 1
     assert rig.metric("tandem_gw_actuator_process_up") == 1
     rig.slave.wait_for("modbus_write", timeout=30, point="stop", value=1)
