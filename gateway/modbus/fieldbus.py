@@ -43,6 +43,11 @@ class FieldbusThread:
         """The field-bus loop (for code that must schedule onto it)."""
         return self._loop
 
+    @property
+    def native_id(self) -> int:
+        """The thread's kernel id (for /proc figures); 0 before it starts."""
+        return self._thread.native_id or 0
+
     def start(self) -> None:
         """Start the thread (idempotent); returns once its loop runs."""
         if not self._thread.is_alive() and not self._loop.is_closed():

@@ -39,6 +39,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -197,14 +198,18 @@ def burners(count: int) -> Iterator[None]:
 
 
 @asynccontextmanager
-async def controller_process(*options: str) -> AsyncIterator[int]:
+async def controller_process(*options: str, priority: int = 0) -> AsyncIterator[int]:
     """The simulated controller in its own process (a PLC is another machine); yields its port.
 
-    `options` go to tools/modbus_sim.py (e.g. "--units", "100", "--silent")."""
+    `options` go to tools/modbus_sim.py (e.g. "--units", "100", "--silent"); `priority`
+    (SCHED_FIFO, needs root) keeps a busy machine from delaying its answers, as a PLC's
+    own CPU would."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tandem.tools.modbus_sim", *options, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdin is not None and proc.stdout is not None
+    if priority:
+        os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(priority))
     try:
         yield int(await asyncio.wait_for(proc.stdout.readline(), 30))
     finally:
@@ -226,17 +231,25 @@ class Run:
     notified: Figures
     achieved_rate: float
     load: tuple[float, float, float]
+    io_sched: tuple[float, float]  # the I/O side's ms on a CPU, ms waiting for one, per trip
+
+
+def sched_ns(tid: int) -> tuple[int, int]:
+    """(ns on a CPU, ns runnable but waiting for one) of a thread, from /proc schedstat."""
+    fields = Path(f"/proc/{tid}/task/{tid}/schedstat").read_text().split()
+    return int(fields[0]), int(fields[1])
 
 
 async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = False,
                          same_loop: bool = False, actuator: str = "process",
-                         priority: int = 0) -> Run:
+                         priority: int = 0, controller_priority: int = 0) -> Run:
     """Stop latencies and the achieved background reports/s over `trips` stop firings."""
     fieldbus = FieldbusThread()
     process = ActuatorProcess(priority=priority) \
         if actuator == "process" and not same_loop else None
     AckStampingPort.acked_ns.clear()
-    async with (modbus_controller() if inline else controller_process()) as port, \
+    async with (modbus_controller() if inline
+                else controller_process(priority=controller_priority)) as port, \
             actuator_running(process):
         with tempfile.TemporaryDirectory() as tmp:
             database = GatewayDatabase(Path(tmp) / DATABASE_FILE)
@@ -258,9 +271,13 @@ async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = F
             ingesting = asyncio.create_task(ingress.run(stop_ingress))
             summarising = asyncio.create_task(pipeline.run(stop_pipeline))
             try:
+                io_tid = _io_thread(process, fieldbus, same_loop)
+                sched_before = sched_ns(io_tid)
                 started = time.perf_counter()
                 before = ingress.counts["accepted"]
                 figures = await _trips(ingress, done, trips, submits)
+                sched = [(b - a) / 1e6 / trips for a, b in zip(sched_before, sched_ns(io_tid),
+                                                                  strict=True)]
                 achieved = (ingress.counts["accepted"] - before - 2 * trips) \
                     / (time.perf_counter() - started)
             finally:
@@ -274,7 +291,18 @@ async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = F
                 await reflex.close()
                 await fieldbus.close()
                 database.close()
-    return Run(*figures, achieved, os.getloadavg())
+    return Run(*figures, achieved, os.getloadavg(), (sched[0], sched[1]))
+
+
+def _io_thread(process: ActuatorProcess | None, fieldbus: FieldbusThread,
+               same_loop: bool) -> int:
+    """The kernel id of the thread that runs the stop's Modbus I/O."""
+    if process is not None:
+        return process.pid
+    if same_loop:
+        return threading.get_native_id()
+    fieldbus.start()
+    return fieldbus.native_id
 
 
 async def _trips(ingress: Ingress, done: asyncio.Queue[tuple[Outcome, int]], trips: int,
@@ -378,6 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--priority", type=int, default=0,
                         help="the actuator process's SCHED_FIFO priority ([modbus] "
                         "actuator_priority; 0: normal)")
+    parser.add_argument("--controller-priority", type=int, default=0,
+                        help="the simulated controller's SCHED_FIFO priority (root; 0: normal)")
     parser.add_argument("--burn", type=int, default=0,
                         help="processes spinning a core each during the runs (busy machine)")
     args = parser.parse_args(argv)
@@ -386,7 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         for index in range(1, args.runs + 1):
             run = asyncio.run(reflex_latency(args.trips, args.rate, args.devices,
                                              args.inline_controller, args.same_loop,
-                                             args.actuator, args.priority))
+                                             args.actuator, args.priority,
+                                             args.controller_priority))
             runs.append(run)
             if args.runs > 1:
                 print(f"run {index}/{args.runs}:")
@@ -419,6 +450,8 @@ def _print_run(run: Run, devices: int, where: str, burn: int) -> None:
     print(run.acked.line())
     print(run.action.line())
     print(run.notified.line())
+    print(f"io sched   {run.io_sched[0]:.3f} ms on a CPU, {run.io_sched[1]:.3f} ms waiting for "
+          "one, per trip (the stop I/O's thread, /proc schedstat)")
 
 
 def _print_summary(runs: list[Run]) -> None:
