@@ -91,7 +91,8 @@ class ModbusSection:
     bus: tuple[ModbusBus, ...] = ()
     actuator: Literal["process", "thread"] = "process"
     # The actuator process's SCHED_FIFO priority (needs CAP_SYS_NICE; refused: a WARNING and
-    # normal scheduling); 0 leaves it a normal process.
+    # normal scheduling; the shipped systemd unit forbids it: docs/deployment.md); 0 leaves it
+    # a normal process.
     actuator_priority: Annotated[Int, Field(ge=0, le=99)] = 0
 
     def __post_init__(self) -> None:
