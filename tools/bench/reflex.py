@@ -24,6 +24,8 @@ coil is set; the read-back follows), stamped by a bench-only subclass of the
 port (thread) or by the child (process): the cost of each to the write-ack
 path. `--burn N` keeps N `python -c 'while 1: pass'` processes spinning
 during the runs (both cores busy); each run prints the load average.
+`taken` is submit -> `Reflex.take` of the tripping report (the gateway loop's
+backlog before the reflex sees it: no actuator can be faster than this).
 `notified` is submit -> the gateway's loop learning the outcome (what the
 outcome event waits for; not on the stop's path). `eval` is one
 `Reflex.take` of an ordinary report (features, rules; no firing),
@@ -229,6 +231,7 @@ class Run:
     acked: Figures
     action: Figures
     notified: Figures
+    taken: Figures
     achieved_rate: float
     load: tuple[float, float, float]
     io_sched: tuple[float, float]  # the I/O side's ms on a CPU, ms waiting for one, per trip
@@ -307,11 +310,13 @@ def _io_thread(process: ActuatorProcess | None, fieldbus: FieldbusThread,
 
 async def _trips(ingress: Ingress, done: asyncio.Queue[tuple[Outcome, int]], trips: int,
                  submits: set[asyncio.Task[bool]],
-                 device: str = "press-01") -> tuple[Figures, Figures, Figures, Figures]:
+                 device: str = "press-01"
+                 ) -> tuple[Figures, Figures, Figures, Figures, Figures]:
     reflex_ms: list[float] = []
     acked_ms: list[float] = []
     action_ms: list[float] = []
     notified_ms: list[float] = []
+    taken_ms: list[float] = []
     rng = np.random.default_rng(1)
     await asyncio.sleep(0.5)  # let the background load reach its rate
     for seq in range(1, trips + 1):
@@ -324,10 +329,11 @@ async def _trips(ingress: Ingress, done: asyncio.Queue[tuple[Outcome, int]], tri
         acked_ms.append((AckStampingPort.acked_ns[-1] - submitted) / 1e6)
         action_ms.append((outcome.done_ns - outcome.taken_ns) / 1e6)
         notified_ms.append((notified - submitted) / 1e6)
+        taken_ms.append((outcome.taken_ns - submitted) / 1e6)
         _submit(ingress, _report(device, 2 * seq + 1, temp=60.0), submits)  # clears it
         await asyncio.sleep(float(rng.uniform(0.005, 0.02)))  # desynchronise from the load
     return (Figures("reflex", reflex_ms), Figures("acked", acked_ms), Figures("action", action_ms),
-            Figures("notified", notified_ms))
+            Figures("notified", notified_ms), Figures("taken", taken_ms))
 
 
 def _submit(ingress: Ingress, item: DeviceReport, submits: set[asyncio.Task[bool]]) -> None:
@@ -450,6 +456,7 @@ def _print_run(run: Run, devices: int, where: str, burn: int) -> None:
     print(run.acked.line())
     print(run.action.line())
     print(run.notified.line())
+    print(run.taken.line())
     print(f"io sched   {run.io_sched[0]:.3f} ms on a CPU, {run.io_sched[1]:.3f} ms waiting for "
           "one, per trip (the stop I/O's thread, /proc schedstat)")
 
