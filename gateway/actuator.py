@@ -2,15 +2,20 @@
 
 It lives beside the data model, not in `rules/` or `modbus/`, so the rules can
 hold ports and the Modbus layer can serve them without either importing the
-other. One implementation serves every emergency stop: the bus coordinator
+other. Two implementations serve emergency stops: the bus coordinator
 (gateway/modbus/coordinator.py), with one lock per bus, one retry rule and
-one set of metrics, whether or not the address is a configured bus.
+one set of metrics, whether or not the address is a configured bus; and, with
+`[modbus] actuator = "process"`, a port whose writes that same coordinator
+code performs in the actuator process (gateway/modbus/actuatorclient.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Literal, Protocol, runtime_checkable
+
+# verified, error text ("" when none), perf_counter_ns when the attempt finished
+Attempt = tuple[bool, str, int]
 
 
 class ActuatorError(Exception):
@@ -34,6 +39,18 @@ class ActuatorPort(Protocol):
 
     async def close(self) -> None:
         """Release the connection."""
+        ...
+
+
+@runtime_checkable
+class HandOverPort(Protocol):
+    """A port that takes a write synchronously and answers later (the actuator process):
+    the reflex hands a stop over from its observer, before the gateway's loop runs anything
+    else, and awaits the attempt's outcome on that loop."""
+
+    def hand_over(self, table: Literal["coil", "register"], unit: int, address: int,
+                  value: int) -> Awaitable[Attempt]:
+        """Send the write now; the awaitable gives (verified, error, done stamp)."""
         ...
 
 

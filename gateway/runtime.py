@@ -13,6 +13,7 @@ import logging
 
 from tandem.gateway.access.config import AccessConfig
 from tandem.gateway.access.server import CoapDtlsServer
+from tandem.gateway.actuator import ActuatorPort, PortFactory
 from tandem.gateway.cloudlink.client import CloudEndpoint
 from tandem.gateway.cloudlink.livelane import LiveLane
 from tandem.gateway.cloudlink.statusreport import StatusReporter
@@ -25,6 +26,11 @@ from tandem.gateway.identity.kinds import open_keystore
 from tandem.gateway.installer.server import InstallerServer
 from tandem.gateway.metrics import GatewayMetrics
 from tandem.gateway.modbus import busfile
+from tandem.gateway.modbus.actuatorclient import (
+    ActuatorProcess,
+    ActuatorProcessMetrics,
+    process_ports,
+)
 from tandem.gateway.modbus.config import ModbusSection
 from tandem.gateway.modbus.fieldbus import CrossLoopSink, FieldbusThread
 from tandem.gateway.modbus.service import ModbusService
@@ -74,7 +80,12 @@ class Gateway:
         actuators = ModbusService(section, self._modbus_sink, self.metrics.registry)
         self.modbus = actuators if section.bus else None
         self._modbus_metrics = actuators.metrics
-        ports = self.ports = ActuatorPorts(actuators.actuator_factory(), actuators.coordinators)
+        # [modbus] actuator = "process": stops to TCP controllers go to the actuator process
+        # (gateway/modbus/actuatorproc.py), a supervised task of its own.
+        self.actuator_process = ActuatorProcess(ActuatorProcessMetrics(self.metrics.registry),
+                                                section.actuator_priority) \
+            if section.actuator == "process" else None
+        ports = self.ports = ActuatorPorts(*self._stop_ports(actuators))
         # Node commands (GET /c), raw snippets (POST /raw), the cloud's raw requests.
         self.nodes = NodeServices(config, self.database, self.outbox, self.keystore, self.metrics)
         self.local = LocalControl.from_config(config, self.outbox, self.metrics, ports=ports,
@@ -191,16 +202,25 @@ class Gateway:
         await self.fieldbus.stop_tasks()
         if old is not None:
             await self.fieldbus.run(old.close())
-        self.ports.rebind(service.actuator_factory(), service.coordinators)
+        self.ports.rebind(*self._stop_ports(service))
         if self.local is not None:  # built actions hold their port: rebuild them on the new buses
             self.local.reflex.install(self.local.reflex.ruleset)
         await self.fieldbus.respawn(service.tasks)
         log.info("modbus reloaded: %d bus(es), %d unit(s)", len(section.bus),
                  sum(len(b.units) for b in section.bus))
 
+    def _stop_ports(self, service: ModbusService) -> tuple[PortFactory, dict[str, ActuatorPort]]:
+        """Where emergency stops write: the actuator process, or the buses' coordinators."""
+        if self.actuator_process is not None:
+            return process_ports(self.actuator_process, service)
+        return service.actuator_factory(), dict(service.coordinators)
+
     def _task_factories(self) -> list[tuple[str, TaskFactory]]:
         stop, uplink = self._stop, self.uplink
         factories: list[tuple[str, TaskFactory]] = [("outbox-gauges", self._watch_outbox)]
+        process = self.actuator_process
+        if process is not None and self.local is not None:  # no rules: no stops to write
+            factories.append(("actuator-process", lambda: process.run(stop)))
         if uplink is not None:
             factories.append(("uplink", lambda: uplink.run(stop)))
         status = self.status

@@ -77,7 +77,8 @@ def merged(section: ModbusSection, extra: tuple[ModbusBus, ...], source: Path) -
         if bus.name in names:
             raise ConfigError(f"{source}: bus[{i}].name: {bus.name!r} is also in gateway.toml",
                               f"bus[{i}].name")
-    return ModbusSection(bus=section.bus + extra)
+    return ModbusSection(bus=section.bus + extra, actuator=section.actuator,
+                         actuator_priority=section.actuator_priority)
 
 
 def effective(section: ModbusSection, data_dir: Path) -> ModbusSection:

@@ -80,9 +80,23 @@ class ModbusBus:
 
 @dataclass(frozen=True, config=SECTION)
 class ModbusSection:
-    """Every Modbus bus the gateway polls (none by default)."""
+    """Every Modbus bus the gateway polls (none by default), and where emergency stops write.
+
+    `actuator = "thread"` (default): every stop runs on the field-bus thread. `"process"`:
+    stops to a Modbus TCP controller are written and read back by the actuator process
+    (gateway/modbus/actuatorproc.py), an interpreter of its own that ingest cannot hold up;
+    a stop on an RTU bus stays with that bus's coordinator (a serial line has one owner).
+    The process is not the default: at normal priority it measured no better than the
+    thread (README, reflex rows); it pays off with `actuator_priority` on a unit that
+    allows real-time scheduling (docs/deployment.md).
+    """
 
     bus: tuple[ModbusBus, ...] = ()
+    actuator: Literal["process", "thread"] = "thread"
+    # The actuator process's SCHED_FIFO priority (needs CAP_SYS_NICE; refused: a WARNING and
+    # normal scheduling; the shipped systemd unit forbids it: docs/deployment.md); 0 leaves it
+    # a normal process.
+    actuator_priority: Annotated[Int, Field(ge=0, le=99)] = 0
 
     def __post_init__(self) -> None:
         names: set[str] = set()

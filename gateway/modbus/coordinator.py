@@ -116,6 +116,9 @@ class BusCoordinator:
         self._suspect: Lane | None = None
         self._submitting: set[asyncio.Task[None]] = set()
         self.submitted = {"accepted": 0, "sink_full": 0}
+        # perf_counter_ns when the controller acknowledged the last verified write (the
+        # actuator process reports it beside the read-back's stamp).
+        self.written_ns = 0
         cache = {} if maps is None else maps
         self.units = [self._unit(u, cache) for u in bus.units]
 
@@ -318,6 +321,7 @@ class BusCoordinator:
             try:
                 async with self.lock:  # write and read-back back to back, nothing between
                     await self._exchange_locked(timeout, write)
+                    self.written_ns = time.perf_counter_ns()
                     ok = check(await self._exchange_locked(timeout, read))
                 break
             except RequestError as exc:

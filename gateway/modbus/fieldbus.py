@@ -43,6 +43,11 @@ class FieldbusThread:
         """The field-bus loop (for code that must schedule onto it)."""
         return self._loop
 
+    @property
+    def native_id(self) -> int:
+        """The thread's kernel id (for /proc figures); 0 before it starts."""
+        return self._thread.native_id or 0
+
     def start(self) -> None:
         """Start the thread (idempotent); returns once its loop runs."""
         if not self._thread.is_alive() and not self._loop.is_closed():
@@ -54,9 +59,10 @@ class FieldbusThread:
         self.start()
         return asyncio.run_coroutine_threadsafe(coro, self._loop)
 
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run a coroutine on the field-bus loop and await its result from the caller's loop."""
-        return await asyncio.wrap_future(self.submit(coro))
+    def run(self, coro: Coroutine[Any, Any, T]) -> asyncio.Future[T]:
+        """Run a coroutine on the field-bus loop (handed over now, not when awaited); await the
+        result on the caller's loop."""
+        return asyncio.wrap_future(self.submit(coro))
 
     def spawn(self, make: Spawner) -> None:
         """Run long-lived tasks (pollers) on the field-bus loop until `close()`."""

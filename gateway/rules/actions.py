@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tandem.gateway.actuator import ActuatorError, ActuatorPort, PortFactory
+from tandem.gateway.actuator import (
+    ActuatorError,
+    ActuatorPort,
+    Attempt,
+    HandOverPort,
+    PortFactory,
+)
 from tandem.gateway.modbus.service import actuator_port
 from tandem.gateway.rules.definitions import (
     ActionSpec,
@@ -141,6 +147,17 @@ class EmergencyStop:
             return await self.port.write_coil(s.unit, s.coil, bool(s.value))
         assert s.register is not None
         return await self.port.write_register(s.unit, s.register, s.value)
+
+    def hand_over(self) -> Awaitable[Attempt] | None:
+        """The write sent now, when the port takes writes synchronously (the actuator
+        process); None when it must run as a coroutine (`run`)."""
+        if not isinstance(self.port, HandOverPort):
+            return None
+        s = self.spec
+        if s.coil is not None:
+            return self.port.hand_over("coil", s.unit, s.coil, int(bool(s.value)))
+        assert s.register is not None
+        return self.port.hand_over("register", s.unit, s.register, s.value & 0xFFFF)
 
 
 class NodeAlarm:

@@ -17,7 +17,10 @@ files its outcome event like the first attempt.
 With an `offload` (the field-bus thread's `run`), Modbus actions run on that
 thread's own loop: the write and its read-back then never wait behind this
 loop's backlog, and the outcome's `done_ns` is stamped there, when the
-read-back matched.
+read-back matched. A stop whose port takes writes synchronously (the actuator
+process, gateway/modbus/actuatorclient.py) is sent from `take` itself, and
+its `done_ns` is the child's. Either hand-over happens in `take`, before this
+loop runs anything else; only awaiting the outcome is left to a task.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
+from tandem.gateway.actuator import Attempt
 from tandem.gateway.features.extract import FeatureBank
 from tandem.gateway.inference.slot import ModelSlot
 from tandem.gateway.metrics import GatewayMetrics
@@ -39,6 +43,7 @@ from tandem.gateway.rules.actions import (
     Action,
     ActionContext,
     ActuatorPorts,
+    EmergencyStop,
     Firing,
     LoggingNodeCommander,
     NodeCommander,
@@ -54,11 +59,12 @@ log = logging.getLogger(__name__)
 SAFETY_KINDS = frozenset({"emergency_stop"})
 
 T = TypeVar("T")
-Attempt = tuple[bool, str, int]  # ok, error, perf_counter_ns when the action finished
+Started = tuple[Awaitable[Attempt], int]  # an attempt handed over, and perf_counter_ns then
 
 
 class Offload(Protocol):
-    """Runs a coroutine on another loop (the field-bus thread's) and awaits its result."""
+    """Runs a coroutine on another loop (the field-bus thread's), handed over when called
+    (not when awaited); the awaitable gives its result."""
 
     def __call__(self, coro: Coroutine[Any, Any, T], /) -> Awaitable[T]: ...
 
@@ -200,7 +206,8 @@ class Reflex:
                 action = self._actions[name]
                 # An emergency stop is a safety function: no policy limit may hold it back.
                 if action.kind in SAFETY_KINDS or self.may_act():
-                    self._spawn(self._run_action(action, firing, taken_ns))
+                    started = self._hand_over(action, firing)
+                    self._spawn(self._run_action(action, firing, taken_ns, started))
                 else:
                     log.error("action %s of rule %s NOT run: over the policy's action limit",
                               name, rule.name)
@@ -210,8 +217,20 @@ class Reflex:
                                 tr.t_ms, rule.severity if tr.active else 0, tr.values))
         self._spawn(self._file(events))
 
-    async def _run_action(self, action: Action, firing: Firing, taken_ns: int) -> None:
-        ok = await self._run_once(action, firing, taken_ns)
+    def _hand_over(self, action: Action, firing: Firing) -> Started | None:
+        """Start the attempt now, from the observer, where it runs elsewhere (the actuator
+        process, the field-bus thread); None: it runs on this loop, in its task."""
+        now = time.perf_counter_ns()
+        handed = action.hand_over() if isinstance(action, EmergencyStop) else None
+        if handed is not None:
+            return handed, now
+        if self._offload is not None and action.kind in FIELDBUS_KINDS:
+            return self._offload(_attempt(action, firing)), now
+        return None
+
+    async def _run_action(self, action: Action, firing: Firing, taken_ns: int,
+                          started: Started | None) -> None:
+        ok = await self._run_once(action, firing, taken_ns, started=started)
         key = (action.name, firing.rule, firing.device, firing.active)
         if not ok and action.kind in SAFETY_KINDS and key not in self._reasserting:
             task = asyncio.get_running_loop().create_task(self._reassert(action, firing,
@@ -220,18 +239,15 @@ class Reflex:
             task.add_done_callback(lambda _: self._reasserting.pop(key, None))
 
     async def _run_once(self, action: Action, firing: Firing, taken_ns: int,
-                        quiet: bool = False) -> bool:
-        """One attempt; its outcome is logged, measured and filed (a quiet failure only
-        measured: a re-assertion failing again says nothing new)."""
-        started = time.perf_counter_ns()
-        attempt = _attempt(action, firing)
-        if self._offload is not None and action.kind in FIELDBUS_KINDS:
-            ok, error, done = await self._offload(attempt)
-        else:
-            ok, error, done = await attempt
+                        quiet: bool = False, started: Started | None = None) -> bool:
+        """One attempt (handed over already, or now); its outcome is logged, measured and
+        filed (a quiet failure only measured: a re-assertion failing again says nothing new)."""
+        attempt, begun = started or self._hand_over(action, firing) or \
+            (_attempt(action, firing), time.perf_counter_ns())
+        ok, error, done = await attempt
         result = "ok" if ok else ("error" if error else "unverified")
         self._metrics.action_latency.labels(action=action.name, result=result).observe(
-            (done - started) / 1e9)
+            (done - begun) / 1e9)
         if quiet and not ok:
             return False
         if not ok:

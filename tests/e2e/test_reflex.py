@@ -14,6 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -97,6 +98,9 @@ clear_actions = ["overload_clear"]
 """
 
 BUSES = """
+[modbus]
+actuator = "process"               # stops to the PLC: the actuator process; to line1: its bus
+
 [[modbus.bus]]
 name = "plc"
 kind = "tcp"
@@ -235,9 +239,45 @@ def test_the_bearing_fault_of_a_real_node_stops_both_modbus_devices(rig: Rig) ->
     node.wait_for(r'"ev": ?"ack"', timeout=60)
     wait_until(lambda: rig.coil(0), "the PLC's stop coil, read by a separate client", 60)
     assert rig.transitions("bearing", "fire") == 1
+    # written by the actuator process ([modbus] actuator = "process")
+    assert rig.metric("tandem_gw_actuator_process_requests_total", result="verified") >= 1
+    assert rig.metric("tandem_gw_actuator_process_up") == 1
     rig.slave.wait_for("modbus_write", timeout=30, point="stop", value=1)
     wait_until(lambda: rig.metric("tandem_gw_modbus_writes_total", bus="line1", unit="press",
                                   result="verified") == 1, "the RTU stop's read-back", 30)
     # the cloud never ran: the uplink kept failing, the reflex did not care
     assert rig.metric("tandem_gw_rule_transitions_total", rule="bearing",
                       transition="clear") == 0
+
+
+def _processes(parent: int, module: str) -> list[int]:
+    """Live children of `parent` running `python -m module` (read from /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if module.encode() in cmdline and int(stat[1]) == parent and stat[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sigterm_ends_the_gateway_and_its_actuator_process_leaving_no_orphan(rig: Rig) -> None:
+    # last in this module: it stops the gateway
+    gateway = next(c for c in rig.site.children if c.name == "gateway")
+    actuators = _processes(gateway.proc.pid, "tandem.gateway.modbus.actuatorproc")
+    assert len(actuators) == 1, actuators
+    gateway.stop()  # SIGTERM to the gateway's process group, as systemd sends it
+    wait_until(lambda: not _alive(actuators[0]), "the actuator process to end", 15)

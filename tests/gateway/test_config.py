@@ -92,3 +92,14 @@ def test_any_file_text_is_either_a_config_or_a_config_error(
         load_config(path, environ={})
     except ConfigError as exc:
         assert str(path) in str(exc)
+
+
+def test_the_stop_actuator_is_the_thread_by_default_and_validated(tmp_path: Path) -> None:
+    path = tmp_path / "gw.toml"
+    path.write_text(GOOD)
+    assert load_config(path, environ={}).modbus.actuator == "thread"
+    path.write_text(GOOD + '\n[modbus]\nactuator = "process"\n')
+    assert load_config(path, environ={}).modbus.actuator == "process"
+    path.write_text(GOOD + '\n[modbus]\nactuator = "fork"\n')
+    with pytest.raises(ConfigError, match=r"gw.toml:\d+: modbus.actuator: .*'process'"):
+        load_config(path, environ={})

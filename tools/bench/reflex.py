@@ -5,6 +5,7 @@ dir) against pymodbus's own TCP server on loopback, under a background load
 of ordinary reports from many devices, and prints latency percentiles:
 
     tandem bench reflex [--trips 3000] [--rate 1500] [--runs 1]
+                        [--actuator process|thread] [--same-loop] [--burn N]
 
 The reflex line is printed beside its limits (issue #14: p99 <= 5 ms,
 p99.9 <= 10 ms) with the ratio figure/limit; 3,000 trips make p99.9 the
@@ -13,13 +14,21 @@ third-worst value. With `--runs N` each run gets its line and a verdict.
 `reflex` is measured from the CoAP handler's `Ingress.submit` of the tripping
 report (the reflex observes it there, before the journal commit) to the
 moment the controller acknowledged the coil write AND its read-back matched,
-stamped on the thread that ran the Modbus I/O (as the gateway runs it: the
-field-bus thread, gateway/modbus/fieldbus.py; `--same-loop` runs it on the gateway's
-loop as before, for comparison). `action` is the Modbus part alone (write +
+stamped where the Modbus I/O ran: `--actuator process` in the actuator
+process, gateway/modbus/actuatorproc.py, on the same CLOCK_MONOTONIC;
+`--actuator thread` (the default, as the gateway runs unless configured
+otherwise) on the field-bus thread,
+gateway/modbus/fieldbus.py; `--same-loop` on the gateway's loop as before, for
+comparison. `action` is the Modbus part alone (hand-over + write +
 read-back). `acked` is submit -> the controller's answer to the write (the
-coil is set; the read-back follows on the same thread), stamped by a bench-only
-subclass of the port. `notified` is submit -> the gateway's loop learning the outcome
-(what the outcome event waits for; not on the stop's path). `eval` is one
+coil is set; the read-back follows), stamped by a bench-only subclass of the
+port (thread) or by the child (process): the cost of each to the write-ack
+path. `--burn N` keeps N `python -c 'while 1: pass'` processes spinning
+during the runs (both cores busy); each run prints the load average.
+`taken` is submit -> `Reflex.take` of the tripping report (the gateway loop's
+backlog before the reflex sees it: no actuator can be faster than this).
+`notified` is submit -> the gateway's loop learning the outcome (what the
+outcome event waits for; not on the stop's path). `eval` is one
 `Reflex.take` of an ordinary report (features, rules; no firing),
 `inference` one model call on 16 band energies (when a LiteRT runtime is
 installed).
@@ -29,21 +38,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from tandem.gateway.actuator import ActuatorPort, Attempt, PortFactory
 from tandem.gateway.inference.model import ScoringModel, interpreter_class
 from tandem.gateway.metrics import GatewayMetrics
+from tandem.gateway.modbus.actuatorclient import ActuatorProcess, ProcessPort
+from tandem.gateway.modbus.actuatorwire import Table
 from tandem.gateway.modbus.coordinator import BusCoordinator
 from tandem.gateway.modbus.fieldbus import FieldbusThread
+from tandem.gateway.modbus.metrics import ModbusMetrics
 from tandem.gateway.modbus.service import actuator_port
 from tandem.gateway.pipeline.ingress import Ingress
 from tandem.gateway.pipeline.journal import Journal
@@ -137,15 +153,66 @@ class AckStampingPort(BusCoordinator):
             lambda r: bool(r.bits[0]) == bool(value))
 
 
+class AckStampingProcessPort(ProcessPort):
+    """The gateway's process-mode stop port, keeping the child's stamp of the write's answer."""
+
+    def hand_over(self, table: Table, unit: int, address: int, value: int) -> Awaitable[Attempt]:
+        """As ProcessPort.hand_over, noting the outcome's acked_ns when it arrives."""
+        sent = self.process.send(self.host, self.port, self.timeout_s, table, unit, address,
+                                 value)
+        sent.add_done_callback(lambda f: AckStampingPort.acked_ns.append(f.result().acked_ns))
+        return self._attempt(unit, sent)
+
+
+def process_ports(process: ActuatorProcess) -> PortFactory:
+    """An ActuatorPorts factory writing through `process`, as the gateway's process mode."""
+    def factory(host: str, port: int, timeout_s: float) -> ActuatorPort:
+        return AckStampingProcessPort(process, host, port, timeout_s, ModbusMetrics())
+
+    return factory
+
+
 @asynccontextmanager
-async def controller_process(*options: str) -> AsyncIterator[int]:
+async def actuator_running(process: ActuatorProcess | None) -> AsyncIterator[None]:
+    """The actuator process as the gateway runs it (a task until stop), ready; or nothing."""
+    if process is None:
+        yield
+        return
+    stop = asyncio.Event()
+    task = asyncio.create_task(process.run(stop))
+    try:
+        await asyncio.wait_for(process.ready.wait(), 60)
+        yield
+    finally:
+        stop.set()
+        await task
+
+
+@contextmanager
+def burners(count: int) -> Iterator[None]:
+    """`count` processes spinning on a core each (a busy machine), stopped on the way out."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while 1: pass"]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
+@asynccontextmanager
+async def controller_process(*options: str, priority: int = 0) -> AsyncIterator[int]:
     """The simulated controller in its own process (a PLC is another machine); yields its port.
 
-    `options` go to tools/modbus_sim.py (e.g. "--units", "100", "--silent")."""
+    `options` go to tools/modbus_sim.py (e.g. "--units", "100", "--silent"); `priority`
+    (SCHED_FIFO, needs root) keeps a busy machine from delaying its answers, as a PLC's
+    own CPU would."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "tandem.tools.modbus_sim", *options, stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parent.parent)
     assert proc.stdin is not None and proc.stdout is not None
+    if priority:
+        os.sched_setscheduler(proc.pid, os.SCHED_FIFO, os.sched_param(priority))
     try:
         yield int(await asyncio.wait_for(proc.stdout.readline(), 30))
     finally:
@@ -165,14 +232,29 @@ class Run:
     acked: Figures
     action: Figures
     notified: Figures
+    taken: Figures
     achieved_rate: float
+    load: tuple[float, float, float]
+    io_sched: tuple[float, float]  # the I/O side's ms on a CPU, ms waiting for one, per trip
+
+
+def sched_ns(tid: int) -> tuple[int, int]:
+    """(ns on a CPU, ns runnable but waiting for one) of a thread, from /proc schedstat."""
+    fields = Path(f"/proc/{tid}/task/{tid}/schedstat").read_text().split()
+    return int(fields[0]), int(fields[1])
 
 
 async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = False,
-                         same_loop: bool = False) -> Run:
+                         same_loop: bool = False, actuator: str = "process",
+                         priority: int = 0, controller_priority: int = 0) -> Run:
     """Stop latencies and the achieved background reports/s over `trips` stop firings."""
     fieldbus = FieldbusThread()
-    async with (modbus_controller() if inline else controller_process()) as port:
+    process = ActuatorProcess(priority=priority) \
+        if actuator == "process" and not same_loop else None
+    AckStampingPort.acked_ns.clear()
+    async with (modbus_controller() if inline
+                else controller_process(priority=controller_priority)) as port, \
+            actuator_running(process):
         with tempfile.TemporaryDirectory() as tmp:
             database = GatewayDatabase(Path(tmp) / DATABASE_FILE)
             outbox = Outbox(database)
@@ -181,7 +263,8 @@ async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = F
             done: asyncio.Queue[tuple[Outcome, int]] = asyncio.Queue()
             reflex = Reflex(parse_rules_text(RULES.format(port=port)), outbox, metrics,
                             on_outcome=lambda o: done.put_nowait((o, time.perf_counter_ns())),
-                            ports=ActuatorPorts(AckStampingPort.at),
+                            ports=ActuatorPorts(process_ports(process) if process
+                                                else AckStampingPort.at),
                             offload=None if same_loop else fieldbus.run)
             ingress = Ingress(journal, 100_000)
             ingress.observers.append(reflex.take)  # as gateway.runtime wires it
@@ -192,9 +275,13 @@ async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = F
             ingesting = asyncio.create_task(ingress.run(stop_ingress))
             summarising = asyncio.create_task(pipeline.run(stop_pipeline))
             try:
+                io_tid = _io_thread(process, fieldbus, same_loop)
+                sched_before = sched_ns(io_tid)
                 started = time.perf_counter()
                 before = ingress.counts["accepted"]
                 figures = await _trips(ingress, done, trips, submits)
+                sched = [(b - a) / 1e6 / trips for a, b in zip(sched_before, sched_ns(io_tid),
+                                                                  strict=True)]
                 achieved = (ingress.counts["accepted"] - before - 2 * trips) \
                     / (time.perf_counter() - started)
             finally:
@@ -208,16 +295,29 @@ async def reflex_latency(trips: int, rate: float, devices: int, inline: bool = F
                 await reflex.close()
                 await fieldbus.close()
                 database.close()
-    return Run(*figures, achieved)
+    return Run(*figures, achieved, os.getloadavg(), (sched[0], sched[1]))
+
+
+def _io_thread(process: ActuatorProcess | None, fieldbus: FieldbusThread,
+               same_loop: bool) -> int:
+    """The kernel id of the thread that runs the stop's Modbus I/O."""
+    if process is not None:
+        return process.pid
+    if same_loop:
+        return threading.get_native_id()
+    fieldbus.start()
+    return fieldbus.native_id
 
 
 async def _trips(ingress: Ingress, done: asyncio.Queue[tuple[Outcome, int]], trips: int,
                  submits: set[asyncio.Task[bool]],
-                 device: str = "press-01") -> tuple[Figures, Figures, Figures, Figures]:
+                 device: str = "press-01"
+                 ) -> tuple[Figures, Figures, Figures, Figures, Figures]:
     reflex_ms: list[float] = []
     acked_ms: list[float] = []
     action_ms: list[float] = []
     notified_ms: list[float] = []
+    taken_ms: list[float] = []
     rng = np.random.default_rng(1)
     await asyncio.sleep(0.5)  # let the background load reach its rate
     for seq in range(1, trips + 1):
@@ -230,10 +330,11 @@ async def _trips(ingress: Ingress, done: asyncio.Queue[tuple[Outcome, int]], tri
         acked_ms.append((AckStampingPort.acked_ns[-1] - submitted) / 1e6)
         action_ms.append((outcome.done_ns - outcome.taken_ns) / 1e6)
         notified_ms.append((notified - submitted) / 1e6)
+        taken_ms.append((outcome.taken_ns - submitted) / 1e6)
         _submit(ingress, _report(device, 2 * seq + 1, temp=60.0), submits)  # clears it
         await asyncio.sleep(float(rng.uniform(0.005, 0.02)))  # desynchronise from the load
     return (Figures("reflex", reflex_ms), Figures("acked", acked_ms), Figures("action", action_ms),
-            Figures("notified", notified_ms))
+            Figures("notified", notified_ms), Figures("taken", taken_ms))
 
 
 def _submit(ingress: Ingress, item: DeviceReport, submits: set[asyncio.Task[bool]]) -> None:
@@ -306,23 +407,49 @@ def main(argv: list[str] | None = None) -> int:
                         help="run the simulated controller in the gateway's event loop")
     parser.add_argument("--same-loop", action="store_true",
                         help="run the stop's Modbus I/O on the gateway's loop (the old path)")
+    parser.add_argument("--actuator", choices=("process", "thread"), default="thread",
+                        help="where stops are written: the actuator process or the field-bus "
+                        "thread (the gateway's [modbus] actuator)")
+    parser.add_argument("--priority", type=int, default=0,
+                        help="the actuator process's SCHED_FIFO priority ([modbus] "
+                        "actuator_priority; 0: normal)")
+    parser.add_argument("--controller-priority", type=int, default=0,
+                        help="the simulated controller's SCHED_FIFO priority (root; 0: normal)")
+    parser.add_argument("--burn", type=int, default=0,
+                        help="processes spinning a core each during the runs (busy machine)")
     args = parser.parse_args(argv)
-    for index in range(1, args.runs + 1):
-        run = asyncio.run(reflex_latency(args.trips, args.rate, args.devices,
-                                         args.inline_controller, args.same_loop))
-        if args.runs > 1:
-            print(f"run {index}/{args.runs}:")
-        _print_run(run, args.devices, args.same_loop)
+    runs: list[Run] = []
+    with burners(args.burn):
+        for index in range(1, args.runs + 1):
+            run = asyncio.run(reflex_latency(args.trips, args.rate, args.devices,
+                                             args.inline_controller, args.same_loop,
+                                             args.actuator, args.priority,
+                                             args.controller_priority))
+            runs.append(run)
+            if args.runs > 1:
+                print(f"run {index}/{args.runs}:")
+            where = _where(args.same_loop, args.actuator)
+            if args.priority and where == "actuator process":
+                where += f" (SCHED_FIFO {args.priority})"
+            _print_run(run, args.devices, where, args.burn)
+    if args.runs > 1:
+        _print_summary(runs)
     print(eval_latency().line())
     inference = inference_latency()
     print(inference.line() if inference else "inference  skipped: no LiteRT runtime installed")
     return 0
 
 
-def _print_run(run: Run, devices: int, same_loop: bool) -> None:
-    where = "gateway loop" if same_loop else "field-bus thread"
+def _where(same_loop: bool, actuator: str) -> str:
+    if same_loop:
+        return "gateway loop"
+    return "actuator process" if actuator == "process" else "field-bus thread"
+
+
+def _print_run(run: Run, devices: int, where: str, burn: int) -> None:
+    load = " ".join(f"{x:.2f}" for x in run.load)
     print(f"background load: {run.achieved_rate:.0f} reports/s from {devices} devices; "
-          f"stop I/O on the {where}")
+          f"stop I/O on the {where}; {burn} burner(s); load average {load}")
     print("reflex = Ingress.submit of the tripping report -> write acknowledged and read-back "
           "matched (stamped where the I/O ran)")
     print(run.reflex.line())
@@ -330,6 +457,20 @@ def _print_run(run: Run, devices: int, same_loop: bool) -> None:
     print(run.acked.line())
     print(run.action.line())
     print(run.notified.line())
+    print(run.taken.line())
+    print(f"io sched   {run.io_sched[0]:.3f} ms on a CPU, {run.io_sched[1]:.3f} ms waiting for "
+          "one, per trip (the stop I/O's thread, /proc schedstat)")
+
+
+def _print_summary(runs: list[Run]) -> None:
+    """How many runs met the goal, and the spread of the figures across runs."""
+    met = sum(all(r.reflex.percentile(q) <= limit for q, limit in LIMITS_MS) for r in runs)
+    p99 = [r.reflex.percentile(99) for r in runs]
+    p999 = [r.reflex.percentile(99.9) for r in runs]
+    acked = [r.acked.percentile(50) for r in runs]
+    print(f"summary: goal met in {met} of {len(runs)} runs; reflex p99 {min(p99):.3f}-"
+          f"{max(p99):.3f} ms, p99.9 {min(p999):.3f}-{max(p999):.3f} ms; acked p50 "
+          f"{min(acked):.3f}-{max(acked):.3f} ms")
 
 
 if __name__ == "__main__":
