@@ -16,7 +16,6 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from sqlalchemy import create_engine, text
 
 from tandem.tools.services import (
     InfluxServer,
@@ -25,6 +24,7 @@ from tandem.tools.services import (
     influxd,
     postgres,
     redis,
+    scratch_database,
 )
 
 
@@ -65,18 +65,6 @@ def influx_database(server: InfluxServer) -> Iterator[str]:
             http.post("/query", params={"q": f'DROP DATABASE "{name}"'}).raise_for_status()
 
 
-@contextlib.contextmanager
-def postgres_database(cluster: PostgresCluster) -> Iterator[str]:
+def postgres_database(cluster: PostgresCluster) -> contextlib.AbstractContextManager[str]:
     """The SQLAlchemy URL of a new empty database, dropped afterwards."""
-    name = unique_name()
-    admin = create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield cluster.url(name)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    return scratch_database(cluster, unique_name())

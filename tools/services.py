@@ -145,6 +145,25 @@ class PostgresCluster:
         return self.root
 
 
+
+@contextlib.contextmanager
+def scratch_database(cluster: PostgresCluster, name: str) -> Iterator[str]:
+    """The SQLAlchemy URL of a new empty database called name, dropped afterwards."""
+    from sqlalchemy import create_engine, text  # the cloud's extra; only its users need it
+
+    admin = create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        try:
+            yield cluster.url(name)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
 def postgres_bin_dir() -> Path:
     """The bin directory of the newest installed PostgreSQL server."""
     found = sorted((p for root in PG_ROOTS if root.is_dir() for p in root.glob("*/bin")

@@ -22,7 +22,7 @@ import resource
 import statistics
 import sys
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,7 +37,13 @@ from tandem.cloud.db import engine as database
 from tandem.cloud.fleet import registry
 from tandem.tools.bench.fleetuplink import Load, SimGateway, Tally, fleet, run_fleet
 from tandem.tools.procs import Child
-from tandem.tools.services import InfluxServer, PostgresCluster, influxd, postgres
+from tandem.tools.services import (
+    InfluxServer,
+    PostgresCluster,
+    influxd,
+    postgres,
+    scratch_database,
+)
 from tandem.wire.clock import now_ms
 
 LISTENING = r"tandem-cloud listening on http://127\.0\.0\.1:(\d+)"
@@ -148,7 +154,7 @@ def _one_cloud(cluster: PostgresCluster, influx: InfluxServer, workers: int, cou
     name = f"fleet_w{workers}_{now_ms()}"
     gateways = fleet(count)
     with tempfile.TemporaryDirectory(prefix="tandem-fleet-") as tmp, \
-            _database(cluster, name) as db_url:
+            scratch_database(cluster, name) as db_url:
         config = _write_config(Path(tmp), workers, db_url, influx.url, name)
         token = _prepare(config, gateways)
         cloud = Child(f"cloud-w{workers}", [sys.executable, "-m", "tandem.cloud.cli.main",
@@ -170,22 +176,6 @@ def _one_cloud(cluster: PostgresCluster, influx: InfluxServer, workers: int, cou
                       if COMPLAINT.search(line) and "DEVELOPMENT MODE" not in line]
         return WorkerRun(workers, load.seconds, tally, cpu, verified, boots, load_average,
                          complaints)
-
-
-@contextlib.contextmanager
-def _database(cluster: PostgresCluster, name: str) -> Iterator[str]:
-    """A new PostgreSQL database for one cloud, dropped afterwards."""
-    admin = create_engine(cluster.url(), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        try:
-            yield cluster.url(name)
-        finally:
-            with admin.connect() as conn:
-                conn.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
 
 
 def _write_config(root: Path, workers: int, db_url: str, influx_url: str, name: str) -> Path:
